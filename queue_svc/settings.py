@@ -1,0 +1,5 @@
+from tix.settings import ServiceSettings
+
+
+class QueueSettings(ServiceSettings):
+    """The waiting room service."""

@@ -1,0 +1,88 @@
+"""Fixtures shared by every test: a private, migrated PostgreSQL database, a clean Redis database, and helpers to
+run a service in-process. Tests talk to the real PostgreSQL and Redis of the machine (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tix.db import create_engine, drop_database, ensure_database
+from tix.migrate import upgrade
+from tix.settings import TixSettings
+
+PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+REDIS_BASE = os.environ.get("TIX_TEST_REDIS", "redis://127.0.0.1:6379")
+# Tests use their own Redis database number, flushed before each test that asks for Redis.
+REDIS_TEST_DB = int(os.environ.get("TIX_TEST_REDIS_DB", "13"))
+
+# Tables emptied between tests; layouts are static reference data and survive.
+_DATA_TABLES = (
+    "idempotency_records, stripe_events, payments, tickets, bookings, search_documents, outbox, outbox_cursors, "
+    "events, performers, venues"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """One migrated database for the whole run, dropped at the end."""
+    url = f"{PG_BASE}/tix_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_database(url))
+    upgrade(url)
+    yield url
+    asyncio.run(drop_database(url))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return f"{REDIS_BASE}/{REDIS_TEST_DB}"
+
+
+@pytest.fixture(scope="session")
+def settings_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment that points TIX_ settings (of this process and of children) at the test stores."""
+    env = {
+        "TIX_ENVIRONMENT": "test",
+        "TIX_DATABASE_URL": database_url,
+        "TIX_REDIS_URL": redis_url,
+        "TIX_VAR_DIR": str(tmp_path_factory.mktemp("var")),
+        "TIX_LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str, settings_env: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(TixSettings(), pool_size=20)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def db(engine: AsyncEngine) -> AsyncEngine:
+    """The engine, on an empty catalog (layouts kept)."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {_DATA_TABLES} RESTART IDENTITY CASCADE"))
+    return engine
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()

@@ -1,0 +1,95 @@
+"""The shared server runtime: health, reflection, error mapping to google.rpc.Status, graceful stop."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from queue_svc.server import SERVICE as QUEUE
+from queue_svc.settings import QueueSettings
+from tix.errors import FailedPrecondition, InvalidArgument
+from tix.server import ServiceDefinition, Runtime, start_server, status_for
+from tix.v1 import event_pb2, event_pb2_grpc
+
+
+class _FailingEvents(event_pb2_grpc.EventServiceServicer):
+    async def GetEvent(self, request, context):
+        if request.event_id == "bad":
+            raise InvalidArgument("event_id", "is not a valid id")
+        raise FailedPrecondition("SEAT_UNAVAILABLE", "seats are taken", seats="S1-A-1")
+
+    async def WatchSeats(self, request, context):
+        yield event_pb2.WatchSeatsResponse(version=1)
+        raise FailedPrecondition("STREAM_BROKEN", "gone")
+
+
+async def _setup(server: grpc.aio.Server, runtime: Runtime) -> None:
+    event_pb2_grpc.add_EventServiceServicer_to_server(_FailingEvents(), server)
+
+
+FAILING = ServiceDefinition("failing", ("tix.v1.EventService",), QueueSettings, _setup)
+
+
+@pytest.fixture
+async def failing_server(settings_env):
+    running = await start_server(FAILING, QueueSettings(port=0))
+    yield running
+    await running.stop(grace=0)
+
+
+async def test_domain_errors_become_status_with_error_info(failing_server):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{failing_server.port}") as channel:
+        stub = event_pb2_grpc.EventServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetEvent(event_pb2.GetEventRequest(event_id="1"))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        status = rpc_status.from_call(caught.value)
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        assert (info.reason, info.domain, dict(info.metadata)) == ("SEAT_UNAVAILABLE", "tix.dev", {"seats": "S1-A-1"})
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetEvent(event_pb2.GetEventRequest(event_id="bad"))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(caught.value)
+        bad = error_details_pb2.BadRequest()
+        assert status.details[1].Unpack(bad)
+        assert bad.field_violations[0].field == "event_id"
+
+
+async def test_stream_errors_after_messages_keep_the_messages(failing_server):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{failing_server.port}") as channel:
+        stub = event_pb2_grpc.EventServiceStub(channel)
+        call = stub.WatchSeats(event_pb2.WatchSeatsRequest(event_id="1"))
+        first = await call.read()
+        assert first.version == 1
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call.read()
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_unimplemented_rpcs_answer_unimplemented_and_health_serves(settings_env):
+    running = await start_server(QUEUE, QueueSettings(port=0))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service="tix.v1.QueueService"))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            from tix.v1 import queue_pb2, queue_pb2_grpc
+
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await queue_pb2_grpc.QueueServiceStub(channel).JoinQueue(queue_pb2.JoinQueueRequest(event_id="1"))
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            await running.health.enter_graceful_shutdown()
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await running.stop(grace=0)
+
+
+def test_status_for_maps_codes():
+    status = status_for(FailedPrecondition("HOLD_EXPIRED", "too late"))
+    assert status.code == grpc.StatusCode.FAILED_PRECONDITION

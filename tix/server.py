@@ -1,0 +1,322 @@
+"""Server start-up shared by every service: a ``grpc.aio`` server with health, reflection, one interceptor that
+turns domain errors into ``google.rpc.Status`` answers and records metrics, SO_REUSEPORT worker processes, and a
+graceful SIGTERM drain (health NOT_SERVING, wait ``drain_seconds``, then ``server.stop(grace_seconds)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tix.db import create_engine
+from tix.errors import ERROR_DOMAIN, DomainError
+from tix.logs import configure_logging, get_logger
+from tix.metrics import RPC_HANDLED, RPC_IN_FLIGHT, RPC_LATENCY, start_metrics_server
+from tix.redis_pool import create_redis
+from tix.settings import ServiceSettings
+
+log = get_logger("tix.server")
+
+
+@dataclass
+class Runtime:
+    """What a service's setup gets: settings, the stores, and a place to run and stop background work."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    redis: Redis
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
+        """Run background work (sweepers, fan-out loops) until shutdown; a crash is logged, not silent."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_log_task_end)
+        self._tasks.append(task)
+        return task
+
+    def on_close(self, closer: Callable[[], Awaitable[Any]]) -> None:
+        self._closers.append(closer)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - shutdown must go on
+                log.exception("close_failed", closer=repr(closer))
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def _log_task_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background_task_crashed", task=task.get_name(), error=repr(task.exception()))
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """One service: its short name, the full gRPC service names it serves, and how to add them to a server."""
+
+    name: str
+    service_names: tuple[str, ...]
+    settings_type: type[ServiceSettings]
+    setup: Callable[[grpc.aio.Server, Runtime], Awaitable[None]]
+
+
+def status_for(error: DomainError) -> grpc.Status:
+    """A domain error as a gRPC status whose details carry ErrorInfo (and BadRequest for field problems)."""
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    details = [_packed(info)]
+    if error.field_violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=name, description=problem)
+                for name, problem in error.field_violations.items()
+            ]
+        )
+        details.append(_packed(bad))
+    status = status_pb2.Status(
+        code=code_pb2.Code.Value(error.code.value), message=error.message, details=details
+    )
+    return rpc_status.to_status(status)
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+_INTERNAL = status_pb2.Status(
+    code=code_pb2.INTERNAL,
+    message="internal error",
+    details=[_packed(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+)
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """The one place where domain errors become statuses, and where every RPC is timed, counted and logged."""
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = await continuation(handler_call_details)
+        if handler is None or not (handler.unary_unary or handler.unary_stream):
+            return handler
+        _, _, full = handler_call_details.method.partition("/")
+        service, _, method = full.partition("/")
+        service = service.rsplit(".", 1)[-1]
+        if service in ("Health", "ServerReflection"):
+            return handler
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary(request, context):
+                started = time.perf_counter()
+                RPC_IN_FLIGHT.labels(service, method).inc()
+                code = "OK"
+                try:
+                    return await inner(request, context)
+                except Exception as exc:  # noqa: BLE001 - mapped to a status here, once
+                    code = _code_of(exc, context)
+                    await _abort_for(exc, context, service, method)
+                finally:
+                    RPC_IN_FLIGHT.labels(service, method).dec()
+                    _record(service, method, code, started)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        inner_stream = handler.unary_stream
+
+        async def stream(request, context) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            RPC_IN_FLIGHT.labels(service, method).inc()
+            code = "OK"
+            try:
+                async for message in inner_stream(request, context):
+                    yield message
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to a status here, once
+                code = _code_of(exc, context)
+                await _abort_for(exc, context, service, method)
+            finally:
+                RPC_IN_FLIGHT.labels(service, method).dec()
+                _record(service, method, code, started)
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> str:
+    if isinstance(exc, grpc.aio.AbortError):
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    if isinstance(exc, DomainError):
+        return exc.code.value
+    if isinstance(exc, NotImplementedError):
+        return "UNIMPLEMENTED"
+    return "INTERNAL"
+
+
+async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, service: str, method: str) -> None:
+    """Abort the call for ``exc`` (always raises); an abort the servicer already made passes through."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if isinstance(exc, DomainError):
+        await context.abort_with_status(status_for(exc))
+    if isinstance(exc, NotImplementedError):
+        # The generated base servicers answer this way for RPCs a service does not implement (yet).
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
+    log.error("rpc_crashed", service=service, method=method, error=repr(exc), exc_info=exc)
+    await context.abort_with_status(rpc_status.to_status(_INTERNAL))
+
+
+def _record(service: str, method: str, code: str, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    RPC_LATENCY.labels(service, method).observe(elapsed)
+    RPC_HANDLED.labels(service, method, code).inc()
+    if elapsed > 1.0 and code == "OK":
+        log.info("rpc_slow", service=service, method=method, seconds=round(elapsed, 3))
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    runtime: Runtime
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Drain: report NOT_SERVING, let load balancers notice, then give in-flight calls ``grace`` seconds."""
+        settings = self.runtime.settings
+        await self.health.enter_graceful_shutdown()
+        drain = settings.drain_seconds if drain is None else drain
+        if drain > 0:
+            await asyncio.sleep(drain)
+        await self.server.stop(settings.grace_seconds if grace is None else grace)
+        await self.runtime.close()
+
+
+def _server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ]
+
+
+async def start_server(
+    definition: ServiceDefinition,
+    settings: ServiceSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    redis: Redis | None = None,
+) -> RunningServer:
+    """Build and start one server in this event loop (tests use this directly)."""
+    runtime = Runtime(
+        settings=settings,
+        engine=engine or create_engine(settings),
+        redis=redis or create_redis(settings.redis_url),
+    )
+    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=_server_options(settings))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await definition.setup(server, runtime)
+    reflection.enable_server_reflection(
+        (*definition.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+    await server.start()
+    for name in ("", *definition.service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", service=definition.name, host=settings.host, port=port, pid=os.getpid())
+    return RunningServer(server, port, runtime, health_servicer, definition.service_names)
+
+
+async def _run_until_signalled(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    running = await start_server(definition, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", service=definition.name, pid=os.getpid())
+    await running.stop()
+    log.info("stopped", service=definition.name, pid=os.getpid())
+
+
+def _worker_main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    import uvloop
+
+    configure_logging(settings.log_level, settings.log_format, service=definition.name)
+    uvloop.run(_run_until_signalled(definition, settings))
+
+
+def serve(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> None:
+    """Run a service until SIGTERM/SIGINT: in this process, or in ``workers`` processes sharing the port."""
+    settings = settings or definition.settings_type()
+    configure_logging(settings.log_level, settings.log_format, service=definition.name)
+    if settings.workers == 1:
+        start_metrics_server(settings.metrics_port, settings.host)
+        _worker_main(definition, settings)
+        return
+
+    # Several processes: prometheus_client aggregates their samples through files; this parent serves /metrics.
+    metrics_dir = tempfile.mkdtemp(prefix=f"tix-{definition.name}-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if settings.port == 0:
+        raise ValueError("workers > 1 needs a fixed port to share")
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(definition, settings), name=f"{definition.name}-{i}")
+        for i in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    start_metrics_server(settings.metrics_port, settings.host)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for worker in workers:
+            if worker.is_alive() and worker.pid:
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
