@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,9 +21,6 @@ from tix.migrate import upgrade
 from tix.settings import TixSettings
 
 PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
-REDIS_BASE = os.environ.get("TIX_TEST_REDIS", "redis://127.0.0.1:6379")
-# Tests use their own Redis database number, flushed before each test that asks for Redis.
-REDIS_TEST_DB = int(os.environ.get("TIX_TEST_REDIS_DB", "13"))
 
 # Tables emptied between tests; layouts are static reference data and survive.
 _DATA_TABLES = (
@@ -46,9 +45,47 @@ def database_url() -> str:
     asyncio.run(drop_database(url))
 
 
+class RedisNode:
+    """A private redis-server on a spare port: tests never share keys with each other or with `make up`."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisNode:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return f"{REDIS_BASE}/{REDIS_TEST_DB}"
+def redis_node() -> RedisNode:
+    node = RedisNode().start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_node: RedisNode) -> str:
+    return redis_node.url
 
 
 @pytest.fixture(scope="session")

@@ -128,8 +128,6 @@ events = Table(
     Column("queue_max_active", Integer, nullable=False, server_default=text("1000")),
     # True once the event's tickets rows exist (materialised from the layout).
     Column("tickets_ready", Boolean, nullable=False, server_default=text("false")),
-    # Grows with every seat change; WatchSeats resumes from it.
-    Column("seat_version", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("ends_at >= starts_at", name="ends_after_start"),
     CheckConstraint("max_seats_per_user BETWEEN 1 AND 100", name="seat_limit_range"),

@@ -109,7 +109,6 @@ def upgrade() -> None:
     sa.Column('queue_rate_per_second', sa.Integer(), server_default=sa.text('50'), nullable=False),
     sa.Column('queue_max_active', sa.Integer(), server_default=sa.text('1000'), nullable=False),
     sa.Column('tickets_ready', sa.Boolean(), server_default=sa.text('false'), nullable=False),
-    sa.Column('seat_version', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint('ends_at >= starts_at', name=op.f('ck_events_ends_after_start')),
     sa.CheckConstraint('max_seats_per_user BETWEEN 1 AND 100', name=op.f('ck_events_seat_limit_range')),
