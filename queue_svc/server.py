@@ -1,17 +1,34 @@
-"""The queue service's server: the waiting room's servicer, health and reflection."""
+"""The queue service's server: the waiting room, its watcher loop, health and reflection."""
 
 from __future__ import annotations
 
 import grpc
 
+from queue_svc.domain import WaitingRoom
+from queue_svc.repository import RedisQueueRepository
+from queue_svc.servicer import QueueServicer
 from queue_svc.settings import QueueSettings
+from queue_svc.watchers import QueueWatchers
 from tix.server import Runtime, ServiceDefinition
 from tix.v1 import queue_pb2, queue_pb2_grpc
 
 
 async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
-    # The waiting room lands with its own issue; until then the generated servicer answers UNIMPLEMENTED.
-    queue_pb2_grpc.add_QueueServiceServicer_to_server(queue_pb2_grpc.QueueServiceServicer(), server)
+    settings: QueueSettings = runtime.settings  # type: ignore[assignment]
+    repository = RedisQueueRepository(
+        runtime.redis,
+        runtime.engine,
+        event_cache_seconds=settings.event_cache_seconds,
+        ttl_seconds=settings.queue_ttl_seconds,
+    )
+    room = WaitingRoom(
+        repository,
+        admission_secret=settings.admission_secret,
+        admission_ttl_seconds=settings.admission_ttl_seconds,
+    )
+    watchers = QueueWatchers(room, tick_seconds=settings.tick_seconds, heartbeat_seconds=settings.heartbeat_seconds)
+    runtime.spawn(watchers.run(), name="queue-watchers")
+    queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(room, watchers), server)
 
 
 SERVICE = ServiceDefinition(

@@ -3,3 +3,12 @@ from tix.settings import ServiceSettings
 
 class QueueSettings(ServiceSettings):
     """The waiting room service."""
+
+    # How often each process advances admissions and pushes positions to its watchers.
+    tick_seconds: float = 0.5
+    # A watcher hears from the stream at least this often, even when its position did not change.
+    heartbeat_seconds: float = 5.0
+    # Catalog settings (queue on/off, rate, sale start) are re-read after this long.
+    event_cache_seconds: float = 5.0
+    # Tickets and queue state of an event are kept this long after the last join.
+    queue_ttl_seconds: int = 2 * 24 * 3600

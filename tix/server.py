@@ -165,7 +165,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 await _abort_for(exc, context, service, method)
             finally:
                 RPC_IN_FLIGHT.labels(service, method).dec()
-                _record(service, method, code, started)
+                _record(service, method, code, started, streaming=True)
 
         return grpc.unary_stream_rpc_method_handler(
             stream,
@@ -198,11 +198,11 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, service:
     await context.abort_with_status(rpc_status.to_status(_INTERNAL))
 
 
-def _record(service: str, method: str, code: str, started: float) -> None:
+def _record(service: str, method: str, code: str, started: float, *, streaming: bool = False) -> None:
     elapsed = time.perf_counter() - started
     RPC_LATENCY.labels(service, method).observe(elapsed)
     RPC_HANDLED.labels(service, method, code).inc()
-    if elapsed > 1.0 and code == "OK":
+    if elapsed > 1.0 and code == "OK" and not streaming:
         log.info("rpc_slow", service=service, method=method, seconds=round(elapsed, 3))
 
 

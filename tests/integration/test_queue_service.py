@@ -1,0 +1,176 @@
+"""The waiting room through its gRPC API, against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from sqlalchemy import text
+
+from queue_svc.server import SERVICE
+from queue_svc.settings import QueueSettings
+from tests.factories import create_event
+from tix.admission import verify_admission_token
+from tix.server import start_server
+from tix.v1 import queue_pb2, queue_pb2_grpc
+
+SECRET = "queue-test-admission-secret-32-bytes!!"
+ADMITTED = queue_pb2.QUEUE_TICKET_STATE_ADMITTED
+
+
+def _md(user: str) -> tuple[tuple[str, str], ...]:
+    return (("x-user-id", user),)
+
+
+@pytest.fixture
+async def queue(db, redis, settings_env):
+    settings = QueueSettings(port=0, tick_seconds=0.05, heartbeat_seconds=1.0, event_cache_seconds=0.2,
+                             admission_secret=SECRET, db_pool_size=4)
+    servers = [await start_server(SERVICE, settings) for _ in range(2)]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{s.port}") for s in servers]
+    yield [queue_pb2_grpc.QueueServiceStub(c) for c in channels]
+    for channel in channels:
+        await channel.close()
+    for server in servers:
+        await server.stop(grace=0)
+
+
+async def _queued_event(db, *, rate: int, max_active: int = 10_000, sale_in: float = -60.0) -> int:
+    event = await create_event(db, queue_enabled=True)
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE events SET queue_rate_per_second = :r, queue_max_active = :m, sale_starts_at = :s"
+                 " WHERE event_id = :e"),
+            {"r": rate, "m": max_active, "s": datetime.now(UTC) + timedelta(seconds=sale_in), "e": event.event_id},
+        )
+    return event.event_id
+
+
+async def _watch_until_admitted(stub, event_id: int, ticket_id: str, user: str) -> list[queue_pb2.QueueTicket]:
+    seen = []
+    call = stub.WatchQueue(queue_pb2.WatchQueueRequest(event_id=str(event_id), ticket_id=ticket_id), metadata=_md(user))
+    async for update in call:
+        seen.append(update)
+    return seen
+
+
+async def test_joining_needs_a_fan_an_event_and_a_waiting_room(queue, db):
+    stub = queue[0]
+    plain = await create_event(db, queue_enabled=False)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(plain.event_id)))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(plain.event_id)), metadata=_md("fan"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "WAITING_ROOM_DISABLED" in str(caught.value.trailing_metadata())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.JoinQueue(queue_pb2.JoinQueueRequest(event_id="999999"), metadata=_md("fan"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.JoinQueue(queue_pb2.JoinQueueRequest(event_id="x"), metadata=_md("fan"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_joining_twice_returns_the_same_ticket_and_others_cannot_watch_it(queue, db):
+    event_id = await _queued_event(db, rate=0)
+    first = await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("fan-a"))
+    again = await queue[1].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("fan-a"))
+    assert first.ticket_id == again.ticket_id
+    assert first.state == queue_pb2.QUEUE_TICKET_STATE_WAITING and first.position == 1
+    call = queue[0].WatchQueue(
+        queue_pb2.WatchQueueRequest(event_id=str(event_id), ticket_id=first.ticket_id), metadata=_md("fan-b")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_fans_are_admitted_at_the_configured_rate_across_processes_with_valid_tokens(queue, db):
+    rate, fans = 40, 100
+    event_id = await _queued_event(db, rate=rate)
+    tickets = await asyncio.gather(*(
+        queue[i % 2].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(fans)
+    ))
+    positions = sorted(t.position for t in tickets)
+    assert positions[-1] <= fans and len({t.ticket_id for t in tickets}) == fans
+    started = time.monotonic()
+    streams = await asyncio.gather(*(
+        _watch_until_admitted(queue[i % 2], event_id, t.ticket_id, f"fan-{i}") for i, t in enumerate(tickets)
+    ))
+    elapsed = time.monotonic() - started
+    # Two processes drive admission, yet together they admit no faster than the rate (100 fans at 40/s).
+    assert elapsed >= (fans / rate) * 0.75, elapsed
+    assert elapsed < (fans / rate) * 2 + 2, elapsed
+    for i, updates in enumerate(streams):
+        last = updates[-1]
+        assert last.state == ADMITTED and last.position == 0
+        assert last.admission_expire_time.seconds > time.time()
+        token = verify_admission_token(SECRET, last.admission_token, user_id=f"fan-{i}", event_id=event_id)
+        assert token.ticket_id == tickets[i].ticket_id
+        waiting = [u for u in updates if u.state == queue_pb2.QUEUE_TICKET_STATE_WAITING]
+        assert [u.position for u in waiting] == sorted((u.position for u in waiting), reverse=True)
+    # The fan at the back was told a wait in the right range when joining.
+    back = max(tickets, key=lambda t: t.position)
+    assert 1 <= back.estimated_wait.seconds <= fans / rate * 2
+
+
+async def test_active_shoppers_cap_holds_admission_back(queue, db):
+    event_id = await _queued_event(db, rate=1000, max_active=5)
+    tickets = [
+        await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(12)
+    ]
+    await asyncio.sleep(0.5)
+    states = []
+    for i, ticket in enumerate(tickets):
+        call = queue[0].WatchQueue(
+            queue_pb2.WatchQueueRequest(event_id=str(event_id), ticket_id=ticket.ticket_id), metadata=_md(f"fan-{i}")
+        )
+        states.append((await call.read()).state)
+        call.cancel()
+    assert states.count(ADMITTED) == 5
+
+
+async def test_pre_queue_is_shuffled_at_opening_and_later_fans_queue_behind_it(queue, db):
+    event_id = await _queued_event(db, rate=0, sale_in=1.0)
+    early = [
+        await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"early-{i}"))
+        for i in range(30)
+    ]
+    assert {t.state for t in early} == {queue_pb2.QUEUE_TICKET_STATE_PRE_QUEUE}
+    await asyncio.sleep(1.3)
+    late = await queue[1].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("late"))
+    assert late.state == queue_pb2.QUEUE_TICKET_STATE_WAITING and late.position == 31
+    placed = []
+    for i, ticket in enumerate(early):
+        call = queue[0].WatchQueue(
+            queue_pb2.WatchQueueRequest(event_id=str(event_id), ticket_id=ticket.ticket_id), metadata=_md(f"early-{i}")
+        )
+        placed.append((await call.read()).position)
+        call.cancel()
+    assert sorted(placed) == list(range(1, 31))
+    assert placed != list(range(1, 31)), "arrival order must buy nothing: the pre-queue is shuffled"
+
+
+async def test_hundreds_of_watchers_in_one_process_all_get_admitted(queue, db):
+    fans = 600
+    event_id = await _queued_event(db, rate=0)
+    tickets = await asyncio.gather(*(
+        queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(fans)
+    ))
+    watching = [
+        asyncio.create_task(_watch_until_admitted(queue[0], event_id, t.ticket_id, f"fan-{i}"))
+        for i, t in enumerate(tickets)
+    ]
+    await asyncio.sleep(1.0)
+    assert not any(task.done() for task in watching)
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE events SET queue_rate_per_second = 5000 WHERE event_id = :e"), {"e": event_id})
+    results = await asyncio.wait_for(asyncio.gather(*watching), timeout=30)
+    assert all(updates[-1].state == ADMITTED for updates in results)
