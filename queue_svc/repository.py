@@ -3,6 +3,7 @@ PostgreSQL. Every multi-key change is one Lua script, so concurrent queue proces
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -58,6 +59,8 @@ local rate, max_active, ttl_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(
 local last = tonumber(redis.call('HGET', KEYS[5], 'last') or now)
 local carry = tonumber(redis.call('HGET', KEYS[5], 'carry') or '0')
 local measured = tonumber(redis.call('HGET', KEYS[5], 'rate') or ARGV[1])
+local window_start = tonumber(redis.call('HGET', KEYS[5], 'wstart') or now)
+local window_admitted = tonumber(redis.call('HGET', KEYS[5], 'wcount') or '0')
 local elapsed = math.min(math.max(now - last, 0), 5000)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local active = redis.call('ZCARD', KEYS[4])
@@ -77,10 +80,17 @@ if admit > 0 then
   serving = redis.call('INCRBY', KEYS[2], admit)
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
-if waiting > 0 and elapsed > 0 then
-  measured = 0.8 * measured + 0.2 * (admit * 1000 / elapsed)
+-- The admission rate is measured over windows of at least a second (single calls admit in uneven steps), and
+-- only while fans were waiting: an empty line says nothing about how fast it moves.
+window_admitted = window_admitted + admit
+if now - window_start >= 1000 then
+  if waiting > 0 or window_admitted > 0 then
+    measured = 0.5 * measured + 0.5 * (window_admitted * 1000 / (now - window_start))
+  end
+  window_start, window_admitted = now, 0
 end
-redis.call('HSET', KEYS[5], 'last', now, 'carry', tostring(carry), 'rate', tostring(measured))
+redis.call('HSET', KEYS[5], 'last', now, 'carry', tostring(carry), 'rate', tostring(measured),
+           'wstart', window_start, 'wcount', window_admitted)
 redis.call('EXPIRE', KEYS[5], ARGV[5])
 return {serving, last_sequence, tostring(measured)}
 """
@@ -112,6 +122,7 @@ class RedisQueueRepository:
         self._cache_seconds = event_cache_seconds
         self._ttl = ttl_seconds
         self._settings_cache: dict[int, tuple[float, WaitingRoomSettings | None]] = {}
+        self._settings_loading: dict[int, asyncio.Future[WaitingRoomSettings | None]] = {}
         self._join = redis.register_script(_JOIN)
         self._open = redis.register_script(_OPEN)
         self._advance = redis.register_script(_ADVANCE)
@@ -121,6 +132,25 @@ class RedisQueueRepository:
         cached = self._settings_cache.get(event_id)
         if cached and time.monotonic() - cached[0] < self._cache_seconds:
             return cached[1]
+        # Single flight: a burst of joins for one event costs one query, not one per fan.
+        loading = self._settings_loading.get(event_id)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        future: asyncio.Future[WaitingRoomSettings | None] = asyncio.get_running_loop().create_future()
+        self._settings_loading[event_id] = future
+        try:
+            settings = await self._load_settings(event_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must log it
+            raise
+        finally:
+            del self._settings_loading[event_id]
+        future.set_result(settings)
+        self._settings_cache[event_id] = (time.monotonic(), settings)
+        return settings
+
+    async def _load_settings(self, event_id: int) -> WaitingRoomSettings | None:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -131,14 +161,12 @@ class RedisQueueRepository:
                     {"e": event_id},
                 )
             ).first()
-        settings = (
-            WaitingRoomSettings(row.event_id, row.queue_enabled, row.sale_starts_at,
-                                row.queue_rate_per_second, row.queue_max_active, row.ended)
-            if row
-            else None
+        if row is None:
+            return None
+        return WaitingRoomSettings(
+            row.event_id, row.queue_enabled, row.sale_starts_at, row.queue_rate_per_second, row.queue_max_active,
+            row.ended,
         )
-        self._settings_cache[event_id] = (time.monotonic(), settings)
-        return settings
 
     async def join(self, event_id: int, user_id: str, *, pre_queue: bool, now: float) -> StoredTicket:
         keys = _Keys(event_id)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 
-def create_redis(url: str, *, max_connections: int = 200) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+def create_redis(url: str, *, max_connections: int = 200, wait_seconds: float = 10.0) -> aioredis.Redis:
+    """A client whose pool makes a burst wait for a free connection instead of failing with "Too many
+    connections" (redis-py's default pool), so a stampede is queued, not turned into errors."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         max_connections=max_connections,
+        timeout=wait_seconds,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         health_check_interval=30,
     )
+    return aioredis.Redis(connection_pool=pool)

@@ -229,6 +229,11 @@ def _server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
     return [
         ("grpc.so_reuseport", 1),
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        # grpc.aio takes incoming calls from the core one at a time on its event loop; in a burst (thousands of
+        # fans opening WatchQueue at once) the core holds the rest as "pending" and, past this limit (default
+        # 1,000), cancels them. Let the burst queue instead: each pending call costs a few KB.
+        ("grpc.server.max_pending_requests", settings.max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", settings.max_pending_calls * 2),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

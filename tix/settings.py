@@ -46,3 +46,5 @@ class ServiceSettings(TixSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     max_concurrent_streams: int = 10_000
+    # Calls the core may hold before the server's loop accepts them (see tix.server._server_options).
+    max_pending_calls: int = 20_000

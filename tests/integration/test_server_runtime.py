@@ -8,11 +8,10 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from queue_svc.server import SERVICE as QUEUE
 from queue_svc.settings import QueueSettings
 from tix.errors import FailedPrecondition, InvalidArgument
-from tix.server import ServiceDefinition, Runtime, start_server, status_for
-from tix.v1 import event_pb2, event_pb2_grpc
+from tix.server import Runtime, ServiceDefinition, start_server, status_for
+from tix.v1 import event_pb2, event_pb2_grpc, queue_pb2, queue_pb2_grpc
 
 
 class _FailingEvents(event_pb2_grpc.EventServiceServicer):
@@ -71,15 +70,20 @@ async def test_stream_errors_after_messages_keep_the_messages(failing_server):
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def _setup_unimplemented(server: grpc.aio.Server, runtime: Runtime) -> None:
+    queue_pb2_grpc.add_QueueServiceServicer_to_server(queue_pb2_grpc.QueueServiceServicer(), server)
+
+
+UNIMPLEMENTED = ServiceDefinition("bare", ("tix.v1.QueueService",), QueueSettings, _setup_unimplemented)
+
+
 async def test_unimplemented_rpcs_answer_unimplemented_and_health_serves(settings_env):
-    running = await start_server(QUEUE, QueueSettings(port=0))
+    running = await start_server(UNIMPLEMENTED, QueueSettings(port=0))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             reply = await health.Check(health_pb2.HealthCheckRequest(service="tix.v1.QueueService"))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-            from tix.v1 import queue_pb2, queue_pb2_grpc
-
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await queue_pb2_grpc.QueueServiceStub(channel).JoinQueue(queue_pb2.JoinQueueRequest(event_id="1"))
             assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
