@@ -1,0 +1,89 @@
+"""The whole mesh for end-to-end tests: localstripe, the services as `tix serve` processes and the real Envoy, all on
+free ports, against this session's private database and redis-server (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from tests.conftest import free_port
+from tests.factories import TestEvent, create_event
+from tix.identity import issue_token
+from tix.services import SERVICES
+from tix.up import Mesh, MeshPorts, available_services
+
+
+@pytest.fixture(scope="session")
+def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
+    ports = MeshPorts(
+        edge=free_port(),
+        admin=free_port(),
+        stripe=free_port(),
+        services={name: free_port() for name in SERVICES},
+        # No metrics listeners: the ports would only be more to find free.
+        metrics={name: 0 for name in SERVICES},
+    )
+    env = {
+        **settings_env,
+        # Four services share the machine's 100 PostgreSQL connections with everyone else's tests.
+        "TIX_DB_POOL_SIZE": "2",
+        "TIX_DB_MAX_OVERFLOW": "2",
+        "TIX_GRACE_SECONDS": "1",
+        "TIX_LOG_LEVEL": "INFO",
+    }
+    running = Mesh(var_dir=Path(settings_env["TIX_VAR_DIR"]), ports=ports, env=env, services=available_services())
+    running.start()
+    try:
+        running.wait_ready(timeout=60)
+        yield running
+    finally:
+        running.stop(grace=10)
+
+
+@pytest.fixture(scope="session")
+def edge_url(mesh: Mesh) -> str:
+    return mesh.edge_url
+
+
+@pytest.fixture(scope="session")
+def token(mesh: Mesh) -> str:
+    return issue_token(mesh.var_dir, "e2e-alice")
+
+
+@pytest.fixture
+async def http(edge_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=edge_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def catalog_event(db, redis_url: str) -> TestEvent:
+    """A fresh event on an empty catalog; Redis is flushed too, so no service serves a cached older event 1."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return await create_event(db)
+
+
+def access_log_entries(mesh: Mesh, path: str, timeout: float = 5.0) -> list[dict]:
+    """Envoy's JSON access log lines for ``path`` (the log is flushed about once a second)."""
+    deadline = time.monotonic() + timeout
+    log_path = mesh.log_dir / "envoy.log"
+    while True:
+        entries = []
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("path") == path:
+                    entries.append(entry)
+        if entries or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.2)
