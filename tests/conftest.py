@@ -89,6 +89,17 @@ def redis_url(redis_node: RedisNode) -> str:
 
 
 @pytest.fixture(scope="session")
+def localstripe_url() -> str:
+    """A private localstripe (loopback only, no pickle on disk) for the whole run; the API base URL."""
+    from tix.localstripe_launcher import start_localstripe, stop_localstripe
+
+    port = free_port()
+    process = start_localstripe(port)
+    yield f"http://127.0.0.1:{port}"
+    stop_localstripe(process)
+
+
+@pytest.fixture(scope="session")
 def settings_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment that points TIX_ settings (of this process and of children) at the test stores."""
     env = {

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 RPC_HANDLED = Counter(
     "tix_grpc_server_handled_total", "RPCs completed, by method and gRPC code.", ["service", "method", "code"]

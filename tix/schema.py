@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ARRAY,
+    REAL,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
-    REAL,
+    Sequence,
     SmallInteger,
     String,
     Table,
@@ -181,6 +182,9 @@ bookings = Table(
     Index("ix_bookings_open_expiry", "expires_at", postgresql_where=text("status = 'reserved'")),
     Index("ix_bookings_event_user", "event_id", "user_id"),
 )
+
+# Fencing tokens of seat holds (migration 0002): monotonic whatever Redis does, stored in tickets/bookings.fence.
+booking_fence_seq = Sequence("booking_fence_seq", metadata=metadata)
 
 payments = Table(
     "payments",

@@ -1,0 +1,1 @@
+"""The booking service: seat holds (Redis, Redlock), reservations (PostgreSQL), payments (Stripe), expiry."""

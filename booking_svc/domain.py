@@ -1,0 +1,598 @@
+"""Booking rules: hold seats, take payment, confirm, cancel, expire; and the late-payment promise that no fan
+ends paid without either a ticket or a refund. No grpc here and no SQL: storage is ``repository``, Redis holds are
+``holds``, Stripe is ``payments``.
+
+Choices made here (see ``holds`` for Redis-down and fencing):
+- Stripe unavailable while reserving: the reservation is withdrawn (seats freed, booking removed) and the call fails
+  UNAVAILABLE (PAYMENTS_UNAVAILABLE / PAYMENTS_BUSY), so no seat stays held for a fan who cannot pay, and a retry
+  with the same request id starts afresh.
+- Owner-only calls answer NOT_FOUND for another fan's booking, so booking ids cannot be probed.
+- The seat limit is FAILED_PRECONDITION (SEAT_LIMIT_EXCEEDED): retrying does not help until the fan frees seats.
+- Request ids (AIP-155): the booking id is derived from (fan, request id), so a retry holds the same Redis keys
+  under the same id and meets the first booking at the database (UNIQUE(user_id, request_id) behind a per-fan
+  advisory lock), which answers with that booking: sequential or concurrent retries never make a second hold. A
+  retry arriving after the booking ended and its seats went to someone else loses in Redis like any other fan
+  (SEAT_UNAVAILABLE): losers are never sent to PostgreSQL, not even for a replay lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from booking_svc.holds import HoldOutcome, SeatHolds
+from booking_svc.payments import PaymentGateway, PaymentIntentInfo
+from booking_svc.repository import (
+    BookingRecord,
+    BookingRepository,
+    CatalogSeat,
+    EventCatalog,
+    ReleasedBooking,
+    ReserveOutcome,
+    SettleOutcome,
+    SettleResult,
+    StripeEventRecord,
+)
+from booking_svc.settings import BookingSettings
+from tix.admission import verify_admission_token
+from tix.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from tix.logs import get_logger
+from tix.seatfeed import publish_seat_changes
+
+log = get_logger("booking_svc.domain")
+
+BOOKINGS = Counter("tix_booking_bookings_total", "Booking state changes, by outcome.", ["outcome"])
+
+# A hard ceiling on one request, whatever an event's own limit says (events allow at most 100 per fan).
+MAX_SEATS_PER_REQUEST = 100
+_MAX_SEAT_ID_LENGTH = 40
+_CATALOG_CACHE_SIZE = 256
+# Booking ids of requests carrying a request id are derived from (user, request id): concurrent retries then hold
+# the seats under the same id in Redis and meet at the database, where the first one wins and the others replay it.
+_REQUEST_NAMESPACE = uuid.UUID("5b0c3c52-8f3e-4c5e-9d55-7f1f5f3a2b10")
+
+_SETTLED_METRIC = {
+    SettleOutcome.CONFIRMED: "confirmed",
+    SettleOutcome.REBOOKED: "rebooked",
+    SettleOutcome.REFUND_OWED: "refunded",
+}
+
+_STRIPE_TO_PAYMENT_STATUS = {
+    "requires_payment_method": "requires_payment",
+    "requires_confirmation": "requires_payment",
+    "requires_action": "requires_payment",
+    "requires_capture": "processing",
+    "processing": "processing",
+    "succeeded": "succeeded",
+    "canceled": "canceled",
+}
+
+
+@dataclass(frozen=True)
+class BestAvailable:
+    quantity: int
+    section_id: str | None = None
+    price_tier: int = 0
+
+
+@dataclass(frozen=True)
+class SeatRequest:
+    """What a fan asks ReserveSeats for: named seats, or the best N adjacent ones."""
+
+    user_id: str
+    event_id: int
+    seat_ids: tuple[str, ...] = ()
+    best_available: BestAvailable | None = None
+    admission_token: str = ""
+    request_id: str | None = None
+
+
+# --- best available -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeatBlock:
+    """Adjacent seats in one row, and how good they are: no stranded single seat first, then best rank."""
+
+    seat_ids: tuple[str, ...]
+    strands_single_seat: bool
+    rank_total: int
+
+    @property
+    def sort_key(self) -> tuple[bool, int, tuple[str, ...]]:
+        return (self.strands_single_seat, self.rank_total, self.seat_ids)
+
+
+def seat_blocks(seats: Iterable[CatalogSeat], quantity: int) -> list[SeatBlock]:
+    """Every block of ``quantity`` adjacent seats among ``seats`` (the sellable ones), best first.
+
+    Adjacent means consecutive numbers in one row of one section. A block that would leave exactly one free seat
+    between it and the end of its run of free seats strands that seat (nobody buys a single seat between strangers
+    as readily), so such blocks come after every block that strands none.
+    """
+    if quantity < 1:
+        return []
+    rows: dict[tuple[str, str], list[CatalogSeat]] = defaultdict(list)
+    for seat in seats:
+        rows[(seat.section_id, seat.row_label)].append(seat)
+    blocks: list[SeatBlock] = []
+    for row in rows.values():
+        row.sort(key=lambda s: s.number)
+        run: list[CatalogSeat] = []
+        for seat in row:
+            if run and seat.number != run[-1].number + 1:
+                blocks.extend(_blocks_in_run(run, quantity))
+                run = []
+            run.append(seat)
+        blocks.extend(_blocks_in_run(run, quantity))
+    blocks.sort(key=lambda b: b.sort_key)
+    return blocks
+
+
+def _blocks_in_run(run: Sequence[CatalogSeat], quantity: int) -> list[SeatBlock]:
+    out = []
+    for start in range(len(run) - quantity + 1):
+        window = run[start : start + quantity]
+        left, right = start, len(run) - start - quantity
+        out.append(
+            SeatBlock(
+                seat_ids=tuple(s.seat_id for s in window),
+                strands_single_seat=left == 1 or right == 1,
+                rank_total=sum(s.rank for s in window),
+            )
+        )
+    return out
+
+
+def pick_best_block(seats: Iterable[CatalogSeat], quantity: int, excluded: set[str]) -> SeatBlock | None:
+    candidates = [s for s in seats if s.seat_id not in excluded]
+    blocks = seat_blocks(candidates, quantity)
+    return blocks[0] if blocks else None
+
+
+# --- the service --------------------------------------------------------------------------------------------------
+
+
+class BookingService:
+    """The booking rules over the stores; one instance per process."""
+
+    def __init__(
+        self,
+        settings: BookingSettings,
+        repository: BookingRepository,
+        holds: SeatHolds,
+        payments: PaymentGateway,
+        seat_feed: Redis,
+    ) -> None:
+        self._settings = settings
+        self._repository = repository
+        self._holds = holds
+        self._payments = payments
+        self._seat_feed = seat_feed
+        # Event rules and seats, briefly cached: a stampede on one event reads them from PostgreSQL once.
+        self._catalogs: dict[int, tuple[float, EventCatalog | None]] = {}
+        self._catalog_loads: dict[int, asyncio.Future[EventCatalog | None]] = {}
+
+    # --- ReserveSeats ---------------------------------------------------------------------------------------
+
+    async def reserve_seats(self, request: SeatRequest) -> BookingRecord:
+        _validate(request)
+        catalog = await self._event_catalog(request.event_id)
+        self._check_sale(catalog, request)
+        limit = min(catalog.rules.max_seats_per_user, self._settings.max_seats_per_user)
+        wanted = len(request.seat_ids) or (request.best_available.quantity if request.best_available else 0)
+        if wanted > limit:
+            raise FailedPrecondition(
+                "SEAT_LIMIT_EXCEEDED", f"at most {limit} seats per fan for this event", limit=limit, requested=wanted
+            )
+        booking_id = (
+            uuid.uuid5(_REQUEST_NAMESPACE, f"{request.user_id}\x00{request.request_id}")
+            if request.request_id
+            else uuid.uuid4()
+        )
+        if request.seat_ids:
+            unknown = [s for s in request.seat_ids if s not in catalog.seats]
+            if unknown:
+                raise NotFound(
+                    "SEAT_NOT_FOUND", f"no such seats at this event: {', '.join(unknown)}",
+                    seat_ids=",".join(unknown), event_id=request.event_id,
+                )
+            return await self._hold_and_reserve(request, catalog, request.seat_ids, booking_id, limit)
+        return await self._reserve_best_available(request, catalog, booking_id, limit)
+
+    async def _reserve_best_available(
+        self, request: SeatRequest, catalog: EventCatalog, booking_id: uuid.UUID, limit: int
+    ) -> BookingRecord:
+        wish = request.best_available
+        assert wish is not None
+        sellable = await self._repository.sellable_seat_ids(request.event_id, wish.section_id)
+        candidates = [
+            catalog.seats[s]
+            for s in sellable
+            if s in catalog.seats and (not wish.price_tier or catalog.seats[s].price_tier == wish.price_tier)
+        ]
+        excluded: set[str] = set()
+        last_error: Aborted | None = None
+        for _ in range(self._settings.best_available_attempts):
+            block = pick_best_block(candidates, wish.quantity, excluded)
+            if block is None:
+                break
+            try:
+                return await self._hold_and_reserve(request, catalog, block.seat_ids, booking_id, limit)
+            except Aborted as lost:
+                # A racer took (part of) the block: leave its seats out and try the next best block.
+                last_error = lost
+                taken = lost.metadata.get("seat_ids", "")
+                excluded.update(taken.split(",") if taken else block.seat_ids)
+        if last_error is not None:
+            raise last_error
+        raise Aborted(
+            "SEAT_UNAVAILABLE", f"no {wish.quantity} adjacent seats are available", seat_ids="",
+            event_id=request.event_id,
+        )
+
+    async def _hold_and_reserve(
+        self,
+        request: SeatRequest,
+        catalog: EventCatalog,
+        seat_ids: Sequence[str],
+        booking_id: uuid.UUID,
+        limit: int,
+    ) -> BookingRecord:
+        event_id = request.event_id
+        hold = await self._holds.hold(event_id, seat_ids, str(booking_id), self._settings.hold_seconds * 1000)
+        if hold.outcome is HoldOutcome.LOST:
+            # The stampede's losers end here, in Redis, without a single PostgreSQL query. (A retry of a booking
+            # that still holds its seats is not a loser: its keys carry the same booking id.)
+            raise _seats_unavailable(event_id, hold.taken_seat_ids)
+
+        result = await self._repository.reserve(
+            booking_id=booking_id,
+            event_id=event_id,
+            user_id=request.user_id,
+            seat_ids=seat_ids,
+            currency=catalog.rules.currency,
+            hold_seconds=self._settings.hold_seconds,
+            max_seats_per_user=limit,
+            request_id=request.request_id,
+        )
+        if result.outcome is ReserveOutcome.DUPLICATE:
+            return await self._replay_duplicate(request, seat_ids, booking_id)
+        if result.outcome is not ReserveOutcome.RESERVED:
+            await self._holds.release(event_id, seat_ids, str(booking_id))
+            if result.outcome is ReserveOutcome.LIMIT_EXCEEDED:
+                raise FailedPrecondition(
+                    "SEAT_LIMIT_EXCEEDED",
+                    f"at most {limit} seats per fan for this event; {result.active_seats} already held or bought",
+                    limit=limit, held=result.active_seats,
+                )
+            # Redis said yes but the database said no: Redis was lost, flushed or wrong. The database wins.
+            BOOKINGS.labels("refused_by_database").inc()
+            log.info("hold_refused_by_database", event_id=event_id, seats=result.unavailable_seat_ids)
+            raise _seats_unavailable(event_id, result.unavailable_seat_ids)
+
+        BOOKINGS.labels("reserved").inc()
+        record = await self._view(booking_id)
+        try:
+            intent = await self._payments.create_payment_intent(
+                booking_id=str(booking_id),
+                amount_minor=record.total_minor,
+                currency=record.currency,
+                user_id=request.user_id,
+                event_id=event_id,
+            )
+        except Exception as error:
+            # No PaymentIntent, no way to pay: give the seats back rather than hold them for nothing.
+            await self._repository.withdraw_unpaid_reservation(booking_id)
+            await self._holds.release(event_id, seat_ids, str(booking_id))
+            BOOKINGS.labels("withdrawn").inc()
+            log.warning("reservation_withdrawn", booking_id=str(booking_id), error=repr(error))
+            if isinstance(error, DomainError):
+                raise
+            raise Unavailable("PAYMENTS_UNAVAILABLE", "payments are unavailable, try again shortly") from error
+        await self._repository.attach_payment_intent(
+            booking_id, intent.payment_intent_id, intent.client_secret, _payment_status(intent)
+        )
+        await self._publish(event_id, [(s, "reserved") for s in seat_ids])
+        return await self._view(booking_id)
+
+    async def _replay_duplicate(
+        self, request: SeatRequest, seat_ids: Sequence[str], booking_id: uuid.UUID
+    ) -> BookingRecord:
+        """This request was made before (same fan, same request id): answer with that booking. Keys this attempt
+        set that the booking does not hold now (it ended, or best-available picked other seats this time) are
+        given back, or they would keep other fans off those seats until their TTL."""
+        replay = await self._repository.booking_id_for_request(request.user_id, request.request_id or "")
+        record = await self._view(replay or booking_id)
+        stray = [s for s in seat_ids if record.status != "reserved" or s not in record.seat_ids]
+        if stray:
+            await self._holds.release(request.event_id, stray, str(booking_id))
+        return await self._replay(record.booking_id)
+
+    async def _replay(self, booking_id: uuid.UUID) -> BookingRecord:
+        """The answer to a retried ReserveSeats: the first booking, with its PaymentIntent even when the first
+        call is still creating it (the gateway makes one intent per booking id; the first one stored wins)."""
+        record = await self._view(booking_id)
+        if record.status != "reserved" or record.payment_intent_id:
+            return record
+        intent = await self._payments.create_payment_intent(
+            booking_id=str(booking_id),
+            amount_minor=record.total_minor,
+            currency=record.currency,
+            user_id=record.user_id,
+            event_id=record.event_id,
+        )
+        await self._repository.attach_payment_intent(
+            booking_id, intent.payment_intent_id, intent.client_secret, _payment_status(intent)
+        )
+        return await self._view(booking_id)
+
+    def _check_sale(self, catalog: EventCatalog, request: SeatRequest) -> None:
+        rules = catalog.rules
+        now = datetime.now(UTC)
+        if rules.cancelled:
+            raise FailedPrecondition("SALE_ENDED", "the event was cancelled", event_id=rules.event_id)
+        if now < rules.sale_starts_at:
+            raise FailedPrecondition(
+                "SALE_NOT_OPEN", "the sale has not started yet", event_id=rules.event_id,
+                sale_start_time=rules.sale_starts_at.isoformat(),
+            )
+        if now >= rules.starts_at:
+            raise FailedPrecondition("SALE_ENDED", "the event has started", event_id=rules.event_id)
+        if rules.queue_enabled:
+            verify_admission_token(
+                self._settings.admission_secret, request.admission_token,
+                user_id=request.user_id, event_id=rules.event_id,
+            )
+
+    async def _event_catalog(self, event_id: int) -> EventCatalog:
+        cached = self._catalogs.get(event_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            catalog = cached[1]
+        else:
+            pending = self._catalog_loads.get(event_id)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_future()
+                self._catalog_loads[event_id] = pending
+                try:
+                    loaded = await self._repository.load_event_catalog(event_id)
+                except BaseException as error:
+                    if not isinstance(error, asyncio.CancelledError):
+                        pending.set_exception(error)
+                        pending.exception()
+                    else:
+                        pending.cancel()
+                    raise
+                finally:
+                    self._catalog_loads.pop(event_id, None)
+                pending.set_result(loaded)
+                if len(self._catalogs) >= _CATALOG_CACHE_SIZE:
+                    # On-sales come and go: forget the events whose entries have run out.
+                    now = time.monotonic()
+                    self._catalogs = {k: v for k, v in self._catalogs.items() if v[0] > now}
+                self._catalogs[event_id] = (time.monotonic() + self._settings.event_cache_seconds, loaded)
+                catalog = loaded
+            else:
+                catalog = await asyncio.shield(pending)
+        if catalog is None:
+            raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
+        return catalog
+
+    # --- ConfirmBooking, webhook, late payment --------------------------------------------------------------
+
+    async def confirm_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
+        record = await self._owned(user_id, booking_id)
+        if record.status in ("confirmed", "refunded"):
+            return record
+        if not record.payment_intent_id:
+            raise FailedPrecondition("PAYMENT_INCOMPLETE", "the booking has no payment yet", booking_id=booking_id)
+        intent = await self._payments.retrieve_payment_intent(record.payment_intent_id)
+        if intent.status == "succeeded":
+            await self.settle_paid_booking(booking_id)
+            return await self._view(booking_id)
+        if record.status == "reserved" and record.expires_at > datetime.now(UTC):
+            raise FailedPrecondition(
+                "PAYMENT_INCOMPLETE", "the payment has not succeeded yet", booking_id=booking_id,
+                payment_status=intent.status,
+            )
+        if record.status == "cancelled":
+            raise FailedPrecondition("BOOKING_CANCELLED", "the booking was cancelled", booking_id=booking_id)
+        raise FailedPrecondition(
+            "HOLD_EXPIRED", "the hold ended before the payment succeeded", booking_id=booking_id,
+            expire_time=record.expires_at.isoformat(),
+        )
+
+    async def handle_stripe_webhook(self, payload: bytes, signature: str) -> None:
+        if not signature:
+            raise InvalidArgument("stripe-signature", "is required", reason="WEBHOOK_SIGNATURE_INVALID")
+        event = self._payments.parse_webhook(payload, signature)
+        record = StripeEventRecord(event.event_id, event.type)
+        intent = event.payment_intent
+        booking_id = await self._booking_for_intent(intent) if intent else None
+        if event.type == "payment_intent.succeeded" and booking_id is not None:
+            result = await self.settle_paid_booking(booking_id, stripe_event=record)
+            log.info("stripe_webhook", type=event.type, booking_id=str(booking_id), outcome=result.outcome.value)
+            return
+        status = _payment_status(intent) if intent else "requires_payment"
+        if event.type == "payment_intent.payment_failed":
+            # The hold stays until it expires: the fan may try another card.
+            status = "failed"
+        fresh = await self._repository.record_payment_update(booking_id, status, stripe_event=record)
+        log.info("stripe_webhook", type=event.type, booking_id=str(booking_id), duplicate=not fresh)
+
+    async def _booking_for_intent(self, intent: PaymentIntentInfo) -> uuid.UUID | None:
+        found = await self._repository.booking_id_for_payment_intent(intent.payment_intent_id)
+        if found is not None:
+            return found
+        try:
+            return uuid.UUID(intent.metadata.get("booking_id", ""))
+        except ValueError:
+            return None
+
+    async def settle_paid_booking(
+        self, booking_id: uuid.UUID, *, stripe_event: StripeEventRecord | None = None
+    ) -> SettleResult:
+        """The one path a succeeded payment takes (ConfirmBooking, webhook, sweeper, reconcile): confirm, or
+        rebook the same seats after a late payment, or refund when they were resold."""
+        result = await self._repository.settle_payment(booking_id, stripe_event=stripe_event)
+        if result.outcome in (SettleOutcome.DUPLICATE_EVENT, SettleOutcome.UNKNOWN_BOOKING):
+            return result
+        if result.outcome is not SettleOutcome.ALREADY_SETTLED:
+            BOOKINGS.labels(_SETTLED_METRIC[result.outcome]).inc()
+            # Sold (or refunded): the Redis keys have done their job; give them back now rather than at TTL.
+            await self._holds.release(result.event_id, result.seat_ids, str(booking_id))
+            await self._publish(result.event_id, result.seat_changes)
+        if result.outcome is SettleOutcome.REFUND_OWED:
+            await self.refund(booking_id)
+        return result
+
+    async def refund(self, booking_id: uuid.UUID) -> str | None:
+        """Refund a booking marked refunded; on failure the refund stays owed and the sweeper retries it."""
+        record = await self._repository.get_booking(booking_id)
+        if record is None or record.status != "refunded" or not record.payment_intent_id or record.refund_id:
+            return record.refund_id if record else None
+        try:
+            refund_id = await self._payments.refund_payment(
+                record.payment_intent_id, booking_id=str(booking_id), reason=record.status_reason
+            )
+        except DomainError as error:
+            log.warning("refund_failed", booking_id=str(booking_id), error=repr(error))
+            return None
+        await self._repository.record_refund(booking_id, refund_id)
+        log.info("refunded", booking_id=str(booking_id), refund_id=refund_id)
+        return refund_id
+
+    # --- CancelBooking, GetBooking, expiry ------------------------------------------------------------------
+
+    async def cancel_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
+        record = await self._owned(user_id, booking_id)
+        if record.status == "reserved":
+            released = await self._repository.cancel(booking_id, "cancelled by the fan")
+            if released is not None and released.status_before == "reserved":
+                BOOKINGS.labels("cancelled").inc()
+                await self._after_release(released)
+                return await self._view(booking_id)
+            record = await self._view(booking_id)
+        if record.status == "confirmed":
+            raise FailedPrecondition(
+                "BOOKING_CONFIRMED", "a paid booking cannot be cancelled here", booking_id=booking_id
+            )
+        return record
+
+    async def get_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
+        return await self._owned(user_id, booking_id)
+
+    async def expire_overdue_bookings(self) -> int:
+        """Expire every reserved booking past its deadline, batch by batch; returns how many."""
+        total = 0
+        while True:
+            batch = await self._repository.expire_overdue(self._settings.sweeper_batch_size)
+            for released in batch:
+                BOOKINGS.labels("expired").inc()
+                await self._after_release(released)
+            total += len(batch)
+            if len(batch) < self._settings.sweeper_batch_size:
+                return total
+
+    async def retry_owed_refunds(self) -> int:
+        done = 0
+        for booking_id, _ in await self._repository.refunds_owed():
+            if await self.refund(booking_id):
+                done += 1
+        return done
+
+    async def _after_release(self, released: ReleasedBooking) -> None:
+        """Seats went back on sale: tell Redis and watchers, and stop the PaymentIntent (or, if the fan paid in
+        the meantime, take the late-payment path)."""
+        await self._holds.release(released.event_id, released.seat_ids, str(released.booking_id))
+        await self._publish(released.event_id, [(s, "available") for s in released.freed_seat_ids])
+        if released.payment_intent_id:
+            await self.cancel_payment(released.booking_id, released.payment_intent_id)
+
+    async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str) -> None:
+        try:
+            intent = await self._payments.cancel_payment_intent(payment_intent_id)
+        except DomainError as error:
+            # Stripe unreachable: the intent stays open; a payment arriving later takes the late-payment path
+            # (webhook), and reconcile finds it if the webhook is lost.
+            log.warning("payment_cancel_failed", booking_id=str(booking_id), error=repr(error))
+            return
+        if intent.status == "succeeded":
+            await self.settle_paid_booking(booking_id)
+        elif intent.status == "canceled":
+            await self._repository.set_payment_status(booking_id, "canceled")
+
+    # --- helpers --------------------------------------------------------------------------------------------
+
+    async def _owned(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
+        record = await self._repository.get_booking(booking_id)
+        if record is None or record.user_id != user_id:
+            # Another fan's booking looks exactly like a missing one.
+            raise NotFound("BOOKING_NOT_FOUND", f"no booking {booking_id}", booking_id=booking_id)
+        return record
+
+    async def _view(self, booking_id: uuid.UUID) -> BookingRecord:
+        record = await self._repository.get_booking(booking_id)
+        if record is None:
+            raise NotFound("BOOKING_NOT_FOUND", f"no booking {booking_id}", booking_id=booking_id)
+        return record
+
+    async def _publish(self, event_id: int, changes: Sequence[tuple[str, str]]) -> None:
+        if not changes:
+            return
+        try:
+            await publish_seat_changes(self._seat_feed, event_id, changes)
+        except (RedisError, OSError) as error:
+            # The live seat map is a convenience; a Redis outage must not fail a booking already committed.
+            log.warning("seat_feed_unavailable", event_id=event_id, error=repr(error))
+
+
+def _validate(request: SeatRequest) -> None:
+    if request.seat_ids and request.best_available is not None:
+        raise InvalidArgument("best_available", "give either seat_ids or best_available, not both")
+    if not request.seat_ids and request.best_available is None:
+        raise InvalidArgument("seat_ids", "name the seats to hold, or ask for best_available")
+    if request.best_available is not None:
+        wish = request.best_available
+        if not 1 <= wish.quantity <= MAX_SEATS_PER_REQUEST:
+            raise InvalidArgument("best_available.quantity", f"must be between 1 and {MAX_SEATS_PER_REQUEST}")
+        if wish.price_tier < 0:
+            raise InvalidArgument("best_available.price_tier", "must not be negative")
+        return
+    if len(request.seat_ids) > MAX_SEATS_PER_REQUEST:
+        raise InvalidArgument("seat_ids", f"at most {MAX_SEATS_PER_REQUEST} seats per request")
+    seen: set[str] = set()
+    for seat in request.seat_ids:
+        if not seat or len(seat) > _MAX_SEAT_ID_LENGTH:
+            raise InvalidArgument("seat_ids", f"{seat[:_MAX_SEAT_ID_LENGTH]!r} is not a valid seat id")
+        if seat in seen:
+            raise InvalidArgument("seat_ids", f"lists {seat} twice")
+        seen.add(seat)
+
+
+def _seats_unavailable(event_id: int, seat_ids: Sequence[str]) -> Aborted:
+    return Aborted(
+        "SEAT_UNAVAILABLE", f"seats already taken: {', '.join(seat_ids)}", seat_ids=",".join(seat_ids),
+        event_id=event_id,
+    )
+
+
+def _payment_status(intent: PaymentIntentInfo) -> str:
+    return _STRIPE_TO_PAYMENT_STATUS.get(intent.status, "requires_payment")

@@ -1,0 +1,398 @@
+"""The payment gateway: Stripe PaymentIntents and refunds for bookings, paced under Stripe's rate limit.
+
+Stripe limits each account (documented defaults: 100 operations/s live, 25/s in test mode; 429 past it). A flash
+sale would blow through that, so the gateway:
+
+* paces its own calls with one token bucket per gateway (the service builds one gateway per process, so every call
+  of the process shares it); given the account-wide limit and ``workers`` processes sharing a port, each paces at
+  ``limit / workers`` so the account limit holds for the whole service;
+* retries 429, 409, 5xx and connection errors with exponential backoff and full jitter, honouring ``Retry-After``
+  and ``Stripe-Should-Retry`` (the SDK's own retries are off so every attempt passes through the bucket);
+* never lets the reserve hot path queue behind an unbounded backlog: when more than ``stripe_max_backlog`` calls
+  are already waiting for a token, or the wait would exceed ``stripe_max_wait_seconds``, it fails fast with
+  ``Unavailable(reason="PAYMENTS_BUSY")``.
+
+Idempotency keys are derived from the booking id (plus the operation) as Stripe recommends, but localstripe ignores
+them, so correctness never depends on them: the booking service stores the intent id, refunds look for an existing
+refund first, and concurrent calls for one booking in this process share a single request (single-flight).
+
+Settings read (``getattr`` with these defaults, so ``BookingSettings`` or ``TixSettings`` both work):
+``stripe_api_key``, ``stripe_api_base``, ``stripe_webhook_secret``; the rate, either
+``stripe_max_requests_per_second`` (the account's limit, divided among ``workers`` processes) or
+``stripe_requests_per_second`` (already per process), default 25, 0 or less disables pacing; ``stripe_burst``
+(= the per-process rate: one second's worth), ``stripe_max_backlog`` (100), ``stripe_max_wait_seconds`` (5.0),
+``stripe_max_retries`` (3), ``stripe_timeout_seconds`` (10.0), ``stripe_backoff_base_seconds`` (0.25),
+``stripe_backoff_cap_seconds`` (4.0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import stripe
+from prometheus_client import Counter, Gauge, Histogram
+
+from tix.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from tix.logs import get_logger
+
+T = TypeVar("T")
+
+log = get_logger(__name__)
+
+STRIPE_CALLS = Counter(
+    "tix_stripe_calls_total",
+    "Stripe API calls by operation and outcome (ok, retried, rate_limited, busy, error).",
+    ["operation", "outcome"],
+)
+STRIPE_CALL_LATENCY = Histogram(
+    "tix_stripe_call_seconds",
+    "Time of one Stripe HTTP call, pacing excluded.",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+STRIPE_PACING_WAIT = Histogram(
+    "tix_stripe_pacing_wait_seconds",
+    "Time a Stripe call waited for a token of the rate limiter.",
+    buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+STRIPE_BACKLOG = Gauge(
+    "tix_stripe_backlog", "Stripe calls waiting for a rate-limiter token.", multiprocess_mode="livesum"
+)
+
+BUSY_REASON = "PAYMENTS_BUSY"
+_RETRYABLE_STATUS = frozenset({409, 429})
+_COMPLETED_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class PaymentIntentInfo:
+    payment_intent_id: str
+    client_secret: str
+    status: str  # Stripe's status string: requires_payment_method, requires_confirmation, succeeded, canceled...
+    amount_minor: int
+    currency: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    event_id: str
+    type: str
+    payment_intent: PaymentIntentInfo | None  # None for events about other objects (charge.refunded carries a charge)
+
+
+class StripePacer:
+    """A token bucket with reservations: each caller takes the next free slot, FIFO, in O(1).
+
+    Tokens may go negative: a negative balance is the queue of callers already promised a future slot, so the
+    wait of a new caller is known before it starts waiting and can be refused up front.
+    """
+
+    def __init__(
+        self, rate: float, burst: float, max_backlog: int, max_wait: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.max_backlog = max_backlog
+        self.max_wait = max_wait
+        self._clock = clock
+        self._tokens = self.burst
+        self._updated = clock()
+        self.waiting = 0
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate <= 0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    async def acquire(self, operation: str) -> float:
+        """Wait for this call's slot; returns the seconds waited. Raises PAYMENTS_BUSY instead of queueing too long."""
+        if self.unlimited:
+            return 0.0
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            STRIPE_PACING_WAIT.observe(0.0)
+            return 0.0
+        wait = (1 - self._tokens) / self.rate
+        if self.waiting >= self.max_backlog or wait > self.max_wait:
+            STRIPE_CALLS.labels(operation, "busy").inc()
+            raise Unavailable(
+                BUSY_REASON,
+                "payments are busy, try again shortly",
+                waiting=self.waiting,
+                retry_after_seconds=f"{wait:.2f}",
+            )
+        self._tokens -= 1
+        self.waiting += 1
+        STRIPE_BACKLOG.inc()
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self._tokens += 1  # give the slot back to the callers behind
+            raise
+        finally:
+            self.waiting -= 1
+            STRIPE_BACKLOG.dec()
+        STRIPE_PACING_WAIT.observe(wait)
+        return wait
+
+
+def _setting(settings: Any, name: str, default: Any) -> Any:
+    value = getattr(settings, name, None) if settings is not None else None
+    return default if value is None else value
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _info(intent: Any) -> PaymentIntentInfo:
+    data = intent.to_dict() if hasattr(intent, "to_dict") else dict(intent)
+    return PaymentIntentInfo(
+        payment_intent_id=data["id"],
+        client_secret=data.get("client_secret") or "",
+        status=data["status"],
+        amount_minor=int(data["amount"]),
+        currency=str(data["currency"]),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+
+
+class PaymentGateway:
+    """Stripe (or localstripe) behind the few calls booking needs; see the module docstring for the guarantees."""
+
+    def __init__(self, settings: Any = None) -> None:
+        if settings is None:
+            from tix.settings import TixSettings
+
+            settings = TixSettings()
+        self._api_key = _setting(settings, "stripe_api_key", "sk_test_tix_local")
+        self._api_base = str(_setting(settings, "stripe_api_base", "http://127.0.0.1:8420")).rstrip("/")
+        self._webhook_secret = _setting(settings, "stripe_webhook_secret", "whsec_tix_local")
+        account_rate = _setting(settings, "stripe_max_requests_per_second", None)
+        if account_rate is not None:
+            # The account's limit, shared by the worker processes of this service.
+            rate = float(account_rate) / max(1, int(_setting(settings, "workers", 1)))
+        else:
+            rate = float(_setting(settings, "stripe_requests_per_second", 25.0))  # already per process
+        self.pacer = StripePacer(
+            rate=rate,
+            burst=float(_setting(settings, "stripe_burst", max(rate, 1.0))),
+            max_backlog=int(_setting(settings, "stripe_max_backlog", 100)),
+            max_wait=float(_setting(settings, "stripe_max_wait_seconds", 5.0)),
+        )
+        self._max_retries = int(_setting(settings, "stripe_max_retries", 3))
+        self._backoff_base = float(_setting(settings, "stripe_backoff_base_seconds", 0.25))
+        self._backoff_cap = float(_setting(settings, "stripe_backoff_cap_seconds", 4.0))
+        self._http = stripe.HTTPXClient(timeout=float(_setting(settings, "stripe_timeout_seconds", 10.0)))
+        self._client = stripe.StripeClient(
+            self._api_key,
+            base_addresses={"api": self._api_base},
+            http_client=self._http,
+            max_network_retries=0,  # retried here, so that every attempt is paced
+        )
+        # Single-flight per (operation, booking) and a bounded memory of completed answers, so a duplicate call in
+        # this process replays the first answer even though localstripe ignores idempotency keys.
+        self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._completed: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+    # -- the calls booking makes -------------------------------------------------------------------------------------
+
+    async def create_payment_intent(
+        self, *, booking_id: str, amount_minor: int, currency: str, user_id: str, event_id: int
+    ) -> PaymentIntentInfo:
+        """A PaymentIntent for the booking (automatic capture); the fan confirms it with the client secret."""
+        params = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "metadata": {"booking_id": booking_id, "user_id": user_id, "event_id": str(event_id)},
+        }
+        options = {"idempotency_key": f"{booking_id}:create"}
+
+        async def create() -> PaymentIntentInfo:
+            intent = await self._call(
+                "create_payment_intent", lambda: self._client.v1.payment_intents.create_async(params, options)
+            )
+            return _info(intent)
+
+        return await self._once(("create", booking_id), create)
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentInfo:
+        intent = await self._call(
+            "retrieve_payment_intent", lambda: self._client.v1.payment_intents.retrieve_async(payment_intent_id)
+        )
+        return _info(intent)
+
+    async def cancel_payment_intent(self, payment_intent_id: str) -> PaymentIntentInfo:
+        """Cancel the intent. If Stripe refuses because it is past cancelling (already canceled, or succeeded,
+        or processing), the intent is returned as it stands without error: check ``status`` (``succeeded`` means
+        the fan paid and the caller owes a refund)."""
+        try:
+            intent = await self._call(
+                "cancel_payment_intent",
+                lambda: self._client.v1.payment_intents.cancel_async(
+                    payment_intent_id, options={"idempotency_key": f"{payment_intent_id}:cancel"}
+                ),
+            )
+        except FailedPrecondition:
+            current = await self.retrieve_payment_intent(payment_intent_id)
+            if current.status in ("canceled", "succeeded", "processing"):
+                return current
+            raise
+        return _info(intent)
+
+    async def refund_payment(self, payment_intent_id: str, *, booking_id: str, reason: str) -> str:
+        """Refund the whole payment of the booking; returns the refund id. Calling it again for the same booking
+        (here or in another process) finds the first refund instead of refunding twice."""
+
+        async def refund() -> str:
+            existing = await self._existing_refund(payment_intent_id)
+            if existing:
+                return existing
+            try:
+                created = await self._call(
+                    "refund_payment",
+                    lambda: self._client.v1.refunds.create_async(
+                        {
+                            "payment_intent": payment_intent_id,
+                            # Stripe's own `reason` is an enum; ours is free text, so it travels as metadata.
+                            "metadata": {"booking_id": booking_id, "reason": reason},
+                        },
+                        {"idempotency_key": f"{booking_id}:refund"},
+                    ),
+                )
+            except FailedPrecondition:
+                existing = await self._existing_refund(payment_intent_id)  # e.g. charge_already_refunded
+                if existing:
+                    return existing
+                raise
+            return str(created["id"])
+
+        return await self._once(("refund", booking_id), refund)
+
+    def parse_webhook(self, payload: bytes, signature_header: str) -> WebhookEvent:
+        """Verify the ``Stripe-Signature`` header and decode the event."""
+        try:
+            event = stripe.Webhook.construct_event(
+                payload, signature_header, self._webhook_secret, api_key=self._api_key
+            )
+        except stripe.SignatureVerificationError as error:
+            raise InvalidArgument(
+                "stripe-signature", "does not match the payload", reason="WEBHOOK_SIGNATURE_INVALID"
+            ) from error
+        except ValueError as error:  # signed but not JSON: cannot come from Stripe
+            raise InvalidArgument("payload", "is not a Stripe event", reason="WEBHOOK_PAYLOAD_INVALID") from error
+        data = event.to_dict()
+        obj = (data.get("data") or {}).get("object") or {}
+        intent = _info(obj) if obj.get("object") == "payment_intent" else None
+        return WebhookEvent(event_id=str(data["id"]), type=str(data["type"]), payment_intent=intent)
+
+    async def aclose(self) -> None:
+        await self._http.close_async()
+
+    # -- machinery ---------------------------------------------------------------------------------------------------
+
+    async def _existing_refund(self, payment_intent_id: str) -> str | None:
+        refunds = await self._call(
+            "list_refunds",
+            lambda: self._client.v1.refunds.list_async({"payment_intent": payment_intent_id, "limit": 1}),
+        )
+        data = refunds.to_dict().get("data") or []
+        return str(data[0]["id"]) if data else None
+
+    async def _once(self, key: tuple[str, str], run: Callable[[], Awaitable[T]]) -> T:
+        if key in self._completed:
+            self._completed.move_to_end(key)
+            return self._completed[key]
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            result = await run()
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            elif not future.done():
+                future.set_exception(error)
+                future.exception()  # mark retrieved: a failure with no other waiter is not "never retrieved"
+            raise
+        else:
+            future.set_result(result)
+            self._completed[key] = result
+            if len(self._completed) > _COMPLETED_CACHE_SIZE:
+                self._completed.popitem(last=False)
+            return result
+        finally:
+            self._in_flight.pop(key, None)
+
+    def _backoff(self, attempt: int, error: stripe.StripeError | None) -> float:
+        retry_after = _header(getattr(error, "headers", None), "retry-after")
+        if retry_after:
+            try:
+                return min(float(retry_after), self._backoff_cap * 4)
+            except ValueError:
+                pass
+        return random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt))
+
+    @staticmethod
+    def _retryable(error: stripe.StripeError) -> bool:
+        should_retry = _header(error.headers, "stripe-should-retry")
+        if should_retry in ("true", "false"):
+            return should_retry == "true"
+        if isinstance(error, stripe.APIConnectionError):
+            return True
+        status = error.http_status or 0
+        return status in _RETRYABLE_STATUS or status >= 500
+
+    async def _call(self, operation: str, send: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            await self.pacer.acquire(operation)
+            started = time.perf_counter()
+            try:
+                result = await send()
+            except stripe.StripeError as error:
+                STRIPE_CALL_LATENCY.labels(operation).observe(time.perf_counter() - started)
+                if self._retryable(error) and attempt < self._max_retries:
+                    outcome = "rate_limited" if error.http_status == 429 else "retried"
+                    STRIPE_CALLS.labels(operation, outcome).inc()
+                    delay = self._backoff(attempt, error)
+                    log.info("stripe call retried", operation=operation, status=error.http_status, delay=delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
+                STRIPE_CALLS.labels(operation, "error").inc()
+                raise self._domain_error(operation, error) from error
+            STRIPE_CALL_LATENCY.labels(operation).observe(time.perf_counter() - started)
+            STRIPE_CALLS.labels(operation, "ok").inc()
+            return result
+
+    @staticmethod
+    def _domain_error(operation: str, error: stripe.StripeError) -> Exception:
+        status = error.http_status or 0
+        detail = error.user_message or str(error) or type(error).__name__
+        if isinstance(error, stripe.InvalidRequestError) and status == 404:
+            return NotFound("PAYMENT_NOT_FOUND", f"{operation}: {detail}", operation=operation)
+        if isinstance(error, (stripe.InvalidRequestError, stripe.CardError, stripe.IdempotencyError)):
+            return FailedPrecondition(
+                "PAYMENT_REJECTED", f"{operation}: {detail}", operation=operation, stripe_code=error.code or ""
+            )
+        return Unavailable("PAYMENTS_UNAVAILABLE", f"{operation}: {detail}", operation=operation, status=status)

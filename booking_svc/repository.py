@@ -1,0 +1,760 @@
+"""PostgreSQL access of the booking service: small, named operations, each one transaction.
+
+The rules that make double booking impossible live in these statements:
+- a reservation moves ticket rows to ``reserved`` only where each is ``available`` or its reservation has expired,
+  and only if it moves every requested row (else the whole transaction rolls back);
+- every reservation draws a fencing token from ``booking_fence_seq``; later writes (confirm, cancel, expiry) are
+  conditional on the booking id and that token, so a stale holder's late write changes nothing;
+- rows are locked in seat order (``ORDER BY seat_id FOR UPDATE``) so overlapping multi-seat requests never deadlock.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tix.inventory import ensure_tickets
+
+ACTIVE_BOOKING_STATUSES = ("reserved", "confirmed")
+
+
+@dataclass(frozen=True)
+class CatalogSeat:
+    seat_id: str
+    section_id: str
+    row_label: str
+    number: int
+    price_tier: int
+    rank: int
+    price_minor: int
+
+
+@dataclass(frozen=True)
+class EventRules:
+    event_id: int
+    sale_starts_at: datetime
+    starts_at: datetime
+    cancelled: bool
+    max_seats_per_user: int
+    queue_enabled: bool
+    currency: str
+
+
+@dataclass(frozen=True)
+class EventCatalog:
+    """An event's sale rules and its (immutable) seats, as the booking service needs them."""
+
+    rules: EventRules
+    seats: dict[str, CatalogSeat]
+
+
+@dataclass(frozen=True)
+class BookedSeatDetail:
+    seat_id: str
+    section_id: str
+    row_label: str
+    number: int
+    price_minor: int
+
+
+@dataclass(frozen=True)
+class BookingRecord:
+    booking_id: uuid.UUID
+    event_id: int
+    user_id: str
+    status: str
+    status_reason: str
+    seat_ids: tuple[str, ...]
+    seat_prices: tuple[int, ...]
+    total_minor: int
+    currency: str
+    fence: int
+    request_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None
+    payment_intent_id: str | None
+    client_secret: str | None
+    payment_status: str
+    amount_minor: int
+    refund_id: str | None
+    seats: tuple[BookedSeatDetail, ...] = ()
+
+
+class ReserveOutcome(enum.Enum):
+    RESERVED = "reserved"
+    # The same booking (same user and request id) exists already: a retry.
+    DUPLICATE = "duplicate"
+    SEATS_TAKEN = "seats_taken"
+    LIMIT_EXCEEDED = "limit_exceeded"
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    outcome: ReserveOutcome
+    booking_id: uuid.UUID | None = None
+    fence: int = 0
+    # SEATS_TAKEN: the seats that could not be reserved; LIMIT_EXCEEDED: seats the fan already holds or owns.
+    unavailable_seat_ids: tuple[str, ...] = ()
+    active_seats: int = 0
+
+
+class SettleOutcome(enum.Enum):
+    CONFIRMED = "confirmed"
+    # Paid after the hold ended, and the same seats were still free: booked again.
+    REBOOKED = "rebooked"
+    # Paid after the hold ended and the seats went to someone else: the booking is refunded (refund owed until
+    # ``record_refund`` stores Stripe's refund id).
+    REFUND_OWED = "refund_owed"
+    ALREADY_SETTLED = "already_settled"
+    DUPLICATE_EVENT = "duplicate_event"
+    UNKNOWN_BOOKING = "unknown_booking"
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    outcome: SettleOutcome
+    booking_id: uuid.UUID | None = None
+    event_id: int = 0
+    seat_ids: tuple[str, ...] = ()
+    # Seat status changes to publish: (seat_id, status).
+    seat_changes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleasedBooking:
+    """A booking whose hold ended (cancelled or expired) and the seats that went back on sale."""
+
+    booking_id: uuid.UUID
+    event_id: int
+    seat_ids: tuple[str, ...]
+    freed_seat_ids: tuple[str, ...]
+    payment_intent_id: str | None
+    status_before: str = "reserved"
+
+
+@dataclass(frozen=True)
+class StripeEventRecord:
+    stripe_event_id: str
+    type: str
+
+
+@dataclass
+class TicketDrift:
+    booking_id: uuid.UUID
+    expected: int
+    booked: int = field(default=0)
+
+
+_CATALOG = text(
+    """
+    SELECT t.seat_id, ls.section_id, ls.row_label, ls.number, ls.price_tier, ls.rank, t.price_minor
+    FROM tickets t
+    JOIN events e ON e.event_id = t.event_id
+    JOIN venues v ON v.venue_id = e.venue_id
+    JOIN layout_seats ls ON ls.layout_id = v.layout_id AND ls.seat_id = t.seat_id
+    WHERE t.event_id = :event_id
+    """
+)
+
+_SELLABLE = text(
+    """
+    SELECT seat_id FROM tickets
+    WHERE event_id = :event_id
+      AND (status = 'available' OR (status = 'reserved' AND reserved_until < now()))
+      AND (CAST(:section_id AS text) IS NULL OR section_id = :section_id)
+    """
+)
+
+_BOOKING = text(
+    """
+    SELECT b.booking_id, b.event_id, b.user_id, b.status, b.status_reason, b.seat_ids, b.seat_prices, b.total_minor,
+           b.currency, b.fence, b.request_id, b.created_at, b.expires_at, b.confirmed_at,
+           p.payment_intent_id, p.client_secret, coalesce(p.status, 'requires_payment') AS payment_status,
+           coalesce(p.amount_minor, b.total_minor) AS amount_minor, p.refund_id
+    FROM bookings b LEFT JOIN payments p ON p.booking_id = b.booking_id
+    """
+)
+
+_SEAT_DETAILS = text(
+    """
+    SELECT ls.seat_id, ls.section_id, ls.row_label, ls.number
+    FROM events e
+    JOIN venues v ON v.venue_id = e.venue_id
+    JOIN layout_seats ls ON ls.layout_id = v.layout_id
+    WHERE e.event_id = :event_id AND ls.seat_id = ANY(:seat_ids)
+    """
+)
+
+# Rows are locked in seat order first, so two overlapping requests queue instead of deadlocking; the UPDATE then
+# re-checks each row's latest version (READ COMMITTED re-evaluation) before moving it.
+_RESERVE_TICKETS = text(
+    """
+    WITH target AS (
+        SELECT seat_id FROM tickets
+        WHERE event_id = :event_id AND seat_id = ANY(:seat_ids)
+        ORDER BY seat_id
+        FOR UPDATE
+    )
+    UPDATE tickets t
+    SET status = 'reserved', booking_id = :booking_id, fence = :fence,
+        reserved_until = now() + make_interval(secs => :hold_seconds)
+    FROM target
+    WHERE t.event_id = :event_id AND t.seat_id = target.seat_id AND t.fence < :fence
+      AND (t.status = 'available' OR (t.status = 'reserved' AND t.reserved_until < now()))
+    RETURNING t.seat_id, t.price_minor
+    """
+)
+
+# Late payment: the booking's own rows, or rows free again, become booked under a new fence.
+_REBOOK_TICKETS = text(
+    """
+    WITH target AS (
+        SELECT seat_id FROM tickets
+        WHERE event_id = :event_id AND seat_id = ANY(:seat_ids)
+        ORDER BY seat_id
+        FOR UPDATE
+    )
+    UPDATE tickets t
+    SET status = 'booked', booking_id = :booking_id, fence = :fence, reserved_until = NULL
+    FROM target
+    WHERE t.event_id = :event_id AND t.seat_id = target.seat_id AND t.fence < :fence
+      AND (t.booking_id = :booking_id OR t.status = 'available'
+           OR (t.status = 'reserved' AND t.reserved_until < now()))
+    RETURNING t.seat_id
+    """
+)
+
+_FREE_TICKETS = text(
+    """
+    UPDATE tickets SET status = 'available', booking_id = NULL, reserved_until = NULL
+    WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence AND status = 'reserved'
+    RETURNING seat_id
+    """
+)
+
+
+def _record(row) -> BookingRecord:
+    m = row._mapping
+    return BookingRecord(
+        booking_id=m["booking_id"],
+        event_id=m["event_id"],
+        user_id=m["user_id"],
+        status=m["status"],
+        status_reason=m["status_reason"],
+        seat_ids=tuple(m["seat_ids"]),
+        seat_prices=tuple(m["seat_prices"]),
+        total_minor=m["total_minor"],
+        currency=m["currency"],
+        fence=m["fence"],
+        request_id=m["request_id"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        confirmed_at=m["confirmed_at"],
+        payment_intent_id=m["payment_intent_id"],
+        client_secret=m["client_secret"],
+        payment_status=m["payment_status"],
+        amount_minor=m["amount_minor"],
+        refund_id=m["refund_id"],
+    )
+
+
+class BookingRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # --- catalog -------------------------------------------------------------------------------------------
+
+    async def load_event_catalog(self, event_id: int) -> EventCatalog | None:
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT event_id, sale_starts_at, starts_at, cancelled, max_seats_per_user, queue_enabled,"
+                        " currency FROM events WHERE event_id = :event_id"
+                    ),
+                    {"event_id": event_id},
+                )
+            ).first()
+            if row is None:
+                return None
+            await ensure_tickets(conn, event_id)
+            seats = {
+                r.seat_id: CatalogSeat(r.seat_id, r.section_id, r.row_label, r.number, r.price_tier, r.rank,
+                                       r.price_minor)
+                for r in await conn.execute(_CATALOG, {"event_id": event_id})
+            }
+        return EventCatalog(EventRules(**row._mapping), seats)
+
+    async def sellable_seat_ids(self, event_id: int, section_id: str | None) -> set[str]:
+        """Seats that are free or whose reservation has expired (held keys in Redis may still refuse some)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.scalars(_SELLABLE, {"event_id": event_id, "section_id": section_id})
+            return set(rows)
+
+    # --- reservations --------------------------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        booking_id: uuid.UUID,
+        event_id: int,
+        user_id: str,
+        seat_ids: Sequence[str],
+        currency: str,
+        hold_seconds: int,
+        max_seats_per_user: int,
+        request_id: str | None,
+    ) -> ReserveResult:
+        """Reserve exactly ``seat_ids`` for a new booking, all or nothing, with its payments row."""
+        async with self._engine.connect() as conn:
+            async with conn.begin() as tx:
+                # One fan's reservations for one event run one at a time, so the seat limit cannot be raced.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                    {"key": f"tix:booking:{event_id}:{user_id}"},
+                )
+                if await self._existing_booking_id(conn, booking_id, user_id, request_id) is not None:
+                    return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
+                active = int(
+                    await conn.scalar(
+                        text(
+                            "SELECT coalesce(sum(cardinality(seat_ids)), 0) FROM bookings"
+                            " WHERE event_id = :event_id AND user_id = :user_id AND (status = 'confirmed'"
+                            " OR (status = 'reserved' AND expires_at > now()))"
+                        ),
+                        {"event_id": event_id, "user_id": user_id},
+                    )
+                )
+                if active + len(seat_ids) > max_seats_per_user:
+                    return ReserveResult(ReserveOutcome.LIMIT_EXCEEDED, active_seats=active)
+                fence = int(await conn.scalar(text("SELECT nextval('booking_fence_seq')")))
+                moved = {
+                    r.seat_id: r.price_minor
+                    for r in await conn.execute(
+                        _RESERVE_TICKETS,
+                        {
+                            "event_id": event_id,
+                            "seat_ids": list(seat_ids),
+                            "booking_id": booking_id,
+                            "fence": fence,
+                            "hold_seconds": hold_seconds,
+                        },
+                    )
+                }
+                if len(moved) != len(seat_ids):
+                    await tx.rollback()
+                    return ReserveResult(
+                        ReserveOutcome.SEATS_TAKEN,
+                        unavailable_seat_ids=tuple(s for s in seat_ids if s not in moved),
+                    )
+                prices = [moved[s] for s in seat_ids]
+                inserted = await conn.scalar(
+                    text(
+                        """
+                        INSERT INTO bookings (booking_id, event_id, user_id, status, seat_ids, seat_prices,
+                                              total_minor, currency, fence, request_id, expires_at)
+                        SELECT :booking_id, :event_id, :user_id, 'reserved', :seat_ids, :prices, :total,
+                               :currency, :fence, :request_id, reserved_until
+                        FROM tickets WHERE event_id = :event_id AND seat_id = :first_seat
+                        ON CONFLICT DO NOTHING
+                        RETURNING booking_id
+                        """
+                    ),
+                    {
+                        "booking_id": booking_id,
+                        "event_id": event_id,
+                        "user_id": user_id,
+                        "seat_ids": list(seat_ids),
+                        "prices": prices,
+                        "total": sum(prices),
+                        "currency": currency,
+                        "fence": fence,
+                        "request_id": request_id,
+                        "first_seat": seat_ids[0],
+                    },
+                )
+                if inserted is None:
+                    # The same request id reached another event's booking first: that booking is the answer.
+                    await tx.rollback()
+                    return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
+                await conn.execute(
+                    text(
+                        "INSERT INTO payments (booking_id, amount_minor, currency, status)"
+                        " VALUES (:booking_id, :amount, :currency, 'requires_payment')"
+                    ),
+                    {"booking_id": booking_id, "amount": sum(prices), "currency": currency},
+                )
+        return ReserveResult(ReserveOutcome.RESERVED, booking_id=booking_id, fence=fence)
+
+    async def _existing_booking_id(
+        self, conn: AsyncConnection, booking_id: uuid.UUID, user_id: str, request_id: str | None
+    ) -> uuid.UUID | None:
+        return await conn.scalar(
+            text(
+                "SELECT booking_id FROM bookings WHERE booking_id = :booking_id"
+                " OR (CAST(:request_id AS text) IS NOT NULL AND user_id = :user_id AND request_id = :request_id)"
+                " LIMIT 1"
+            ),
+            {"booking_id": booking_id, "user_id": user_id, "request_id": request_id},
+        )
+
+    async def booking_id_for_request(self, user_id: str, request_id: str) -> uuid.UUID | None:
+        async with self._engine.connect() as conn:
+            return await conn.scalar(
+                text("SELECT booking_id FROM bookings WHERE user_id = :user_id AND request_id = :request_id"),
+                {"user_id": user_id, "request_id": request_id},
+            )
+
+    async def withdraw_unpaid_reservation(self, booking_id: uuid.UUID) -> ReleasedBooking | None:
+        """Undo a reservation that never reached the fan (no PaymentIntent could be made): free its seats and
+        remove the booking, so a retry with the same request id starts afresh."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT event_id, seat_ids, fence FROM bookings WHERE booking_id = :booking_id"
+                        " AND status = 'reserved' FOR UPDATE"
+                    ),
+                    {"booking_id": booking_id},
+                )
+            ).first()
+            if row is None:
+                return None
+            freed = await conn.scalars(
+                _FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence}
+            )
+            freed_ids = tuple(freed)
+            await conn.execute(text("DELETE FROM payments WHERE booking_id = :b"), {"b": booking_id})
+            await conn.execute(text("DELETE FROM bookings WHERE booking_id = :b"), {"b": booking_id})
+        return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), freed_ids, None)
+
+    async def attach_payment_intent(
+        self, booking_id: uuid.UUID, payment_intent_id: str, client_secret: str, status: str
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE payments SET payment_intent_id = :pi, client_secret = :secret, status = :status,"
+                    " updated_at = now() WHERE booking_id = :booking_id"
+                    # The first intent stored stays: a retry never swaps the one the fan may be paying.
+                    " AND (payment_intent_id IS NULL OR payment_intent_id = :pi)"
+                ),
+                {"booking_id": booking_id, "pi": payment_intent_id, "secret": client_secret, "status": status},
+            )
+
+    async def get_booking(self, booking_id: uuid.UUID) -> BookingRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(text(f"{_BOOKING.text} WHERE b.booking_id = :b"), {"b": booking_id})).first()
+            if row is None:
+                return None
+            record = _record(row)
+            details = {
+                r.seat_id: r
+                for r in await conn.execute(
+                    _SEAT_DETAILS, {"event_id": record.event_id, "seat_ids": list(record.seat_ids)}
+                )
+            }
+        seats = []
+        for seat_id, price in zip(record.seat_ids, record.seat_prices, strict=True):
+            d = details.get(seat_id)
+            seats.append(
+                BookedSeatDetail(seat_id, d.section_id if d else "", d.row_label if d else "", d.number if d else 0,
+                                 price)
+            )
+        return BookingRecord(**{**record.__dict__, "seats": tuple(seats)})
+
+    async def booking_id_for_payment_intent(self, payment_intent_id: str) -> uuid.UUID | None:
+        async with self._engine.connect() as conn:
+            return await conn.scalar(
+                text("SELECT booking_id FROM payments WHERE payment_intent_id = :pi"), {"pi": payment_intent_id}
+            )
+
+    # --- payment outcomes ----------------------------------------------------------------------------------
+
+    async def settle_payment(
+        self, booking_id: uuid.UUID, *, stripe_event: StripeEventRecord | None = None
+    ) -> SettleResult:
+        """The booking's PaymentIntent has succeeded: confirm it, or (paid after its hold ended) rebook the same
+        seats if they are still free, else mark it refunded with the refund owed. With ``stripe_event``, the event
+        is recorded in the same transaction, and a duplicate changes nothing."""
+        async with self._engine.connect() as conn:
+            async with conn.begin():
+                if stripe_event is not None and not await self._record_event(conn, stripe_event):
+                    return SettleResult(SettleOutcome.DUPLICATE_EVENT, booking_id)
+                row = (
+                    await conn.execute(
+                        text(
+                            "SELECT event_id, status, seat_ids, fence FROM bookings WHERE booking_id = :b"
+                            " FOR UPDATE"
+                        ),
+                        {"b": booking_id},
+                    )
+                ).first()
+                if row is None:
+                    return SettleResult(SettleOutcome.UNKNOWN_BOOKING, booking_id)
+                seat_ids = tuple(row.seat_ids)
+                base = {"booking_id": booking_id, "event_id": row.event_id, "seat_ids": seat_ids}
+                if row.status in ("confirmed", "refunded"):
+                    await self._set_payment_status(conn, booking_id, "succeeded", only_open=True)
+                    return SettleResult(SettleOutcome.ALREADY_SETTLED, **base)
+
+                if row.status == "reserved":
+                    savepoint = await conn.begin_nested()
+                    booked = await conn.scalars(
+                        text(
+                            "UPDATE tickets SET status = 'booked', reserved_until = NULL"
+                            " WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence"
+                            " AND status = 'reserved' RETURNING seat_id"
+                        ),
+                        {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence},
+                    )
+                    if len(list(booked)) == len(seat_ids):
+                        await savepoint.commit()
+                        await self._confirm(conn, booking_id, row.fence, reason="")
+                        return SettleResult(
+                            SettleOutcome.CONFIRMED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
+                        )
+                    await savepoint.rollback()
+
+                # Late payment: the hold ended (or part of it was resold) before the money arrived.
+                fence = int(await conn.scalar(text("SELECT nextval('booking_fence_seq')")))
+                savepoint = await conn.begin_nested()
+                rebooked = list(
+                    await conn.scalars(
+                        _REBOOK_TICKETS,
+                        {"event_id": row.event_id, "seat_ids": list(seat_ids), "booking_id": booking_id,
+                         "fence": fence},
+                    )
+                )
+                if len(rebooked) == len(seat_ids):
+                    await savepoint.commit()
+                    await self._confirm(
+                        conn, booking_id, fence,
+                        reason="paid after the hold ended; the same seats were still free and are booked",
+                    )
+                    return SettleResult(
+                        SettleOutcome.REBOOKED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
+                    )
+                await savepoint.rollback()
+                freed = list(
+                    await conn.scalars(_FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id,
+                                                       "fence": row.fence})
+                )
+                await conn.execute(
+                    text(
+                        "UPDATE bookings SET status = 'refunded', status_reason = :reason, updated_at = now()"
+                        " WHERE booking_id = :b"
+                    ),
+                    {
+                        "b": booking_id,
+                        "reason": "paid after the hold ended and the seats were sold to someone else; "
+                        "the payment is refunded",
+                    },
+                )
+                await self._set_payment_status(conn, booking_id, "succeeded")
+                return SettleResult(
+                    SettleOutcome.REFUND_OWED, **base, seat_changes=tuple((s, "available") for s in freed)
+                )
+
+    async def _confirm(self, conn: AsyncConnection, booking_id: uuid.UUID, fence: int, *, reason: str) -> None:
+        await conn.execute(
+            text(
+                "UPDATE bookings SET status = 'confirmed', status_reason = :reason, fence = :fence,"
+                " confirmed_at = now(), updated_at = now() WHERE booking_id = :b"
+            ),
+            {"b": booking_id, "fence": fence, "reason": reason},
+        )
+        await self._set_payment_status(conn, booking_id, "succeeded")
+
+    async def _set_payment_status(
+        self, conn: AsyncConnection, booking_id: uuid.UUID, status: str, *, only_open: bool = False
+    ) -> None:
+        condition = " AND status IN ('requires_payment', 'processing', 'failed', 'canceled')" if only_open else ""
+        await conn.execute(
+            text(f"UPDATE payments SET status = :status, updated_at = now() WHERE booking_id = :b{condition}"),
+            {"b": booking_id, "status": status},
+        )
+
+    async def _record_event(self, conn: AsyncConnection, event: StripeEventRecord) -> bool:
+        recorded = await conn.scalar(
+            text(
+                "INSERT INTO stripe_events (stripe_event_id, type) VALUES (:id, :type)"
+                " ON CONFLICT DO NOTHING RETURNING stripe_event_id"
+            ),
+            {"id": event.stripe_event_id, "type": event.type},
+        )
+        return recorded is not None
+
+    async def record_payment_update(
+        self, booking_id: uuid.UUID | None, status: str, *, stripe_event: StripeEventRecord
+    ) -> bool:
+        """Record a webhook that changes no seats (for example a failed attempt: the hold stays until expiry).
+        False when the event was seen before."""
+        async with self._engine.begin() as conn:
+            if not await self._record_event(conn, stripe_event):
+                return False
+            if booking_id is not None:
+                await conn.execute(
+                    text(
+                        "UPDATE payments SET status = :status, updated_at = now()"
+                        " WHERE booking_id = :b AND status IN ('requires_payment', 'processing', 'failed')"
+                    ),
+                    {"b": booking_id, "status": status},
+                )
+        return True
+
+    async def set_payment_status(self, booking_id: uuid.UUID, status: str) -> None:
+        async with self._engine.begin() as conn:
+            await self._set_payment_status(conn, booking_id, status)
+
+    async def record_refund(self, booking_id: uuid.UUID, refund_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE payments SET refund_id = :refund_id, status = 'refunded', updated_at = now()"
+                    " WHERE booking_id = :b"
+                ),
+                {"b": booking_id, "refund_id": refund_id},
+            )
+
+    async def refunds_owed(self, limit: int = 100) -> list[tuple[uuid.UUID, str]]:
+        """Refunded bookings whose refund Stripe has not confirmed yet: (booking id, payment intent id)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT b.booking_id, p.payment_intent_id FROM bookings b JOIN payments p USING (booking_id)"
+                    " WHERE b.status = 'refunded' AND p.refund_id IS NULL AND p.payment_intent_id IS NOT NULL"
+                    " ORDER BY b.updated_at LIMIT :limit"
+                ),
+                {"limit": limit},
+            )
+            return [(r.booking_id, r.payment_intent_id) for r in rows]
+
+    # --- releasing holds -----------------------------------------------------------------------------------
+
+    async def cancel(self, booking_id: uuid.UUID, reason: str) -> ReleasedBooking | None:
+        """Cancel a reserved booking and free its seats; other statuses are left alone (``status_before``)."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT b.event_id, b.status, b.seat_ids, b.fence, p.payment_intent_id FROM bookings b"
+                        " LEFT JOIN payments p USING (booking_id) WHERE b.booking_id = :b FOR UPDATE OF b"
+                    ),
+                    {"b": booking_id},
+                )
+            ).first()
+            if row is None:
+                return None
+            if row.status != "reserved":
+                return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), (), row.payment_intent_id,
+                                       status_before=row.status)
+            freed = tuple(
+                await conn.scalars(
+                    _FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence}
+                )
+            )
+            await conn.execute(
+                text(
+                    "UPDATE bookings SET status = 'cancelled', status_reason = :reason, updated_at = now()"
+                    " WHERE booking_id = :b"
+                ),
+                {"b": booking_id, "reason": reason},
+            )
+        return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), freed, row.payment_intent_id)
+
+    async def expire_overdue(self, limit: int) -> list[ReleasedBooking]:
+        """Expire one batch of reserved bookings past their deadline. Replicas share the work: rows another
+        sweeper has locked are skipped, not waited for."""
+        async with self._engine.begin() as conn:
+            expired = list(
+                await conn.execute(
+                    text(
+                        """
+                        WITH due AS (
+                            SELECT booking_id FROM bookings
+                            WHERE status = 'reserved' AND expires_at < now()
+                            ORDER BY expires_at
+                            LIMIT :limit
+                            FOR UPDATE SKIP LOCKED
+                        )
+                        UPDATE bookings b
+                        SET status = 'expired', status_reason = 'the hold ended before payment', updated_at = now()
+                        FROM due WHERE b.booking_id = due.booking_id
+                        RETURNING b.booking_id, b.event_id, b.seat_ids, b.fence
+                        """
+                    ),
+                    {"limit": limit},
+                )
+            )
+            if not expired:
+                return []
+            freed: dict[uuid.UUID, list[str]] = {}
+            for r in await conn.execute(
+                text(
+                    """
+                    UPDATE tickets t SET status = 'available', booking_id = NULL, reserved_until = NULL
+                    FROM unnest(CAST(:ids AS uuid[]), CAST(:fences AS bigint[])) AS x(booking_id, fence)
+                    WHERE t.booking_id = x.booking_id AND t.fence = x.fence AND t.status = 'reserved'
+                    RETURNING x.booking_id, t.seat_id
+                    """
+                ),
+                {"ids": [r.booking_id for r in expired], "fences": [r.fence for r in expired]},
+            ):
+                freed.setdefault(r.booking_id, []).append(r.seat_id)
+            intents = {
+                r.booking_id: r.payment_intent_id
+                for r in await conn.execute(
+                    text("SELECT booking_id, payment_intent_id FROM payments WHERE booking_id = ANY(:ids)"),
+                    {"ids": [r.booking_id for r in expired]},
+                )
+            }
+        return [
+            ReleasedBooking(r.booking_id, r.event_id, tuple(r.seat_ids), tuple(freed.get(r.booking_id, ())),
+                            intents.get(r.booking_id))
+            for r in expired
+        ]
+
+    # --- reconciliation ------------------------------------------------------------------------------------
+
+    async def unsettled_payments(self, limit: int = 10_000) -> list[tuple[uuid.UUID, str, str]]:
+        """Bookings not confirmed whose PaymentIntent we have not seen end (cancelled or refunded): the ones a
+        lost webhook could have left paid without a ticket. (booking id, booking status, payment intent id)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT b.booking_id, b.status, p.payment_intent_id FROM bookings b JOIN payments p"
+                    " USING (booking_id) WHERE p.payment_intent_id IS NOT NULL"
+                    " AND b.status IN ('reserved', 'cancelled', 'expired')"
+                    " AND p.status NOT IN ('canceled', 'refunded') ORDER BY b.created_at LIMIT :limit"
+                ),
+                {"limit": limit},
+            )
+            return [(r.booking_id, r.status, r.payment_intent_id) for r in rows]
+
+    async def confirmed_ticket_drift(self) -> list[TicketDrift]:
+        """Confirmed bookings whose booked ticket rows do not match their seats."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    """
+                    SELECT b.booking_id, cardinality(b.seat_ids) AS expected,
+                           count(t.seat_id) FILTER (WHERE t.status = 'booked' AND t.seat_id = ANY(b.seat_ids))
+                               AS booked
+                    FROM bookings b
+                    LEFT JOIN tickets t ON t.event_id = b.event_id AND t.booking_id = b.booking_id
+                    WHERE b.status = 'confirmed'
+                    GROUP BY b.booking_id
+                    HAVING count(t.seat_id) FILTER (WHERE t.status = 'booked' AND t.seat_id = ANY(b.seat_ids))
+                           <> cardinality(b.seat_ids)
+                    """
+                )
+            )
+            return [TicketDrift(r.booking_id, r.expected, r.booked) for r in rows]

@@ -1,0 +1,42 @@
+"""The booking service's server: wires settings, stores, Stripe and the sweeper to the servicer; nothing else."""
+
+from __future__ import annotations
+
+import grpc
+
+from booking_svc.domain import BookingService
+from booking_svc.holds import SeatHolds
+from booking_svc.payments import PaymentGateway
+from booking_svc.repository import BookingRepository
+from booking_svc.servicer import BookingServicer
+from booking_svc.settings import BookingSettings
+from booking_svc.sweeper import run_sweeper
+from tix.server import Runtime, ServiceDefinition
+from tix.v1 import booking_pb2, booking_pb2_grpc
+
+
+def build_booking_service(settings: BookingSettings, runtime: Runtime) -> BookingService:
+    holds = SeatHolds.from_urls(
+        settings.lock_urls(), drift_factor=settings.lock_drift_factor, node_timeout=settings.lock_node_timeout_seconds
+    )
+    payments = PaymentGateway(settings)
+    runtime.on_close(holds.aclose)
+    runtime.on_close(payments.aclose)
+    return BookingService(settings, BookingRepository(runtime.engine), holds, payments, runtime.redis)
+
+
+async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
+    settings = runtime.settings
+    if not isinstance(settings, BookingSettings):
+        settings = BookingSettings(**settings.model_dump())
+    bookings = build_booking_service(settings, runtime)
+    booking_pb2_grpc.add_BookingServiceServicer_to_server(BookingServicer(bookings), server)
+    runtime.spawn(run_sweeper(bookings, settings.sweeper_interval_seconds), name="booking-sweeper")
+
+
+SERVICE = ServiceDefinition(
+    name="booking",
+    service_names=(booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name,),
+    settings_type=BookingSettings,
+    setup=setup,
+)

@@ -1,0 +1,39 @@
+"""Settings of the booking service (env prefix ``TIX_``, like every service)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tix.settings import ServiceSettings
+
+
+class BookingSettings(ServiceSettings):
+    """Holds, payments and the expiry sweeper."""
+
+    # How long seats stay held while the fan pays (the Redis TTL and the database reservation deadline).
+    hold_seconds: int = Field(default=600, ge=5, le=3600)
+    # Ceiling for every event; each event also carries its own (lower wins).
+    max_seats_per_user: int = Field(default=8, ge=1, le=100)
+    # Independent Redis nodes for Redlock (TIX_REDIS_LOCK_URLS='["redis://a:6379/0", ...]'); empty: redis_url.
+    redis_lock_urls: list[str] = Field(default_factory=list)
+    # Redlock's allowance for clock drift between nodes, as a fraction of the TTL (plus 2 ms).
+    lock_drift_factor: float = Field(default=0.01, ge=0.0, lt=0.5)
+    # A lock node that does not answer within this time counts as a failed vote, so one dead node never stalls.
+    lock_node_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Best-available: blocks tried, best first, when racers take the chosen one.
+    best_available_attempts: int = Field(default=4, ge=1, le=20)
+    # Event rules and seat catalog are cached in-process this long, so stampede losers never reach PostgreSQL.
+    event_cache_seconds: float = Field(default=2.0, ge=0)
+    # Stripe pacing (read by booking_svc.payments): calls per second of this process (Stripe's test-mode account
+    # limit is 25/s), how many calls may wait for a slot and how long, before PAYMENTS_BUSY; retries and timeout.
+    stripe_requests_per_second: float = 25.0
+    stripe_max_backlog: int = Field(default=200, ge=1)
+    stripe_max_wait_seconds: float = Field(default=5.0, gt=0)
+    stripe_max_retries: int = Field(default=3, ge=0)
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The expiry sweeper: how often it runs and how many bookings one transaction handles.
+    sweeper_interval_seconds: float = Field(default=5.0, gt=0)
+    sweeper_batch_size: int = Field(default=200, ge=1, le=5000)
+
+    def lock_urls(self) -> list[str]:
+        return list(self.redis_lock_urls) or [self.redis_url]

@@ -1,0 +1,200 @@
+"""Run localstripe (the local Stripe stand-in) the way Tix needs it: on loopback only, with no pickle on disk.
+
+localstripe's own entry point binds every interface (``::``) and pickles its whole store to
+``/tmp/localstripe.pickle`` on every write (and reads a stale one back at start), which makes each API call
+O(store size) and leaks state between runs; its list endpoints also scan the whole store, and every charge export
+lists the charge's refunds that way. This launcher serves the same aiohttp application on one host and port, keeps
+the store in memory only with a per-type index, and silences the per-request access log.
+
+    python -m tix.localstripe_launcher --host 127.0.0.1 --port 8420
+
+localstripe also ignores idempotency keys and sends each webhook once, about a second after the event, without
+retries: callers must not rely on either for correctness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8420
+DEFAULT_WEBHOOK_EVENTS = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "charge.refunded",
+)
+
+
+def _memory_only_app():
+    """localstripe's aiohttp app, its store kept in memory only and indexed by object type."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+    from localstripe.server import app
+
+    class IndexedStore(resources.Store):
+        """Writes no longer pickle the store to /tmp; the list endpoints read a per-type index instead of scanning
+        every object (a charge's ``refunds`` is such a list, so each PaymentIntent export was O(store) and a sale
+        of thousands of payments went quadratic)."""
+
+        def dump_to_disk(self) -> None:
+            pass
+
+        def of_type(self, object_name: str) -> dict:
+            return self.__dict__.setdefault("by_type", {}).setdefault(object_name, {})
+
+        def __setitem__(self, key: str, value: object) -> None:
+            dict.__setitem__(self, key, value)
+            self.of_type(key.split(":", 1)[0])[key] = value
+
+        def __delitem__(self, key: str) -> None:
+            dict.__delitem__(self, key)
+            self.of_type(key.split(":", 1)[0]).pop(key, None)
+
+        def clear(self) -> None:
+            dict.clear(self)
+            self.__dict__.pop("by_type", None)
+
+    store = resources.store
+    store.__class__ = IndexedStore
+    for key, value in dict.items(store):
+        store.of_type(key.split(":", 1)[0])[key] = value
+
+    @classmethod
+    def list_all(cls, url, limit=None, starting_after=None, **kwargs):
+        if kwargs:
+            raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        listed = resources.List(url, limit=limit, starting_after=starting_after)
+        listed._list = list(store.of_type(cls.object).values())
+        return listed
+
+    resources.StripeObject._api_list_all = list_all
+    # try_load_from_disk() is never called, so no stale pickle is read either.
+    return app
+
+
+async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve localstripe until SIGTERM or SIGINT."""
+    from aiohttp import web
+
+    runner = web.AppRunner(_memory_only_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host=host, port=port, reuse_address=True, backlog=1024)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"localstripe listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _wait_until_answering(process: subprocess.Popen, api_base: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"localstripe exited with code {process.returncode} before answering")
+        try:
+            # An unauthenticated API call answers 401 as soon as the app is up.
+            urllib.request.urlopen(f"{api_base}/v1/balance", timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+            time.sleep(0.05)
+    process.kill()
+    process.wait(5)
+    raise RuntimeError(f"localstripe did not answer on {api_base} within {timeout:.0f}s")
+
+
+def start_localstripe(
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    *,
+    timeout: float = 20.0,
+    stderr: int | None = subprocess.DEVNULL,
+) -> subprocess.Popen:
+    """Start a private localstripe process and return it once it answers HTTP. The caller terminates it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tix.localstripe_launcher", "--host", host, "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    _wait_until_answering(process, f"http://{host}:{port}", timeout)
+    return process
+
+
+def stop_localstripe(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Terminate a process started by ``start_localstripe`` (kill it if it lingers)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
+def configure_webhook(
+    api_base: str,
+    url: str,
+    secret: str,
+    events: Sequence[str] | None = DEFAULT_WEBHOOK_EVENTS,
+    *,
+    name: str = "tix",
+) -> None:
+    """Register (or replace) webhook ``name``: localstripe will POST ``events`` to ``url``, signed with ``secret``.
+
+    ``events=None`` subscribes to every event type.
+    """
+    body: dict[str, object] = {"url": url, "secret": secret}
+    if events is not None:
+        body["events"] = list(events)
+    request = urllib.request.Request(
+        f"{api_base.rstrip('/')}/_config/webhooks/{name}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        if response.status != 200:
+            raise RuntimeError(f"localstripe refused the webhook configuration: HTTP {response.status}")
+
+
+def flush_localstripe(api_base: str) -> None:
+    """Forget every object localstripe holds (``DELETE /_config/data``); webhook registrations stay."""
+    request = urllib.request.Request(f"{api_base.rstrip('/')}/_config/data", method="DELETE")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tix.localstripe_launcher", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to bind (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but localstripe runs without it
+        asyncio.run(serve(args.host, args.port))
+    else:
+        uvloop.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
