@@ -1,0 +1,1 @@
+"""The event service: event details, the seat map and live seat availability (EventService)."""

@@ -1,0 +1,530 @@
+"""Viewing events: what an event page shows (details, sale status, availability) and the seat map.
+
+Rules only: the stores are reached through the ports below (implemented in ``repository.py``), and gRPC never
+appears here. The static part of an event (catalog rows, sections, prices) is cached for long; what changes with
+every sale (taken seats) is read fresh, or shared by concurrent viewers for at most a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+from tix.errors import NotFound
+
+
+class SaleStatus(enum.Enum):
+    SCHEDULED = "scheduled"
+    ON_SALE = "on_sale"
+    SOLD_OUT = "sold_out"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class SeatStatus(enum.Enum):
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    BOOKED = "booked"
+
+
+# One character per seat in the compact seat map (see tix.v1.SeatRow.status_codes).
+STATUS_CODES = {SeatStatus.AVAILABLE: "A", SeatStatus.RESERVED: "R", SeatStatus.BOOKED: "B"}
+
+
+@dataclass(frozen=True)
+class Venue:
+    venue_id: int
+    name: str
+    city: str
+    region: str
+    country_code: str
+    latitude: float
+    longitude: float
+    time_zone: str
+    capacity: int
+    layout_id: str
+    layout_name: str
+
+
+@dataclass(frozen=True)
+class Performer:
+    performer_id: int
+    name: str
+    category: int
+    genre: str
+
+
+@dataclass(frozen=True)
+class WaitingRoom:
+    enabled: bool
+    admission_rate_per_second: int
+    max_active_shoppers: int
+
+
+@dataclass(frozen=True)
+class SectionPrice:
+    """A section of the layout with the cheapest price its seats sell at ("from $X") and its size."""
+
+    section_id: str
+    name: str
+    price_tier: int
+    price_minor: int
+    max_price_minor: int
+    total_count: int
+
+
+@dataclass(frozen=True)
+class EventCatalogEntry:
+    """The part of an event that changes only when the catalog changes: cached for long."""
+
+    event_id: int
+    name: str
+    description: str
+    category: int
+    starts_at: datetime
+    ends_at: datetime
+    sale_starts_at: datetime
+    cancelled: bool
+    currency: str
+    tier_prices: tuple[int, ...]
+    max_seats_per_user: int
+    waiting_room: WaitingRoom
+    venue: Venue
+    performer: Performer
+    sections: tuple[SectionPrice, ...]
+
+    def price_of_tier(self, tier: int) -> int:
+        """Tier N costs tier_prices[N]; tiers beyond the list cost the last price (as ticket materialisation does)."""
+        return self.tier_prices[max(1, min(tier, len(self.tier_prices))) - 1]
+
+    def section(self, section_id: str) -> SectionPrice | None:
+        return next((s for s in self.sections if s.section_id == section_id), None)
+
+    @property
+    def total_count(self) -> int:
+        return sum(s.total_count for s in self.sections)
+
+    @property
+    def min_price_minor(self) -> int:
+        return min((s.price_minor for s in self.sections), default=0)
+
+    @property
+    def max_price_minor(self) -> int:
+        return max((s.max_price_minor for s in self.sections), default=0)
+
+
+def sale_status(entry: EventCatalogEntry, available_count: int, now: datetime) -> SaleStatus:
+    """Cancellation wins, then time (started events are over for sales), then the on-sale time, then stock."""
+    if entry.cancelled:
+        return SaleStatus.CANCELLED
+    if now >= entry.starts_at:
+        return SaleStatus.ENDED
+    if now < entry.sale_starts_at:
+        return SaleStatus.SCHEDULED
+    if available_count <= 0:
+        return SaleStatus.SOLD_OUT
+    return SaleStatus.ON_SALE
+
+
+@dataclass(frozen=True)
+class SectionAvailability:
+    section: SectionPrice
+    available_count: int
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Everything GetEvent returns."""
+
+    entry: EventCatalogEntry
+    sale_status: SaleStatus
+    sections: tuple[SectionAvailability, ...]
+
+    @property
+    def available_count(self) -> int:
+        return sum(s.available_count for s in self.sections)
+
+
+# --- seat layouts ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayoutSeat:
+    seat_id: str
+    section_id: str
+    section_name: str
+    row_label: str
+    number: int
+    price_tier: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class LayoutRow:
+    row_label: str
+    first_seat_number: int
+    seat_ids: tuple[str, ...]
+    numbers: tuple[int, ...]
+    price_tiers: tuple[int, ...]
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.seat_ids)
+
+
+@dataclass(frozen=True)
+class LayoutSection:
+    section_id: str
+    name: str
+    rows: tuple[LayoutRow, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(row.size for row in self.rows)
+
+
+@dataclass(frozen=True, eq=False)
+class SeatLayout:
+    """A venue's seat plan in drawing order, with every seat's place in it for overlaying seat statuses."""
+
+    layout_id: str
+    sections: tuple[LayoutSection, ...]
+    # seat_id -> (section index, row index, position in the row)
+    positions: Mapping[str, tuple[int, int, int]]
+
+
+def natural_key(label: str) -> tuple:
+    """Orders "A" < "B" < "AA" and "2" < "10", as rows and sections are numbered on a plan."""
+    return (len(label),) + tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label))
+
+
+def build_layout(layout_id: str, seats: Sequence[LayoutSeat]) -> SeatLayout:
+    """Group seats into sections and rows; rows and seats are ordered as a fan reads the plan."""
+    by_section: dict[str, tuple[str, dict[str, list[LayoutSeat]]]] = {}
+    for seat in seats:
+        name, rows = by_section.setdefault(seat.section_id, (seat.section_name, {}))
+        rows.setdefault(seat.row_label, []).append(seat)
+    sections: list[LayoutSection] = []
+    positions: dict[str, tuple[int, int, int]] = {}
+    for section_index, section_id in enumerate(sorted(by_section, key=natural_key)):
+        name, rows = by_section[section_id]
+        layout_rows = []
+        for row_index, label in enumerate(sorted(rows, key=natural_key)):
+            row_seats = sorted(rows[label], key=lambda s: s.number)
+            for position, seat in enumerate(row_seats):
+                positions[seat.seat_id] = (section_index, row_index, position)
+            layout_rows.append(
+                LayoutRow(
+                    row_label=label,
+                    first_seat_number=row_seats[0].number,
+                    seat_ids=tuple(s.seat_id for s in row_seats),
+                    numbers=tuple(s.number for s in row_seats),
+                    price_tiers=tuple(s.price_tier for s in row_seats),
+                    xs=tuple(s.x for s in row_seats),
+                    ys=tuple(s.y for s in row_seats),
+                )
+            )
+        sections.append(LayoutSection(section_id, name, tuple(layout_rows)))
+    return SeatLayout(layout_id, tuple(sections), positions)
+
+
+# --- seat maps -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SeatState:
+    """The seats of an event that are not available, read after the seat feed's ``version``.
+
+    Every change with a version up to ``version`` is included; later changes may be too (applying them again is
+    harmless: a change sets a status, it does not toggle one)."""
+
+    event_id: int
+    version: int
+    taken: Mapping[str, SeatStatus]
+
+
+class SeatView(NamedTuple):
+    """One seat in the full view (a tuple: a stadium's full map builds tens of thousands of them)."""
+
+    seat_id: str
+    section_id: str
+    row_label: str
+    number: int
+    status: SeatStatus
+    price_minor: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class SeatMapRow:
+    row_label: str
+    first_seat_number: int
+    status_codes: str
+    seats: tuple[SeatView, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeatMapSection:
+    section: SectionPrice
+    available_count: int
+    rows: tuple[SeatMapRow, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SeatMap:
+    event_id: int
+    version: int
+    currency: str
+    sections: tuple[SeatMapSection, ...]
+
+
+class SeatMapView(enum.Enum):
+    COMPACT = "compact"
+    FULL = "full"
+
+
+def build_seat_map(
+    entry: EventCatalogEntry,
+    layout: SeatLayout,
+    state: SeatState,
+    *,
+    section_id: str | None = None,
+    view: SeatMapView = SeatMapView.COMPACT,
+) -> SeatMap:
+    """Overlay the taken seats on the layout: rows with nothing taken cost one string multiplication."""
+    taken_by_row: dict[tuple[int, int], list[tuple[int, str]]] = {}
+    positions = layout.positions
+    for seat_id, status in state.taken.items():
+        place = positions.get(seat_id)
+        if place is not None:
+            taken_by_row.setdefault((place[0], place[1]), []).append((place[2], STATUS_CODES[status]))
+
+    full = view is SeatMapView.FULL
+    sections = []
+    for section_index, layout_section in enumerate(layout.sections):
+        if section_id is not None and layout_section.section_id != section_id:
+            continue
+        price = entry.section(layout_section.section_id) or SectionPrice(
+            layout_section.section_id, layout_section.name, 1, entry.price_of_tier(1), entry.price_of_tier(1),
+            layout_section.size,
+        )
+        available = 0
+        rows = []
+        for row_index, row in enumerate(layout_section.rows):
+            overlay = taken_by_row.get((section_index, row_index))
+            if overlay is None:
+                codes = "A" * row.size
+                available += row.size
+            else:
+                chars = ["A"] * row.size
+                for position, code in overlay:
+                    chars[position] = code
+                codes = "".join(chars)
+                available += row.size - len(overlay)
+            seats = _seat_views(entry, layout_section.section_id, row, codes) if full else ()
+            rows.append(SeatMapRow(row.row_label, row.first_seat_number, codes, seats))
+        sections.append(SeatMapSection(price, available, tuple(rows)))
+    return SeatMap(state.event_id, state.version, entry.currency, tuple(sections))
+
+
+_STATUS_OF_CODE = {code: status for status, code in STATUS_CODES.items()}
+
+
+def _seat_views(entry: EventCatalogEntry, section_id: str, row: LayoutRow, codes: str) -> tuple[SeatView, ...]:
+    label, price_of_tier, status_of = row.row_label, entry.price_of_tier, _STATUS_OF_CODE
+    return tuple(
+        SeatView(seat_id, section_id, label, number, status_of[code], price_of_tier(tier), x, y)
+        for seat_id, number, code, tier, x, y in zip(
+            row.seat_ids, row.numbers, codes, row.price_tiers, row.xs, row.ys, strict=True
+        )
+    )
+
+
+# --- ports -----------------------------------------------------------------------------------------------------
+
+
+class CatalogStore(Protocol):
+    async def load_event(self, event_id: int) -> EventCatalogEntry | None: ...
+    async def load_layout(self, layout_id: str) -> list[LayoutSeat]: ...
+    async def layout_ids(self) -> list[str]: ...
+    async def taken_seats(self, event_id: int) -> dict[str, SeatStatus]: ...
+    async def taken_by_section(self, event_id: int) -> dict[str, int]: ...
+
+
+class CatalogCache(Protocol):
+    async def get_event(self, event_id: int, load: Callable[[], Awaitable[EventCatalogEntry | None]]) -> (
+        EventCatalogEntry | None
+    ): ...
+    async def get_taken_by_section(self, event_id: int, load: Callable[[], Awaitable[dict[str, int]]]) -> (
+        dict[str, int]
+    ): ...
+
+
+class SeatVersions(Protocol):
+    async def current_version(self, event_id: int) -> int: ...
+
+
+# --- coalescing ------------------------------------------------------------------------------------------------
+
+
+class _Flight:
+    __slots__ = ("future", "began")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future | None = None
+        # The mark taken when the load actually started reading; None while it waits for its first turn.
+        self.began: int | None = None
+
+
+class FreshFlights:
+    """Coalesces concurrent loads of one key, with at most one load of a key running at a time.
+
+    ``run(key, load)`` shares any load in progress: right for data that may be a moment old. With ``not_before``
+    (a ``mark`` the caller took when it started needing fresh data, for a watcher: once its subscription is live)
+    it shares only a load that starts reading after that mark, queued behind the one in progress. A burst of 2,000
+    new watchers of one event thus costs a few queries, not 2,000, and no watcher misses a change published
+    between its subscription and its snapshot."""
+
+    def __init__(self) -> None:
+        self._ticks = itertools.count(1)
+        self._flights: dict[Hashable, _Flight] = {}
+
+    def mark(self) -> int:
+        return next(self._ticks)
+
+    async def run(self, key: Hashable, load: Callable[[], Awaitable], *, not_before: int | None = None):
+        flight = self._flights.get(key)
+        stale = flight is not None and not_before is not None and flight.began is not None and (
+            flight.began <= not_before
+        )
+        if flight is None or stale:
+            running = flight.future if flight is not None else None
+            flight = _Flight()
+            flight.future = asyncio.ensure_future(self._fly(flight, load, running))
+            self._flights[key] = flight
+            flight.future.add_done_callback(lambda done, key=key, flight=flight: self._land(key, flight, done))
+        # One caller giving up (a cancelled stream) must not cancel the load the others wait for.
+        return await asyncio.shield(flight.future)
+
+    async def _fly(self, flight: _Flight, load: Callable[[], Awaitable], running: asyncio.Future | None):
+        if running is not None and not running.done():
+            await asyncio.wait([running])  # one read of a key at a time; its outcome is not ours
+        flight.began = self.mark()
+        return await load()
+
+    def _land(self, key: Hashable, flight: _Flight, done: asyncio.Future) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here so an error nobody awaited anymore is not reported as lost
+
+
+class LayoutCache:
+    """Seat layouts in process memory: they are templates shared by many venues and never change once used."""
+
+    def __init__(self, store: CatalogStore, size: int) -> None:
+        self._store = store
+        self._size = size
+        self._layouts: OrderedDict[str, SeatLayout] = OrderedDict()
+        self._flights = FreshFlights()
+
+    async def get(self, layout_id: str) -> SeatLayout:
+        layout = self._layouts.get(layout_id)
+        if layout is not None:
+            self._layouts.move_to_end(layout_id)
+            return layout
+        return await self._flights.run(layout_id, lambda: self._load(layout_id))
+
+    async def warm(self) -> None:
+        """Load the layouts venues use before the first fan asks: a stadium's takes a second or two to build."""
+        for layout_id in (await self._store.layout_ids())[: self._size]:
+            await self.get(layout_id)
+
+    async def _load(self, layout_id: str) -> SeatLayout:
+        layout = build_layout(layout_id, await self._store.load_layout(layout_id))
+        self._layouts[layout_id] = layout
+        while len(self._layouts) > self._size:
+            self._layouts.popitem(last=False)
+        return layout
+
+
+@dataclass
+class EventViewing:
+    """The event service's use cases: the event page, the seat map, and snapshots for watchers."""
+
+    store: CatalogStore
+    cache: CatalogCache
+    versions: SeatVersions
+    layouts: LayoutCache
+    clock: Callable[[], datetime]
+    _catalog_flights: FreshFlights = field(default_factory=FreshFlights)
+    _count_flights: FreshFlights = field(default_factory=FreshFlights)
+    _seat_flights: FreshFlights = field(default_factory=FreshFlights)
+    _snapshot_flights: FreshFlights = field(default_factory=FreshFlights)
+
+    async def catalog_entry(self, event_id: int) -> EventCatalogEntry:
+        # Shared by concurrent callers: a burst of viewers makes one cache lookup, not one each.
+        entry = await self._catalog_flights.run(
+            event_id, lambda: self.cache.get_event(event_id, lambda: self.store.load_event(event_id))
+        )
+        if entry is None:
+            raise NotFound("EVENT_NOT_FOUND", f"event {event_id} does not exist", event_id=event_id)
+        return entry
+
+    async def event_page(self, event_id: int) -> EventPage:
+        entry = await self.catalog_entry(event_id)
+        taken = await self._count_flights.run(
+            event_id,
+            lambda: self.cache.get_taken_by_section(event_id, lambda: self.store.taken_by_section(event_id)),
+        )
+        sections = tuple(
+            SectionAvailability(section, max(0, section.total_count - taken.get(section.section_id, 0)))
+            for section in entry.sections
+        )
+        available = sum(s.available_count for s in sections)
+        return EventPage(entry, sale_status(entry, available, self.clock()), sections)
+
+    async def seat_map(
+        self, event_id: int, *, section_id: str | None = None, view: SeatMapView = SeatMapView.COMPACT
+    ) -> SeatMap:
+        entry = await self.catalog_entry(event_id)
+        if section_id is not None and entry.section(section_id) is None:
+            raise NotFound(
+                "SECTION_NOT_FOUND", f"event {event_id} has no section {section_id!r}",
+                event_id=event_id, section_id=section_id,
+            )
+        layout = await self.layouts.get(entry.venue.layout_id)
+        # Concurrent readers share the read in progress: one query serves a stampede of seat-map viewers.
+        state = await self._seat_flights.run(event_id, lambda: self._read_seat_state(event_id))
+        return build_seat_map(entry, layout, state, section_id=section_id, view=view)
+
+    def mark(self) -> int:
+        """A point in time after which a watcher's snapshot must have been read (see FreshFlights)."""
+        return self._snapshot_flights.mark()
+
+    async def snapshot(self, event_id: int, *, not_before: int) -> SeatMap:
+        """The whole compact map for a watcher: built once per shared read, however many watchers share it."""
+        entry = await self.catalog_entry(event_id)
+        layout = await self.layouts.get(entry.venue.layout_id)
+
+        async def build() -> SeatMap:
+            return build_seat_map(entry, layout, await self._read_seat_state(event_id))
+
+        return await self._snapshot_flights.run(event_id, build, not_before=not_before)
+
+    async def _read_seat_state(self, event_id: int) -> SeatState:
+        # The version first: every change up to it is then already in the rows read next.
+        version = await self.versions.current_version(event_id)
+        taken = await self.store.taken_seats(event_id)
+        return SeatState(event_id, version, taken)

@@ -1,0 +1,301 @@
+"""Storage for the event service: catalog and ticket reads in PostgreSQL, and the Redis caches in front of them.
+
+Ticket rows exist only for events someone has booked from (see tix.inventory); an event without them has every
+seat available, so reads count the seats that are *taken* and never materialise rows for a viewer or a crawler.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from event_svc.domain import (
+    EventCatalogEntry,
+    LayoutSeat,
+    Performer,
+    SeatStatus,
+    SectionPrice,
+    Venue,
+    WaitingRoom,
+    natural_key,
+)
+from tix import seatfeed
+from tix.logs import get_logger
+
+log = get_logger("event_svc.repository")
+
+_EVENT = text(
+    """
+    SELECT e.event_id, e.name, e.description, e.category, e.starts_at, e.ends_at, e.sale_starts_at, e.cancelled,
+           e.currency, e.tier_prices, e.max_seats_per_user, e.queue_enabled, e.queue_rate_per_second,
+           e.queue_max_active,
+           v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
+           v.time_zone, v.capacity, v.layout_id, l.name AS layout_name,
+           p.performer_id, p.name AS performer_name, p.category AS performer_category, p.genre
+    FROM events e
+    JOIN venues v ON v.venue_id = e.venue_id
+    JOIN layouts l ON l.layout_id = v.layout_id
+    JOIN performers p ON p.performer_id = e.performer_id
+    WHERE e.event_id = :event_id
+    """
+)
+
+_SECTION_TIERS = text(
+    """
+    SELECT section_id, min(section_name) AS section_name, price_tier, count(*) AS seats
+    FROM layout_seats WHERE layout_id = :layout_id
+    GROUP BY section_id, price_tier
+    """
+)
+
+_LAYOUT = text(
+    """
+    SELECT seat_id, section_id, section_name, row_label, number, price_tier, x, y
+    FROM layout_seats WHERE layout_id = :layout_id
+    ORDER BY section_id, row_label, number
+    """
+)
+
+_LAYOUTS_IN_USE = text("SELECT layout_id FROM venues GROUP BY layout_id ORDER BY count(*) DESC")
+
+# A reservation whose deadline has passed is available again, whether or not a sweeper has released it yet.
+_TAKEN = "(status = 'booked' OR (status = 'reserved' AND reserved_until > now()))"
+_TAKEN_SEATS = text(f"SELECT seat_id, status FROM tickets WHERE event_id = :event_id AND {_TAKEN}")
+_TAKEN_BY_SECTION = text(
+    f"SELECT section_id, count(*) FROM tickets WHERE event_id = :event_id AND {_TAKEN} GROUP BY section_id"
+)
+
+
+class CatalogRepository:
+    """The catalog and ticket rows an event page and a seat map are made of."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def load_event(self, event_id: int) -> EventCatalogEntry | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_EVENT, {"event_id": event_id})).mappings().first()
+            if row is None:
+                return None
+            tiers = (await conn.execute(_SECTION_TIERS, {"layout_id": row["layout_id"]})).all()
+        tier_prices = tuple(row["tier_prices"]) or (0,)
+        return EventCatalogEntry(
+            event_id=row["event_id"],
+            name=row["name"],
+            description=row["description"],
+            category=row["category"],
+            starts_at=row["starts_at"],
+            ends_at=row["ends_at"],
+            sale_starts_at=row["sale_starts_at"],
+            cancelled=row["cancelled"],
+            currency=row["currency"],
+            tier_prices=tier_prices,
+            max_seats_per_user=row["max_seats_per_user"],
+            waiting_room=WaitingRoom(row["queue_enabled"], row["queue_rate_per_second"], row["queue_max_active"]),
+            venue=Venue(
+                venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
+                country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
+                time_zone=row["time_zone"], capacity=row["capacity"], layout_id=row["layout_id"],
+                layout_name=row["layout_name"],
+            ),
+            performer=Performer(
+                row["performer_id"], row["performer_name"], row["performer_category"], row["genre"]
+            ),
+            sections=_section_prices(tiers, tier_prices),
+        )
+
+    async def load_layout(self, layout_id: str) -> list[LayoutSeat]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_LAYOUT, {"layout_id": layout_id})).all()
+        return [LayoutSeat(*row) for row in rows]
+
+    async def layout_ids(self) -> list[str]:
+        """Layouts in use, the most used first."""
+        async with self._engine.connect() as conn:
+            return list(await conn.scalars(_LAYOUTS_IN_USE))
+
+    async def taken_seats(self, event_id: int) -> dict[str, SeatStatus]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_TAKEN_SEATS, {"event_id": event_id})).all()
+        statuses = {status.value: status for status in SeatStatus}
+        return {seat_id: statuses[status] for seat_id, status in rows}
+
+    async def taken_by_section(self, event_id: int) -> dict[str, int]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_TAKEN_BY_SECTION, {"event_id": event_id})).all()
+        return {section_id: count for section_id, count in rows}
+
+
+def _section_prices(tiers: list, tier_prices: tuple[int, ...]) -> tuple[SectionPrice, ...]:
+    """One entry per section: its size, and its cheapest tier's price as the "from" price."""
+
+    def price(tier: int) -> int:
+        return tier_prices[max(1, min(tier, len(tier_prices))) - 1]
+
+    by_section: dict[str, list] = {}
+    for section_id, section_name, tier, seats in tiers:
+        by_section.setdefault(section_id, []).append((price(tier), tier, section_name, seats))
+    sections = []
+    for section_id in sorted(by_section, key=natural_key):
+        priced = sorted(by_section[section_id])
+        cheapest, tier, name, _ = priced[0]
+        sections.append(
+            SectionPrice(section_id, name, tier, cheapest, priced[-1][0], sum(p[3] for p in priced))
+        )
+    return tuple(sections)
+
+
+# --- Redis caches ----------------------------------------------------------------------------------------------
+
+
+# Bumped when the whole catalog is reloaded (a reseed), so no event keeps details cached from the old catalog.
+CATALOG_GENERATION_KEY = "tix:catalog:generation"
+
+
+def _catalog_version_key(event_id: int) -> str:
+    return f"tix:event:{event_id}:catalog-version"
+
+
+def _catalog_key(event_id: int, generation: str, version: str) -> str:
+    return f"tix:event:{event_id}:catalog:{generation}.{version}"
+
+
+def _taken_key(event_id: int) -> str:
+    return f"tix:event:{event_id}:taken-by-section"
+
+
+async def invalidate_event(redis: Redis, event_id: int) -> None:
+    """Call after any change to an event, its venue or its performer. Bumping a version (rather than deleting
+    the entry) means a reader that loaded the old rows just before the change can never store them as current."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.incr(_catalog_version_key(event_id))
+        pipe.delete(_taken_key(event_id))
+        await pipe.execute()
+
+
+async def invalidate_catalog(redis: Redis) -> None:
+    """Call after replacing the catalog wholesale (a seed): every cached event's details are then refetched."""
+    await redis.incr(CATALOG_GENERATION_KEY)
+
+
+_MISSING = "-"
+
+
+class RedisCatalogCache:
+    """Event details for long (versioned, see invalidate_event) and taken-seat counts for about a second.
+
+    Redis being down slows pages down but does not break them: every miss or error falls through to PostgreSQL."""
+
+    def __init__(
+        self, redis: Redis, *, catalog_seconds: int, missing_seconds: float, availability_seconds: float
+    ) -> None:
+        self._redis = redis
+        self._catalog_seconds = catalog_seconds
+        self._missing_ms = max(1, int(missing_seconds * 1000))
+        self._availability_ms = max(1, int(availability_seconds * 1000))
+
+    async def get_event(
+        self, event_id: int, load: Callable[[], Awaitable[EventCatalogEntry | None]]
+    ) -> EventCatalogEntry | None:
+        try:
+            generation, version = await self._redis.mget(CATALOG_GENERATION_KEY, _catalog_version_key(event_id))
+            key = _catalog_key(event_id, generation or "0", version or "0")
+            raw = await self._redis.get(key)
+        except RedisError as exc:
+            log.warning("catalog_cache_unavailable", event_id=event_id, error=repr(exc))
+            return await load()
+        if raw is not None:
+            return None if raw == _MISSING else decode_entry(raw)
+        entry = await load()
+        try:
+            if entry is None:
+                await self._redis.set(key, _MISSING, px=self._missing_ms)
+            else:
+                await self._redis.set(key, encode_entry(entry), ex=self._catalog_seconds)
+        except RedisError as exc:
+            log.warning("catalog_cache_unavailable", event_id=event_id, error=repr(exc))
+        return entry
+
+    async def get_taken_by_section(
+        self, event_id: int, load: Callable[[], Awaitable[dict[str, int]]]
+    ) -> dict[str, int]:
+        try:
+            raw = await self._redis.get(_taken_key(event_id))
+        except RedisError as exc:
+            log.warning("availability_cache_unavailable", event_id=event_id, error=repr(exc))
+            return await load()
+        if raw is not None:
+            return json.loads(raw)
+        taken = await load()
+        try:
+            await self._redis.set(_taken_key(event_id), json.dumps(taken), px=self._availability_ms)
+        except RedisError as exc:
+            log.warning("availability_cache_unavailable", event_id=event_id, error=repr(exc))
+        return taken
+
+
+class RedisSeatVersions:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def current_version(self, event_id: int) -> int:
+        """0 when Redis is unreachable: the map is still right, and a watcher seeing a later version resyncs."""
+        try:
+            return await seatfeed.current_version(self._redis, event_id)
+        except RedisError as exc:
+            log.warning("seat_version_unavailable", event_id=event_id, error=repr(exc))
+            return 0
+
+
+def encode_entry(entry: EventCatalogEntry) -> str:
+    return json.dumps(
+        {
+            "event_id": entry.event_id,
+            "name": entry.name,
+            "description": entry.description,
+            "category": entry.category,
+            "starts_at": entry.starts_at.isoformat(),
+            "ends_at": entry.ends_at.isoformat(),
+            "sale_starts_at": entry.sale_starts_at.isoformat(),
+            "cancelled": entry.cancelled,
+            "currency": entry.currency,
+            "tier_prices": list(entry.tier_prices),
+            "max_seats_per_user": entry.max_seats_per_user,
+            "waiting_room": list(vars_of(entry.waiting_room)),
+            "venue": list(vars_of(entry.venue)),
+            "performer": list(vars_of(entry.performer)),
+            "sections": [list(vars_of(section)) for section in entry.sections],
+        },
+        separators=(",", ":"),
+    )
+
+
+def vars_of(record: object) -> tuple:
+    return tuple(getattr(record, name) for name in record.__dataclass_fields__)  # type: ignore[attr-defined]
+
+
+def decode_entry(raw: str) -> EventCatalogEntry:
+    data = json.loads(raw)
+    return EventCatalogEntry(
+        event_id=data["event_id"],
+        name=data["name"],
+        description=data["description"],
+        category=data["category"],
+        starts_at=datetime.fromisoformat(data["starts_at"]),
+        ends_at=datetime.fromisoformat(data["ends_at"]),
+        sale_starts_at=datetime.fromisoformat(data["sale_starts_at"]),
+        cancelled=data["cancelled"],
+        currency=data["currency"],
+        tier_prices=tuple(data["tier_prices"]),
+        max_seats_per_user=data["max_seats_per_user"],
+        waiting_room=WaitingRoom(*data["waiting_room"]),
+        venue=Venue(*data["venue"]),
+        performer=Performer(*data["performer"]),
+        sections=tuple(SectionPrice(*section) for section in data["sections"]),
+    )

@@ -1,0 +1,180 @@
+"""EventService over gRPC: parse the request, ask the domain, render the answer."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from event_svc.domain import EventPage, EventViewing, SaleStatus, SeatMap, SeatMapView, SeatStatus, Venue
+from event_svc.seat_hub import SeatHub
+from tix import seatfeed
+from tix.errors import InvalidArgument
+from tix.v1 import common_pb2, event_pb2, event_pb2_grpc
+from tix.validation import require_numeric_id
+
+SALE_STATUSES = {
+    SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
+    SaleStatus.ON_SALE: event_pb2.SALE_STATUS_ON_SALE,
+    SaleStatus.SOLD_OUT: event_pb2.SALE_STATUS_SOLD_OUT,
+    SaleStatus.ENDED: event_pb2.SALE_STATUS_ENDED,
+    SaleStatus.CANCELLED: event_pb2.SALE_STATUS_CANCELLED,
+}
+SEAT_STATUSES = {
+    SeatStatus.AVAILABLE: common_pb2.SEAT_STATUS_AVAILABLE,
+    SeatStatus.RESERVED: common_pb2.SEAT_STATUS_RESERVED,
+    SeatStatus.BOOKED: common_pb2.SEAT_STATUS_BOOKED,
+}
+_FEED_STATUSES = {status.value: SEAT_STATUSES[status] for status in SeatStatus}
+_VIEWS = {
+    event_pb2.SEAT_MAP_VIEW_UNSPECIFIED: SeatMapView.COMPACT,
+    event_pb2.SEAT_MAP_VIEW_COMPACT: SeatMapView.COMPACT,
+    event_pb2.SEAT_MAP_VIEW_FULL: SeatMapView.FULL,
+}
+
+
+class EventServicer(event_pb2_grpc.EventServiceServicer):
+    def __init__(self, viewing: EventViewing, hub: SeatHub) -> None:
+        self._viewing = viewing
+        self._hub = hub
+
+    async def GetEvent(self, request: event_pb2.GetEventRequest, context) -> event_pb2.Event:
+        event_id = require_numeric_id(request.event_id, "event_id")
+        return render_event(await self._viewing.event_page(event_id))
+
+    async def ListSeats(self, request: event_pb2.ListSeatsRequest, context) -> event_pb2.SeatMap:
+        event_id = require_numeric_id(request.event_id, "event_id")
+        view = _VIEWS.get(request.view)
+        if view is None:
+            raise InvalidArgument("view", f"unknown seat map view {request.view}")
+        seat_map = await self._viewing.seat_map(event_id, section_id=request.section_id or None, view=view)
+        return render_seat_map(seat_map)
+
+    async def WatchSeats(
+        self, request: event_pb2.WatchSeatsRequest, context
+    ) -> AsyncIterator[event_pb2.WatchSeatsResponse]:
+        event_id = require_numeric_id(request.event_id, "event_id")
+        async for update in self._hub.watch(event_id):
+            if isinstance(update, SeatMap):
+                yield snapshot_response(update)
+            else:
+                yield changes_response(update)
+
+
+# Every watcher sharing one snapshot or one change gets the same message object: rendered once, not per stream.
+@functools.lru_cache(maxsize=64)
+def snapshot_response(seat_map: SeatMap) -> event_pb2.WatchSeatsResponse:
+    return event_pb2.WatchSeatsResponse(version=seat_map.version, snapshot=render_seat_map(seat_map))
+
+
+@functools.lru_cache(maxsize=1024)
+def changes_response(message: seatfeed.SeatFeedMessage) -> event_pb2.WatchSeatsResponse:
+    changes = [
+        event_pb2.SeatChange(seat_id=seat_id, status=_FEED_STATUSES.get(status, common_pb2.SEAT_STATUS_UNSPECIFIED))
+        for seat_id, status in message.changes
+    ]
+    return event_pb2.WatchSeatsResponse(version=message.version, changes=event_pb2.SeatChanges(changes=changes))
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _money(currency: str, amount_minor: int) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=currency, amount_minor=amount_minor)
+
+
+def render_venue(venue: Venue) -> event_pb2.Venue:
+    return event_pb2.Venue(
+        venue_id=str(venue.venue_id),
+        name=venue.name,
+        city=venue.city,
+        region=venue.region,
+        country_code=venue.country_code,
+        latitude=venue.latitude,
+        longitude=venue.longitude,
+        time_zone=venue.time_zone,
+        capacity=venue.capacity,
+        layout_name=venue.layout_name,
+    )
+
+
+def render_event(page: EventPage) -> event_pb2.Event:
+    entry = page.entry
+    currency = entry.currency
+    return event_pb2.Event(
+        event_id=str(entry.event_id),
+        name=entry.name,
+        description=entry.description,
+        category=entry.category,
+        start_time=_timestamp(entry.starts_at),
+        end_time=_timestamp(entry.ends_at),
+        venue=render_venue(entry.venue),
+        performer=event_pb2.Performer(
+            performer_id=str(entry.performer.performer_id),
+            name=entry.performer.name,
+            category=entry.performer.category,
+            genre=entry.performer.genre,
+        ),
+        sale_start_time=_timestamp(entry.sale_starts_at),
+        sale_status=SALE_STATUSES[page.sale_status],
+        waiting_room=event_pb2.WaitingRoom(
+            enabled=entry.waiting_room.enabled,
+            admission_rate_per_second=entry.waiting_room.admission_rate_per_second,
+            max_active_shoppers=entry.waiting_room.max_active_shoppers,
+        ),
+        min_price=_money(currency, entry.min_price_minor),
+        max_price=_money(currency, entry.max_price_minor),
+        available_count=page.available_count,
+        total_count=entry.total_count,
+        sections=[
+            event_pb2.SectionAvailability(
+                section_id=s.section.section_id,
+                name=s.section.name,
+                price_tier=s.section.price_tier,
+                price=_money(currency, s.section.price_minor),
+                available_count=s.available_count,
+                total_count=s.section.total_count,
+            )
+            for s in page.sections
+        ],
+        max_seats_per_user=entry.max_seats_per_user,
+    )
+
+
+def render_seat_map(seat_map: SeatMap) -> event_pb2.SeatMap:
+    """Built in place with ``add()``: constructing each Seat on its own and copying it in costs twice as much."""
+    currency = seat_map.currency
+    rendered = event_pb2.SeatMap(event_id=str(seat_map.event_id), version=seat_map.version)
+    statuses = SEAT_STATUSES
+    for section in seat_map.sections:
+        out_section = rendered.sections.add(
+            section_id=section.section.section_id,
+            name=section.section.name,
+            price_tier=section.section.price_tier,
+            available_count=section.available_count,
+            total_count=sum(len(row.status_codes) for row in section.rows),
+        )
+        out_section.price.currency_code = currency
+        out_section.price.amount_minor = section.section.price_minor
+        add_row = out_section.rows.add
+        for row in section.rows:
+            out_row = add_row(
+                row_label=row.row_label, first_seat_number=row.first_seat_number, status_codes=row.status_codes
+            )
+            if not row.seats:
+                continue
+            add_seat = out_row.seats.add
+            for seat_id, section_id, row_label, number, status, price_minor, x, y in row.seats:
+                seat = add_seat(
+                    seat_id=seat_id, section_id=section_id, row_label=row_label, number=number,
+                    status=statuses[status], x=x, y=y,
+                )
+                price = seat.price
+                price.currency_code = currency
+                price.amount_minor = price_minor
+    return rendered

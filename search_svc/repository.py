@@ -1,0 +1,412 @@
+"""Storage for search: the PostgreSQL backend over ``search_documents``, the Redis cache of popular queries, and the
+outbox indexer that keeps the documents in step with the catalog.
+
+Documents use the 'simple' text search configuration (as tix.seed does): names are proper nouns, which stemming
+and stop words would mangle ("The Who"). Keywords match through ``websearch_to_tsquery`` and prefixes (type-ahead),
+typos through pg_trgm word similarity on ``search_text``; both feed the rank.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from search_svc.domain import (
+    MAX_RESULT_WINDOW,
+    PerformerSummary,
+    SearchHit,
+    SearchPage,
+    SearchQuery,
+    VenueSummary,
+)
+from tix.db import libpq_url
+from tix.logs import get_logger
+
+log = get_logger("search_svc.repository")
+
+_WORDS = re.compile(r"[^\W_]+")
+_BIGINT_MAX = 2**63 - 1
+
+
+class PostgresSearchBackend:
+    """SearchBackend over the denormalised ``search_documents`` table (GIN tsvector, GIN trigram, GiST earth)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        where, params, rank, distance = _conditions(query)
+        if query.text:
+            order = "rank DESC, starts_at, event_id"
+        elif query.geo is not None:
+            order = "distance_km, starts_at, event_id"
+        else:
+            order = "starts_at, event_id"
+        # Ranked orders evaluate every match anyway, so counting them on the way costs nothing; the time order can
+        # stop at the page (the starts_at index), and a capped count is then cheaper than a full one.
+        ranked = query.text or query.geo is not None
+        matches = "count(*) OVER ()" if ranked else "NULL::bigint"
+        # Rank and slice over the documents alone; only the page's rows are joined to the catalog.
+        page_sql = f"""
+            WITH page AS (
+                SELECT d.event_id, d.starts_at, d.min_price_minor, d.currency,
+                       {rank} AS rank, {distance} AS distance_km, {matches} AS matches
+                FROM search_documents d
+                WHERE {where}
+                ORDER BY {order}
+                LIMIT :limit OFFSET :offset
+            )
+            SELECT page.event_id, e.name, e.category, e.starts_at, e.sale_starts_at, e.cancelled,
+                   v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
+                   v.time_zone, v.capacity, l.name AS layout_name,
+                   p.performer_id, p.name AS performer_name, p.category AS performer_category, p.genre,
+                   page.min_price_minor, page.currency, page.distance_km, page.matches
+            FROM page
+            JOIN events e ON e.event_id = page.event_id
+            JOIN venues v ON v.venue_id = e.venue_id
+            JOIN layouts l ON l.layout_id = v.layout_id
+            JOIN performers p ON p.performer_id = e.performer_id
+            ORDER BY {order.replace("starts_at", "page.starts_at").replace("event_id", "page.event_id")}
+        """
+        params.update(limit=query.limit, offset=query.offset)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(text(page_sql), params)).mappings().all()
+            hits = [_hit(row) for row in rows]
+            if rows and rows[0]["matches"] is not None:
+                total = rows[0]["matches"]
+            elif len(hits) < query.limit and (hits or query.offset == 0):
+                total = query.offset + len(hits)  # the last page: everything is counted already
+            else:
+                # Counting stops past the window: "at least 10,000" is all a fan needs, and it is cheap.
+                count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {where} LIMIT :cap) m"
+                total = await conn.scalar(text(count_sql), {**params, "cap": MAX_RESULT_WINDOW})
+        return SearchPage(hits=tuple(hits), total_size=int(total))
+
+
+def _conditions(query: SearchQuery) -> tuple[str, dict[str, Any], str, str]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    rank = "0.0"
+    distance = "NULL::float8"
+    if query.text:
+        params["q"] = query.text.lower()
+        web = "websearch_to_tsquery('simple', :q)"
+        matches = [f"d.document @@ {web}", ":q <% d.search_text"]
+        rank = f"ts_rank_cd(d.document, {web}) + word_similarity(:q, d.search_text)"
+        words = _WORDS.findall(query.text.lower())
+        if words:
+            # Every word as a prefix: "metal gard" finds "Metallica at Madison Square Garden" while typing.
+            params["prefix"] = " & ".join(f"{word}:*" for word in words)
+            matches.append("d.document @@ to_tsquery('simple', :prefix)")
+            rank += " + 0.5 * ts_rank_cd(d.document, to_tsquery('simple', :prefix))"
+        conditions.append("(" + " OR ".join(matches) + ")")
+    if query.start_time is not None:
+        conditions.append("d.starts_at >= :start_time")
+        params["start_time"] = query.start_time
+    if query.end_time is not None:
+        conditions.append("d.starts_at < :end_time")
+        params["end_time"] = query.end_time
+    if query.city:
+        conditions.append("lower(d.city) = lower(:city)")
+        params["city"] = query.city
+    if query.geo is not None:
+        params.update(latitude=query.geo.latitude, longitude=query.geo.longitude)
+        point = "ll_to_earth(:latitude, :longitude)"
+        distance = f"(earth_distance({point}, ll_to_earth(d.latitude, d.longitude)) / 1000.0)"
+        if query.geo.radius_km is not None:
+            params["radius_m"] = query.geo.radius_km * 1000.0
+            # The box is indexed (GiST) but square; the exact distance trims its corners.
+            conditions.append(f"earth_box({point}, :radius_m) @> ll_to_earth(d.latitude, d.longitude)")
+            conditions.append(f"earth_distance({point}, ll_to_earth(d.latitude, d.longitude)) <= :radius_m")
+    if query.performer:
+        params["performer"] = query.performer
+        by_name = "lower(d.performer_name) = lower(:performer)"
+        if query.performer.isdigit() and int(query.performer) <= _BIGINT_MAX:
+            params["performer_id"] = int(query.performer)
+            conditions.append(f"(d.performer_id = :performer_id OR {by_name})")
+        else:
+            conditions.append(by_name)
+    if query.category:
+        conditions.append("d.category = :category")
+        params["category"] = query.category
+    return (" AND ".join(conditions) or "true"), params, rank, distance
+
+
+def _hit(row: Any) -> SearchHit:
+    return SearchHit(
+        event_id=row["event_id"],
+        name=row["name"],
+        category=row["category"],
+        starts_at=row["starts_at"],
+        sale_starts_at=row["sale_starts_at"],
+        cancelled=row["cancelled"],
+        venue=VenueSummary(
+            venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
+            country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
+            time_zone=row["time_zone"], capacity=row["capacity"], layout_name=row["layout_name"],
+        ),
+        performer=PerformerSummary(
+            row["performer_id"], row["performer_name"], row["performer_category"], row["genre"]
+        ),
+        min_price_minor=row["min_price_minor"],
+        currency=row["currency"],
+        distance_km=None if row["distance_km"] is None else float(row["distance_km"]),
+    )
+
+
+# --- the cache of popular queries ------------------------------------------------------------------------------
+
+
+class RedisSearchCache:
+    """Answers for a few seconds: a query trending on a sale day is asked thousands of times a second."""
+
+    def __init__(self, redis: Redis, seconds: float) -> None:
+        self._redis = redis
+        self._ms = int(seconds * 1000)
+
+    async def get(self, key: str) -> SearchPage | None:
+        if self._ms <= 0:
+            return None
+        try:
+            raw = await self._redis.get(f"tix:search:{key}")
+        except RedisError as exc:
+            log.warning("search_cache_unavailable", error=repr(exc))
+            return None
+        return decode_page(raw) if raw else None
+
+    async def put(self, key: str, page: SearchPage) -> None:
+        if self._ms <= 0:
+            return
+        try:
+            await self._redis.set(f"tix:search:{key}", encode_page(page), px=self._ms)
+        except RedisError as exc:
+            log.warning("search_cache_unavailable", error=repr(exc))
+
+
+def encode_page(page: SearchPage) -> str:
+    return json.dumps(asdict(page), default=lambda value: value.isoformat(), separators=(",", ":"))
+
+
+def decode_page(raw: str) -> SearchPage:
+    data = json.loads(raw)
+    hits = tuple(
+        SearchHit(
+            **{
+                **hit,
+                "starts_at": datetime.fromisoformat(hit["starts_at"]),
+                "sale_starts_at": datetime.fromisoformat(hit["sale_starts_at"]),
+                "venue": VenueSummary(**hit["venue"]),
+                "performer": PerformerSummary(**hit["performer"]),
+            }
+        )
+        for hit in data["hits"]
+    )
+    return SearchPage(hits=hits, total_size=data["total_size"], next_page_token=data["next_page_token"])
+
+
+# --- documents -------------------------------------------------------------------------------------------------
+
+# The same document as tix.seed builds in bulk: names weigh most (A), then place (B), then description (C).
+_REBUILD = text(
+    """
+    INSERT INTO search_documents (event_id, name, performer_id, performer_name, venue_id, venue_name, city,
+        country_code, category, starts_at, latitude, longitude, min_price_minor, currency, document, search_text)
+    SELECT e.event_id, e.name, p.performer_id, p.name, v.venue_id, v.name, v.city, v.country_code, e.category,
+        e.starts_at, v.latitude, v.longitude,
+        coalesce((SELECT min(price) FROM unnest(e.tier_prices) AS price), 0), e.currency,
+        setweight(to_tsvector('simple', names.text), 'A')
+            || setweight(to_tsvector('simple', v.name || ' ' || v.city), 'B')
+            || setweight(to_tsvector('simple', e.description), 'C'),
+        lower(names.text || ' ' || v.name || ' ' || v.city)
+    FROM events e
+    JOIN performers p ON p.performer_id = e.performer_id
+    JOIN venues v ON v.venue_id = e.venue_id
+    -- The event name usually contains the performer's name already: index it once.
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN strpos(e.name, p.name) > 0 THEN e.name ELSE e.name || ' ' || p.name END AS text
+    ) AS names
+    WHERE e.event_id = ANY(:event_ids) OR e.venue_id = ANY(:venue_ids) OR e.performer_id = ANY(:performer_ids)
+    ON CONFLICT (event_id) DO UPDATE SET
+        name = EXCLUDED.name, performer_id = EXCLUDED.performer_id, performer_name = EXCLUDED.performer_name,
+        venue_id = EXCLUDED.venue_id, venue_name = EXCLUDED.venue_name, city = EXCLUDED.city,
+        country_code = EXCLUDED.country_code, category = EXCLUDED.category, starts_at = EXCLUDED.starts_at,
+        latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, min_price_minor = EXCLUDED.min_price_minor,
+        currency = EXCLUDED.currency, document = EXCLUDED.document, search_text = EXCLUDED.search_text
+    """
+)
+
+_DROP_GONE = text(
+    """
+    DELETE FROM search_documents d
+    WHERE d.event_id = ANY(:event_ids) AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id)
+    """
+)
+
+
+async def rebuild_search_documents(
+    conn: AsyncConnection,
+    *,
+    event_ids: Sequence[int] = (),
+    venue_ids: Sequence[int] = (),
+    performer_ids: Sequence[int] = (),
+) -> int:
+    """(Re)build the documents of these events and of every event at these venues or by these performers."""
+    params = {"event_ids": list(event_ids), "venue_ids": list(venue_ids), "performer_ids": list(performer_ids)}
+    result = await conn.execute(_REBUILD, params)
+    if event_ids:
+        await conn.execute(_DROP_GONE, {"event_ids": list(event_ids)})
+    return result.rowcount
+
+
+async def rebuild_search_document(conn: AsyncConnection, event_id: int) -> None:
+    """(Re)build one event's document from the catalog; an event that no longer exists loses its document."""
+    await rebuild_search_documents(conn, event_ids=[event_id])
+
+
+# --- the outbox indexer ----------------------------------------------------------------------------------------
+
+CATALOG_TOPICS = ("event", "venue", "performer")
+NOTIFY_CHANNEL = "tix_outbox"
+
+_CLAIM_CURSOR = text(
+    """
+    INSERT INTO outbox_cursors (consumer, last_outbox_id) VALUES (:consumer, 0) ON CONFLICT (consumer) DO NOTHING
+    """
+)
+# SKIP LOCKED: with several search processes, one indexes and the others skip the round instead of queueing.
+_LOCK_CURSOR = text(
+    "SELECT last_outbox_id FROM outbox_cursors WHERE consumer = :consumer FOR UPDATE SKIP LOCKED"
+)
+_NEXT_ROWS = text(
+    """
+    SELECT outbox_id, topic, aggregate_id FROM outbox WHERE outbox_id > :cursor ORDER BY outbox_id LIMIT :batch
+    """
+)
+_MOVE_CURSOR = text(
+    "UPDATE outbox_cursors SET last_outbox_id = :cursor, updated_at = now() WHERE consumer = :consumer"
+)
+
+
+class OutboxIndexer:
+    """Tails the outbox from a stored cursor and rebuilds the documents of what changed.
+
+    Outbox ids are handed out when rows are inserted, not when they commit, so a later id can become visible before
+    an earlier one. The cursor therefore stops below a gap until the gap fills or is old enough to be a rolled-back
+    insert (``gap_seconds``); rows beyond the gap are indexed meanwhile, and rebuilding a document twice is harmless.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        database_url: str,
+        *,
+        consumer: str = "search",
+        poll_seconds: float = 1.0,
+        batch_size: int = 500,
+        gap_seconds: float = 10.0,
+    ) -> None:
+        self._engine = engine
+        self._database_url = database_url
+        self._consumer = consumer
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._gap_seconds = gap_seconds
+        self._wakeup = asyncio.Event()
+        # Rows past the cursor already indexed (the cursor can wait below a gap while rows beyond it are done).
+        self._indexed_ahead: set[int] = set()
+        self._gap_seen: dict[int, float] = {}
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(), name="search-outbox-listener")
+        try:
+            while True:
+                try:
+                    handled = await self.catch_up()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the indexer retries; the outbox keeps the work
+                    log.warning("search_indexing_failed", error=repr(exc))
+                    handled = 0
+                if handled >= self._batch_size:
+                    continue  # more is waiting
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """LISTEN so a catalog change is indexed at once; polling covers writers that do not NOTIFY."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    libpq_url(self._database_url), autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - fall back to polling until the connection is back
+                log.warning("search_outbox_listen_failed", error=repr(exc))
+                await asyncio.sleep(5)
+
+    async def catch_up(self) -> int:
+        """Index one batch after the cursor; returns how many outbox rows were read."""
+        async with self._engine.begin() as conn:
+            await conn.execute(_CLAIM_CURSOR, {"consumer": self._consumer})
+            cursor = await conn.scalar(_LOCK_CURSOR, {"consumer": self._consumer})
+            if cursor is None:
+                return 0  # another process holds the cursor
+            rows = (await conn.execute(_NEXT_ROWS, {"cursor": cursor, "batch": self._batch_size})).all()
+            if not rows:
+                return 0
+            new_cursor = self._advance(cursor, [row.outbox_id for row in rows])
+            changed: dict[str, set[int]] = {topic: set() for topic in CATALOG_TOPICS}
+            for outbox_id, topic, aggregate_id in rows:
+                if outbox_id not in self._indexed_ahead and topic in changed and aggregate_id.isdigit():
+                    changed[topic].add(int(aggregate_id))
+            if any(changed.values()):
+                await rebuild_search_documents(
+                    conn,
+                    event_ids=sorted(changed["event"]),
+                    venue_ids=sorted(changed["venue"]),
+                    performer_ids=sorted(changed["performer"]),
+                )
+            if new_cursor != cursor:
+                await conn.execute(_MOVE_CURSOR, {"cursor": new_cursor, "consumer": self._consumer})
+        self._indexed_ahead = {row.outbox_id for row in rows if row.outbox_id > new_cursor} | {
+            outbox_id for outbox_id in self._indexed_ahead if outbox_id > new_cursor
+        }
+        if any(changed.values()):
+            log.info(
+                "search_documents_rebuilt",
+                events=len(changed["event"]), venues=len(changed["venue"]), performers=len(changed["performer"]),
+            )
+        return len(rows)
+
+    def _advance(self, cursor: int, outbox_ids: list[int]) -> int:
+        now = time.monotonic()
+        for outbox_id in outbox_ids:
+            if outbox_id != cursor + 1:
+                first_seen = self._gap_seen.setdefault(cursor + 1, now)
+                if now - first_seen < self._gap_seconds:
+                    break  # maybe a transaction still in flight: keep the cursor below it
+                self._gap_seen.pop(cursor + 1, None)
+            cursor = outbox_id
+        return cursor

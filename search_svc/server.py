@@ -1,0 +1,56 @@
+"""The search service's server: picks the search backend from settings, runs the outbox indexer, serves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import grpc
+from prometheus_client import Counter
+
+from search_svc.domain import EventSearch, SearchBackend
+from search_svc.repository import OutboxIndexer, PostgresSearchBackend, RedisSearchCache
+from search_svc.servicer import SearchServicer
+from search_svc.settings import SearchSettings
+from tix.server import Runtime, ServiceDefinition
+from tix.v1 import search_pb2, search_pb2_grpc
+
+SEARCHES = Counter("tix_search_queries_total", "Searches answered, by whether the cache answered.", ["cached"])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_backend(settings: SearchSettings, runtime: Runtime) -> SearchBackend:
+    """The one place a backend is chosen; an Elasticsearch backend slots in here by configuration."""
+    if settings.search_backend == "postgres":
+        return PostgresSearchBackend(runtime.engine)
+    raise ValueError(f"unknown search backend {settings.search_backend!r}")
+
+
+async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, SearchSettings)
+    search = EventSearch(
+        build_backend(settings, runtime),
+        RedisSearchCache(runtime.redis, settings.search_cache_seconds),
+        on_served=lambda cached: SEARCHES.labels("true" if cached else "false").inc(),
+    )
+    if settings.indexer_enabled:
+        indexer = OutboxIndexer(
+            runtime.engine,
+            settings.database_url,
+            poll_seconds=settings.indexer_poll_seconds,
+            batch_size=settings.indexer_batch_size,
+            gap_seconds=settings.indexer_gap_seconds,
+        )
+        runtime.spawn(indexer.run(), name="search-outbox-indexer")
+    search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search, _now), server)
+
+
+SERVICE = ServiceDefinition(
+    name="search",
+    service_names=(search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name,),
+    settings_type=SearchSettings,
+    setup=setup,
+)

@@ -1,0 +1,86 @@
+"""SearchService over gRPC: parse the request, ask the domain, render the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from search_svc.domain import EventSearch, SaleStatus, SearchHit, SearchRequest, sale_status
+from tix.v1 import common_pb2, event_pb2, search_pb2, search_pb2_grpc
+
+SALE_STATUSES = {
+    SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
+    SaleStatus.ON_SALE: event_pb2.SALE_STATUS_ON_SALE,
+    SaleStatus.ENDED: event_pb2.SALE_STATUS_ENDED,
+    SaleStatus.CANCELLED: event_pb2.SALE_STATUS_CANCELLED,
+}
+
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    def __init__(self, search: EventSearch, clock: Callable[[], datetime]) -> None:
+        self._search = search
+        self._clock = clock
+
+    async def SearchEvents(
+        self, request: search_pb2.SearchEventsRequest, context
+    ) -> search_pb2.SearchEventsResponse:
+        page = await self._search.search(parse_request(request))
+        now = self._clock()
+        return search_pb2.SearchEventsResponse(
+            events=[render_hit(hit, now) for hit in page.hits],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
+
+
+def parse_request(request: search_pb2.SearchEventsRequest) -> SearchRequest:
+    return SearchRequest(
+        text=request.query,
+        start_time=request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None,
+        end_time=request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None,
+        city=request.city,
+        latitude=request.latitude if request.HasField("latitude") else None,
+        longitude=request.longitude if request.HasField("longitude") else None,
+        radius_km=request.radius_km if request.HasField("radius_km") else None,
+        performer=request.performer,
+        category=request.category,
+        page_size=request.page_size,
+        page_token=request.page_token,
+    )
+
+
+def render_hit(hit: SearchHit, now: datetime) -> search_pb2.EventSummary:
+    start = Timestamp()
+    start.FromDatetime(hit.starts_at)
+    venue = hit.venue
+    summary = search_pb2.EventSummary(
+        event_id=str(hit.event_id),
+        name=hit.name,
+        category=hit.category,
+        start_time=start,
+        venue=event_pb2.Venue(
+            venue_id=str(venue.venue_id),
+            name=venue.name,
+            city=venue.city,
+            region=venue.region,
+            country_code=venue.country_code,
+            latitude=venue.latitude,
+            longitude=venue.longitude,
+            time_zone=venue.time_zone,
+            capacity=venue.capacity,
+            layout_name=venue.layout_name,
+        ),
+        performer=event_pb2.Performer(
+            performer_id=str(hit.performer.performer_id),
+            name=hit.performer.name,
+            category=hit.performer.category,
+            genre=hit.performer.genre,
+        ),
+        sale_status=SALE_STATUSES[sale_status(hit, now)],
+        min_price=common_pb2.Money(currency_code=hit.currency, amount_minor=hit.min_price_minor),
+    )
+    if hit.distance_km is not None:
+        summary.distance_km = round(hit.distance_km, 3)
+    return summary

@@ -1,0 +1,18 @@
+from typing import Literal
+
+from tix.settings import ServiceSettings
+
+
+class SearchSettings(ServiceSettings):
+    """The event search service."""
+
+    # Which engine answers searches; "postgres" needs nothing but the catalog database.
+    search_backend: Literal["postgres"] = "postgres"
+    # Identical searches within this many seconds share one answer (0 disables the cache).
+    search_cache_seconds: float = 5.0
+    # Tail the outbox and keep search documents current; off where another process does the indexing.
+    indexer_enabled: bool = True
+    indexer_poll_seconds: float = 1.0
+    indexer_batch_size: int = 500
+    # How long the indexer waits for an outbox id that is missing (an insert not yet committed) before skipping it.
+    indexer_gap_seconds: float = 10.0

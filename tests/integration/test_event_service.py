@@ -1,0 +1,491 @@
+"""The event service against real PostgreSQL and Redis: event pages, seat maps and the live seat feed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import text
+
+from event_svc.domain import EventViewing, LayoutCache, SeatMap
+from event_svc.repository import (
+    CatalogRepository,
+    RedisCatalogCache,
+    RedisSeatVersions,
+    invalidate_catalog,
+    invalidate_event,
+)
+from event_svc.seat_hub import SeatHub
+from event_svc.server import SERVICE as EVENT
+from event_svc.settings import EventSettings
+from tests.factories import create_event
+from tix import seatfeed
+from tix.inventory import ensure_tickets
+from tix.v1 import common_pb2, event_pb2, event_pb2_grpc
+
+
+@pytest.fixture
+async def event_server(settings_env, db, redis):
+    running = await start_event_server()
+    yield running
+    await running.stop(grace=0)
+
+
+async def start_event_server(**overrides):
+    from tix.server import start_server
+
+    settings = EventSettings(port=0, db_pool_size=4, db_max_overflow=2, **overrides)
+    return await start_server(EVENT, settings)
+
+
+@pytest.fixture
+async def events(event_server):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{event_server.port}") as channel:
+        yield event_pb2_grpc.EventServiceStub(channel)
+
+
+async def set_seats(engine, event_id: int, seat_ids: list[str], status: str, *, expires_in: timedelta | None = None):
+    """Put seats in a state the way booking does (materialising the event's tickets first)."""
+    async with engine.begin() as conn:
+        await ensure_tickets(conn, event_id)
+        until = datetime.now(UTC) + (expires_in or timedelta(minutes=10))
+        await conn.execute(
+            text(
+                "UPDATE tickets SET status = :status, booking_id = :booking, reserved_until = :until "
+                "WHERE event_id = :event_id AND seat_id = ANY(:seats)"
+            ),
+            {
+                "status": status,
+                "booking": None if status == "available" else uuid.uuid4(),
+                "until": until if status == "reserved" else None,
+                "event_id": event_id,
+                "seats": seat_ids,
+            },
+        )
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    info = error_details_pb2.ErrorInfo()
+    status = rpc_status.from_call(error)
+    assert status is not None and status.details[0].Unpack(info)
+    return info.reason
+
+
+# --- GetEvent --------------------------------------------------------------------------------------------------
+
+
+async def test_event_page_shows_details_prices_and_live_availability(db, events):
+    event = await create_event(db, queue_enabled=True, max_seats_per_user=4)
+    await set_seats(db, event.event_id, ["S1-A-1", "S1-A-2", "S1-A-3"], "reserved")
+    await set_seats(db, event.event_id, ["S2-E-9", "S2-E-10"], "booked")
+    await set_seats(db, event.event_id, ["S1-B-1"], "reserved", expires_in=timedelta(seconds=-5))
+
+    page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(event.event_id)))
+
+    assert page.event_id == str(event.event_id)
+    assert page.name == "The Test Band Live"
+    assert page.category == common_pb2.EVENT_CATEGORY_CONCERT
+    assert page.venue.venue_id == str(event.venue_id) and page.venue.city == "Chicago"
+    assert page.venue.capacity == 100 and page.venue.layout_name == "test-hall"
+    assert page.performer.performer_id == str(event.performer_id) and page.performer.name == "The Test Band"
+    assert page.sale_status == event_pb2.SALE_STATUS_ON_SALE
+    assert page.waiting_room.enabled and page.waiting_room.admission_rate_per_second == 50
+    assert page.max_seats_per_user == 4
+    assert (page.min_price.amount_minor, page.max_price.amount_minor) == (7500, 12500)
+    assert page.min_price.currency_code == "USD"
+    assert (page.total_count, page.available_count) == (100, 95)
+    by_section = {s.section_id: s for s in page.sections}
+    assert list(by_section) == ["S1", "S2"]
+    # The expired reservation counts as available again.
+    assert (by_section["S1"].available_count, by_section["S1"].total_count) == (47, 50)
+    assert (by_section["S2"].available_count, by_section["S2"].total_count) == (48, 50)
+    assert by_section["S1"].price.amount_minor == 7500 and by_section["S1"].name == "Section 1"
+    assert page.start_time.ToDatetime(UTC) > datetime.now(UTC)
+
+
+async def test_viewing_an_event_never_materialises_its_tickets(db, events):
+    event = await create_event(db)
+    page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(event.event_id)))
+    seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id)))
+    assert page.available_count == 100
+    assert all(set(row.status_codes) == {"A"} for s in seat_map.sections for row in s.rows)
+    async with db.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM tickets")) == 0
+
+
+async def test_sale_status_follows_schedule_stock_and_cancellation(db, events):
+    scheduled = await create_event(db, on_sale=False)
+    page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(scheduled.event_id)))
+    assert page.sale_status == event_pb2.SALE_STATUS_SCHEDULED
+
+    sold_out = await create_event(db)
+    await set_seats(db, sold_out.event_id, sold_out.seat_ids, "booked")
+    page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(sold_out.event_id)))
+    assert (page.sale_status, page.available_count) == (event_pb2.SALE_STATUS_SOLD_OUT, 0)
+
+    past = await create_event(db, starts_in=timedelta(hours=-1))
+    page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(past.event_id)))
+    assert page.sale_status == event_pb2.SALE_STATUS_ENDED
+
+
+async def test_unknown_event_is_not_found_and_malformed_id_is_invalid(db, events):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await events.GetEvent(event_pb2.GetEventRequest(event_id="424242"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(caught.value) == "EVENT_NOT_FOUND"
+
+    for bad in ("", "abc", "-1", "0", "1" * 30):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await events.GetEvent(event_pb2.GetEventRequest(event_id=bad))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await events.ListSeats(event_pb2.ListSeatsRequest(event_id="424242"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_catalog_changes_show_once_the_event_is_invalidated(db, redis, events):
+    event = await create_event(db)
+    request = event_pb2.GetEventRequest(event_id=str(event.event_id))
+    assert (await events.GetEvent(request)).name == "The Test Band Live"
+
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE events SET name = 'Moved Show', cancelled = true WHERE event_id = :e"), {"e": event.event_id}
+        )
+    cached = await events.GetEvent(request)
+    assert cached.name == "The Test Band Live"  # details are served from the cache until invalidated
+
+    await invalidate_event(redis, event.event_id)
+    fresh = await events.GetEvent(request)
+    assert (fresh.name, fresh.sale_status) == ("Moved Show", event_pb2.SALE_STATUS_CANCELLED)
+
+
+async def test_reloading_the_catalog_invalidates_every_cached_event(db, redis, events):
+    event = await create_event(db)
+    request = event_pb2.GetEventRequest(event_id=str(event.event_id))
+    assert (await events.GetEvent(request)).name == "The Test Band Live"
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE events SET name = 'Reseeded Show'"))
+    await invalidate_catalog(redis)
+    assert (await events.GetEvent(request)).name == "Reseeded Show"
+
+
+async def test_an_event_created_after_a_miss_is_found_once_invalidated(db, redis, events):
+    with pytest.raises(grpc.aio.AioRpcError):
+        await events.GetEvent(event_pb2.GetEventRequest(event_id="1"))
+    event = await create_event(db)  # identities restart per test, so this is event 1
+    assert event.event_id == 1
+    await invalidate_event(redis, event.event_id)
+    page = await events.GetEvent(event_pb2.GetEventRequest(event_id="1"))
+    assert page.name == "The Test Band Live"
+
+
+async def test_availability_counts_are_at_most_a_second_old(db, events):
+    event = await create_event(db)
+    request = event_pb2.GetEventRequest(event_id=str(event.event_id))
+    assert (await events.GetEvent(request)).available_count == 100
+    await set_seats(db, event.event_id, event.seat_ids[:10], "booked")
+    deadline = time.monotonic() + 3
+    while (await events.GetEvent(request)).available_count != 90:
+        assert time.monotonic() < deadline, "availability never refreshed"
+        await asyncio.sleep(0.1)
+
+
+# --- ListSeats -------------------------------------------------------------------------------------------------
+
+
+async def test_compact_seat_map_has_one_status_string_per_row(db, redis, events):
+    event = await create_event(db)
+    await set_seats(db, event.event_id, ["S1-A-2", "S1-A-3"], "reserved")
+    await set_seats(db, event.event_id, ["S1-A-10", "S2-E-1"], "booked")
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "reserved"), ("S1-A-3", "reserved")])
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-10", "booked"), ("S2-E-1", "booked")])
+
+    seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id)))
+
+    assert seat_map.event_id == str(event.event_id) and seat_map.version == 2
+    assert [s.section_id for s in seat_map.sections] == ["S1", "S2"]
+    s1, s2 = seat_map.sections
+    assert [row.row_label for row in s1.rows] == ["A", "B", "C", "D", "E"]
+    assert s1.rows[0].first_seat_number == 1
+    assert s1.rows[0].status_codes == "ARRAAAAAAB"
+    assert s1.rows[1].status_codes == "A" * 10
+    assert s2.rows[4].status_codes == "BAAAAAAAAA"
+    assert (s1.available_count, s1.total_count, s2.available_count) == (47, 50, 49)
+    assert s1.price.amount_minor == 7500 and not s1.rows[0].seats
+
+
+async def test_full_seat_map_lists_every_seat_with_position_and_price(db, events):
+    event = await create_event(db)
+    await set_seats(db, event.event_id, ["S2-A-5"], "booked")
+    seat_map = await events.ListSeats(
+        event_pb2.ListSeatsRequest(event_id=str(event.event_id), view=event_pb2.SEAT_MAP_VIEW_FULL)
+    )
+    seats = {seat.seat_id: seat for s in seat_map.sections for row in s.rows for seat in row.seats}
+    assert len(seats) == 100
+    front, back = seats["S2-A-5"], seats["S1-E-3"]
+    assert (front.section_id, front.row_label, front.number) == ("S2", "A", 5)
+    assert front.status == common_pb2.SEAT_STATUS_BOOKED
+    assert front.price.amount_minor == 12500 and back.price.amount_minor == 7500
+    assert (front.x, front.y) == (17.0, 1.0)
+    assert back.status == common_pb2.SEAT_STATUS_AVAILABLE
+
+
+async def test_section_filter_returns_only_that_section_and_unknown_sections_are_not_found(db, events):
+    event = await create_event(db)
+    seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id), section_id="S2"))
+    assert [s.section_id for s in seat_map.sections] == ["S2"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id), section_id="S9"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(caught.value) == "SECTION_NOT_FOUND"
+
+
+async def test_expired_reservations_show_as_available_in_the_seat_map(db, events):
+    event = await create_event(db)
+    await set_seats(db, event.event_id, ["S1-C-4"], "reserved", expires_in=timedelta(seconds=-1))
+    await set_seats(db, event.event_id, ["S1-C-5"], "reserved")
+    seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id), section_id="S1"))
+    assert seat_map.sections[0].rows[2].status_codes == "AAAARAAAAA"
+
+
+async def test_a_20000_seat_compact_map_is_fast(db, events):
+    event = await create_event(db, layout_id="test-arena-20k", sections=20, rows=40, seats_per_row=25)
+    assert len(event.seat_ids) == 20_000
+    await set_seats(db, event.event_id, event.seat_ids[::4], "booked")
+    request = event_pb2.ListSeatsRequest(event_id=str(event.event_id))
+    await events.ListSeats(request)  # loads the layout into the process once
+    timings = []
+    for _ in range(10):
+        started = time.perf_counter()
+        seat_map = await events.ListSeats(request)
+        timings.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0)
+    timings.sort()
+    print(f"\n20,000-seat compact ListSeats: median {timings[5]:.1f} ms, max {timings[-1]:.1f} ms, "
+          f"{seat_map.ByteSize()} bytes")
+    assert sum(s.available_count for s in seat_map.sections) == 15_000
+    assert timings[5] < 250
+
+    full_request = event_pb2.ListSeatsRequest(event_id=str(event.event_id), view=event_pb2.SEAT_MAP_VIEW_FULL)
+    started = time.perf_counter()
+    full = await events.ListSeats(full_request)
+    print(f"20,000-seat full ListSeats: {(time.perf_counter() - started) * 1000:.0f} ms, {full.ByteSize()} bytes")
+    assert sum(len(row.seats) for s in full.sections for row in s.rows) == 20_000
+
+
+async def test_pages_and_seat_maps_are_served_from_postgresql_when_redis_is_down(settings_env, db):
+    from tests.conftest import free_port
+
+    event = await create_event(db)
+    await set_seats(db, event.event_id, ["S1-A-1"], "booked")
+    running = await start_event_server(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = event_pb2_grpc.EventServiceStub(channel)
+            page = await stub.GetEvent(event_pb2.GetEventRequest(event_id=str(event.event_id)))
+            assert page.available_count == 99
+            seat_map = await stub.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id)))
+            assert seat_map.sections[0].rows[0].status_codes.startswith("B")
+            call = stub.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call.read()
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await running.stop(grace=0)
+
+
+# --- WatchSeats ------------------------------------------------------------------------------------------------
+
+
+async def numsub(redis, event_id: int) -> int:
+    return dict(await redis.pubsub_numsub(seatfeed.channel(event_id)))[seatfeed.channel(event_id)]
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)
+
+
+async def test_watch_sends_a_snapshot_then_the_changes_published_after_it(db, redis, events):
+    event = await create_event(db)
+    await set_seats(db, event.event_id, ["S1-A-1"], "booked")
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "booked")])
+
+    call = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
+    first = await call.read()
+    assert first.WhichOneof("update") == "snapshot"
+    assert first.version == first.snapshot.version == 1
+    assert first.snapshot.sections[0].rows[0].status_codes.startswith("B")
+
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "reserved"), ("S1-A-3", "reserved")])
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "available")])
+    second, third = await call.read(), await call.read()
+    assert second.version == 2 and second.WhichOneof("update") == "changes"
+    assert [(c.seat_id, c.status) for c in second.changes.changes] == [
+        ("S1-A-2", common_pb2.SEAT_STATUS_RESERVED), ("S1-A-3", common_pb2.SEAT_STATUS_RESERVED)
+    ]
+    assert third.version == 3
+    assert [(c.seat_id, c.status) for c in third.changes.changes] == [("S1-A-2", common_pb2.SEAT_STATUS_AVAILABLE)]
+    call.cancel()
+
+
+async def test_watching_an_unknown_event_is_not_found(db, events):
+    call = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id="999"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_many_watchers_share_one_subscription_and_all_see_each_change(db, redis, events):
+    event = await create_event(db)
+    calls = [events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id))) for _ in range(200)]
+    snapshots = await asyncio.gather(*(call.read() for call in calls))
+    assert {s.WhichOneof("update") for s in snapshots} == {"snapshot"}
+    assert await numsub(redis, event.event_id) == 1
+
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S2-C-7", "booked")])
+    updates = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 10)
+    assert {(u.version, u.changes.changes[0].seat_id) for u in updates} == {(1, "S2-C-7")}
+
+    for call in calls:
+        call.cancel()
+    await wait_for(lambda: _is(numsub(redis, event.event_id), 0))
+
+
+async def test_a_burst_of_2000_new_streams_is_served_without_refusals(db, redis, event_server):
+    event = await create_event(db)
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{event_server.port}") for _ in range(4)]
+    try:
+        stubs = [event_pb2_grpc.EventServiceStub(channel) for channel in channels]
+        request = event_pb2.WatchSeatsRequest(event_id=str(event.event_id))
+        started = time.perf_counter()
+        calls = [stubs[i % 4].WatchSeats(request) for i in range(2000)]
+        snapshots = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 60)
+        opened = time.perf_counter() - started
+        assert {s.WhichOneof("update") for s in snapshots} == {"snapshot"}
+        await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "booked")])
+        updates = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 30)
+        print(f"\n2,000 new streams: snapshots in {opened:.2f} s, one change to all in "
+              f"{time.perf_counter() - started - opened:.2f} s")
+        assert {u.version for u in updates} == {1}
+        for call in calls:
+            call.cancel()
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def test_a_cancelled_watcher_is_removed_and_the_last_one_unsubscribes(db, redis, events):
+    event = await create_event(db)
+    first = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
+    second = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
+    await first.read()
+    await second.read()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first.read()
+    await asyncio.sleep(0.1)
+    assert await numsub(redis, event.event_id) == 1
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "reserved")])
+    assert (await second.read()).version == 1
+
+    second.cancel()
+    await wait_for(lambda: _is(numsub(redis, event.event_id), 0))
+    # A new watcher after everyone left subscribes again.
+    third = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
+    assert (await third.read()).snapshot.version == 1
+    assert await numsub(redis, event.event_id) == 1
+    third.cancel()
+
+
+async def _is(awaitable, expected) -> bool:
+    return await awaitable == expected
+
+
+# --- the hub, driven directly (no transport buffering in the way) ----------------------------------------------
+
+
+@pytest.fixture
+async def hub_and_viewing(settings_env, db, redis):
+    repository = CatalogRepository(db)
+    viewing = EventViewing(
+        store=repository,
+        cache=RedisCatalogCache(redis, catalog_seconds=60, missing_seconds=1, availability_seconds=1),
+        versions=RedisSeatVersions(redis),
+        layouts=LayoutCache(repository, 4),
+        clock=lambda: datetime.now(UTC),
+    )
+    hub = SeatHub(redis, viewing, watcher_queue_size=3)
+    reader = asyncio.create_task(hub.run())
+    yield hub, viewing
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    await hub.close()
+
+
+async def test_a_watcher_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_backlog(db, redis, hub_and_viewing):
+    hub, _ = hub_and_viewing
+    event = await create_event(db)
+    stream = hub.watch(event.event_id)
+    snapshot = await anext(stream)
+    assert isinstance(snapshot, SeatMap) and snapshot.version == 0
+
+    for number in range(1, 7):  # more than the watcher's buffer of 3, while it is not reading
+        await set_seats(db, event.event_id, [f"S1-A-{number}"], "booked")
+        await seatfeed.publish_seat_changes(redis, event.event_id, [(f"S1-A-{number}", "booked")])
+    await asyncio.sleep(0.2)
+
+    fresh = await anext(stream)
+    assert isinstance(fresh, SeatMap) and fresh.version == 6
+    assert fresh.sections[0].rows[0].status_codes == "BBBBBBAAAA"
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-7", "reserved")])
+    change = await asyncio.wait_for(anext(stream), 5)
+    assert isinstance(change, seatfeed.SeatFeedMessage) and change.version == 7
+    await stream.aclose()
+    assert hub.watcher_count(event.event_id) == 0
+
+
+async def test_a_lost_change_makes_the_watcher_start_again_from_a_snapshot(db, redis, hub_and_viewing):
+    hub, _ = hub_and_viewing
+    event = await create_event(db)
+    stream = hub.watch(event.event_id)
+    assert (await anext(stream)).version == 0
+    await redis.incr(seatfeed.version_key(event.event_id))  # version 1 was "published" but never arrived
+    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "reserved")])
+    recovered = await asyncio.wait_for(anext(stream), 5)
+    assert isinstance(recovered, SeatMap) and recovered.version == 2
+    await stream.aclose()
+
+
+async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hub_and_viewing):
+    hub, viewing = hub_and_viewing
+    event = await create_event(db)
+    reads = 0
+    original = viewing.store.taken_seats
+
+    async def counting(event_id: int):
+        nonlocal reads
+        reads += 1
+        return await original(event_id)
+
+    viewing.store.taken_seats = counting  # type: ignore[method-assign]
+    streams = [hub.watch(event.event_id) for _ in range(500)]
+    snapshots = await asyncio.gather(*(anext(stream) for stream in streams))
+    assert all(isinstance(s, SeatMap) for s in snapshots)
+    print(f"\n500 simultaneous watchers: {reads} snapshot read(s)")
+    assert reads <= 3, reads
+    assert hub.subscribed_events() == {event.event_id}
+    for stream in streams:
+        await stream.aclose()
+    await wait_for(lambda: _is(numsub(redis, event.event_id), 0))
+    assert hub.subscribed_events() == set()

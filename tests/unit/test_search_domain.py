@@ -1,0 +1,147 @@
+"""Search rules without stores: validation, page tokens bound to their query, and when a next page exists."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from search_svc.domain import (
+    MAX_RESULT_WINDOW,
+    EventSearch,
+    PerformerSummary,
+    SaleStatus,
+    SearchHit,
+    SearchPage,
+    SearchQuery,
+    SearchRequest,
+    VenueSummary,
+    decode_page_token,
+    encode_page_token,
+    parse_request,
+    sale_status,
+)
+from search_svc.repository import decode_page, encode_page
+from tix.errors import InvalidArgument
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def field_of(request: SearchRequest) -> str:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_request(request)
+    return next(iter(caught.value.field_violations))
+
+
+def test_geo_arguments_must_come_together_and_within_range():
+    assert field_of(SearchRequest(latitude=1.0)) == "longitude"
+    assert field_of(SearchRequest(longitude=1.0)) == "latitude"
+    assert field_of(SearchRequest(radius_km=5)) == "radius_km"
+    assert field_of(SearchRequest(latitude=1.0, longitude=1.0, radius_km=0)) == "radius_km"
+    assert field_of(SearchRequest(latitude=1.0, longitude=1.0, radius_km=-3)) == "radius_km"
+    assert field_of(SearchRequest(latitude=1.0, longitude=1.0, radius_km=20_000.5)) == "radius_km"
+    assert field_of(SearchRequest(latitude=1.0, longitude=1.0, radius_km=float("nan"))) == "radius_km"
+    assert field_of(SearchRequest(latitude=-91.0, longitude=1.0)) == "latitude"
+    assert field_of(SearchRequest(latitude=1.0, longitude=181.0)) == "longitude"
+    query = parse_request(SearchRequest(latitude=0.0, longitude=0.0, radius_km=20_000))
+    assert query.geo is not None and query.geo.radius_km == 20_000
+
+
+def test_time_window_page_size_category_and_query_length_are_checked():
+    assert field_of(SearchRequest(start_time=NOW, end_time=NOW - timedelta(seconds=1))) == "end_time"
+    assert parse_request(SearchRequest(start_time=NOW, end_time=NOW)).end_time == NOW
+    assert field_of(SearchRequest(page_size=-1)) == "page_size"
+    assert field_of(SearchRequest(category=9)) == "category"
+    assert field_of(SearchRequest(text="x" * 201)) == "query"
+    assert parse_request(SearchRequest()).limit == 20
+    assert parse_request(SearchRequest(page_size=500)).limit == 100
+
+
+def test_text_and_names_are_normalised_so_equal_searches_share_a_fingerprint():
+    a = parse_request(SearchRequest(text="  Metallica   Chicago ", city=" Chicago"))
+    b = parse_request(SearchRequest(text="Metallica Chicago", city="Chicago"))
+    assert a == b and a.fingerprint() == b.fingerprint()
+
+
+def test_a_page_token_continues_only_the_query_it_came_from():
+    query = parse_request(SearchRequest(text="adele"))
+    token = encode_page_token(40, query.fingerprint())
+    assert decode_page_token(token, query.fingerprint()) == 40
+    # Another page size is the same query; other filters are not.
+    assert parse_request(SearchRequest(text="adele", page_size=5, page_token=token)).offset == 40
+    assert field_of(SearchRequest(text="adele", city="Paris", page_token=token)) == "page_token"
+    assert field_of(SearchRequest(text="adele", page_token="!!!")) == "page_token"
+    forged = encode_page_token(MAX_RESULT_WINDOW, query.fingerprint())
+    assert field_of(SearchRequest(text="adele", page_token=forged)) == "page_token"
+
+
+def hit(event_id: int, **changes) -> SearchHit:
+    fields = dict(
+        event_id=event_id, name="Show", category=1, starts_at=NOW + timedelta(days=3),
+        sale_starts_at=NOW - timedelta(days=1), cancelled=False,
+        venue=VenueSummary(1, "Hall", "Lyon", "", "FR", 45.7, 4.8, "Europe/Paris", 100, "hall"),
+        performer=PerformerSummary(2, "Band", 1, "rock"), min_price_minor=4000, currency="EUR", distance_km=None,
+    )
+    fields.update(changes)
+    return SearchHit(**fields)
+
+
+def test_sale_status_of_a_hit_comes_from_the_catalog():
+    assert sale_status(hit(1), NOW) is SaleStatus.ON_SALE
+    assert sale_status(hit(1, cancelled=True), NOW) is SaleStatus.CANCELLED
+    assert sale_status(hit(1, starts_at=NOW), NOW) is SaleStatus.ENDED
+    assert sale_status(hit(1, sale_starts_at=NOW + timedelta(hours=1)), NOW) is SaleStatus.SCHEDULED
+
+
+def test_cached_pages_round_trip_through_json():
+    page = SearchPage((hit(1), hit(2, distance_km=3.5)), 2, "token")
+    assert decode_page(encode_page(page)) == page
+
+
+class ListBackend:
+    """A SearchBackend over a list, for the paging rules (the PostgreSQL one is tested against PostgreSQL)."""
+
+    def __init__(self, hits: list[SearchHit]) -> None:
+        self.hits = hits
+        self.calls = 0
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        self.calls += 1
+        return SearchPage(tuple(self.hits[query.offset:query.offset + query.limit]), len(self.hits))
+
+
+class DictCache:
+    def __init__(self) -> None:
+        self.pages: dict[str, SearchPage] = {}
+
+    async def get(self, key: str) -> SearchPage | None:
+        return self.pages.get(key)
+
+    async def put(self, key: str, page: SearchPage) -> None:
+        self.pages[key] = page
+
+
+async def test_next_page_token_is_given_until_the_last_page_and_answers_are_cached():
+    backend, cache = ListBackend([hit(i) for i in range(5)]), DictCache()
+    search = EventSearch(backend, cache)
+    first = await search.search(SearchRequest(page_size=2))
+    assert [h.event_id for h in first.hits] == [0, 1] and first.total_size == 5 and first.next_page_token
+    second = await search.search(SearchRequest(page_size=2, page_token=first.next_page_token))
+    third = await search.search(SearchRequest(page_size=2, page_token=second.next_page_token))
+    assert [h.event_id for h in third.hits] == [4] and not third.next_page_token
+    again = await search.search(SearchRequest(page_size=2))
+    assert again == first and backend.calls == 3
+
+
+async def test_exactly_full_last_page_has_no_next_token():
+    search = EventSearch(ListBackend([hit(i) for i in range(4)]), DictCache())
+    first = await search.search(SearchRequest(page_size=2))
+    second = await search.search(SearchRequest(page_size=2, page_token=first.next_page_token))
+    assert len(second.hits) == 2 and not second.next_page_token
+
+
+def test_queries_differing_only_in_slice_share_a_fingerprint_but_not_a_cache_key():
+    query = parse_request(SearchRequest(text="muse"))
+    later = replace(query, offset=20)
+    assert query.fingerprint() == later.fingerprint() and query.cache_key() != later.cache_key()
