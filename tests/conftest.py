@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tix.db import create_engine, drop_database, ensure_database
 from tix.migrate import upgrade
 from tix.settings import TixSettings
+from tix.up import die_with_parent_hook
 
 PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
@@ -61,6 +62,8 @@ class RedisNode:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # A pytest that is killed must not leave redis-servers behind.
+            preexec_fn=die_with_parent_hook(),
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

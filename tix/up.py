@@ -56,7 +56,7 @@ def envoy_binary() -> str:
     return found
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
+def die_with_parent_hook() -> Callable[[], None] | None:
     """A pre-exec hook giving the child SIGTERM if the mesh runner dies without stopping it (Linux), so nothing
     is left behind. ``prctl`` is looked up here, in the parent: the hook itself only calls it between fork and
     exec, where loading a library could deadlock on a lock another thread held at fork time."""
@@ -186,7 +186,7 @@ class Mesh:
                 stderr=subprocess.STDOUT,
                 # Own session: a Ctrl-C in the terminal reaches the runner, which stops children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent_hook(),
+                preexec_fn=die_with_parent_hook(),
             )
         child = Child(name, process, log_path)
         self.children.append(child)
