@@ -14,11 +14,13 @@ import uuid
 import grpc
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from tests.conftest import PG_BASE, free_port
 from tix.db import create_engine, drop_database
+from tix.migrate import alembic_config
 from tix.settings import TixSettings
 
 
@@ -96,7 +98,8 @@ async def test_db_upgrade_creates_and_migrates_a_database(settings_env):
         assert result.returncode == 0, result.stderr
         engine = create_engine(TixSettings(database_url=url), pool_size=1)
         async with engine.connect() as conn:
-            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == head
             assert await conn.scalar(text("SELECT count(*) FROM tickets")) == 0
         await engine.dispose()
     finally:
