@@ -74,10 +74,15 @@ def seed(
     if_empty: Annotated[bool, typer.Option(help="Do nothing when the catalog has events already.")] = False,
 ) -> None:
     """Build the deterministic demo catalog: cities, venues with seat layouts, performers and events."""
-    from tix.seed import seed_catalog
+    from tix.seed import CatalogNotEmpty, seed_catalog
 
     settings = TixSettings()
-    asyncio.run(seed_catalog(settings.database_url, events=events, seed=random_seed, if_empty=if_empty))
+    try:
+        report = asyncio.run(seed_catalog(settings.database_url, events=events, seed=random_seed, if_empty=if_empty))
+    except CatalogNotEmpty as exc:
+        typer.echo(f"tix seed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(report.summary())
 
 
 @app.command()
