@@ -33,6 +33,7 @@ from search_svc.domain import (
 )
 from tix.db import libpq_url
 from tix.logs import get_logger
+from tix.search_documents import upsert_documents_sql
 
 log = get_logger("search_svc.repository")
 
@@ -218,33 +219,10 @@ def decode_page(raw: str) -> SearchPage:
 
 # --- documents -------------------------------------------------------------------------------------------------
 
-# The same document as tix.seed builds in bulk: names weigh most (A), then place (B), then description (C).
 _REBUILD = text(
-    """
-    INSERT INTO search_documents (event_id, name, performer_id, performer_name, venue_id, venue_name, city,
-        country_code, category, starts_at, latitude, longitude, min_price_minor, currency, document, search_text)
-    SELECT e.event_id, e.name, p.performer_id, p.name, v.venue_id, v.name, v.city, v.country_code, e.category,
-        e.starts_at, v.latitude, v.longitude,
-        coalesce((SELECT min(price) FROM unnest(e.tier_prices) AS price), 0), e.currency,
-        setweight(to_tsvector('simple', names.text), 'A')
-            || setweight(to_tsvector('simple', v.name || ' ' || v.city), 'B')
-            || setweight(to_tsvector('simple', e.description), 'C'),
-        lower(names.text || ' ' || v.name || ' ' || v.city)
-    FROM events e
-    JOIN performers p ON p.performer_id = e.performer_id
-    JOIN venues v ON v.venue_id = e.venue_id
-    -- The event name usually contains the performer's name already: index it once.
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN strpos(e.name, p.name) > 0 THEN e.name ELSE e.name || ' ' || p.name END AS text
-    ) AS names
-    WHERE e.event_id = ANY(:event_ids) OR e.venue_id = ANY(:venue_ids) OR e.performer_id = ANY(:performer_ids)
-    ON CONFLICT (event_id) DO UPDATE SET
-        name = EXCLUDED.name, performer_id = EXCLUDED.performer_id, performer_name = EXCLUDED.performer_name,
-        venue_id = EXCLUDED.venue_id, venue_name = EXCLUDED.venue_name, city = EXCLUDED.city,
-        country_code = EXCLUDED.country_code, category = EXCLUDED.category, starts_at = EXCLUDED.starts_at,
-        latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, min_price_minor = EXCLUDED.min_price_minor,
-        currency = EXCLUDED.currency, document = EXCLUDED.document, search_text = EXCLUDED.search_text
-    """
+    upsert_documents_sql(
+        "e.event_id = ANY(:event_ids) OR e.venue_id = ANY(:venue_ids) OR e.performer_id = ANY(:performer_ids)"
+    )
 )
 
 _DROP_GONE = text(

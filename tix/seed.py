@@ -26,6 +26,7 @@ from itertools import accumulate
 from zoneinfo import ZoneInfo
 
 from tix.catalog_layouts import VenueLayout, build_layouts
+from tix.search_documents import insert_documents_sql
 
 # tix.v1.EventCategory numbers.
 CONCERT, SPORTS, THEATER, COMEDY, FAMILY = 1, 2, 3, 4, 5
@@ -824,30 +825,7 @@ EVENT_COLUMNS = (
     "tier_prices, max_seats_per_user, queue_enabled, queue_rate_per_second, queue_max_active"
 )
 
-# Names (A) and places (B) decide relevance; the description (C) only widens recall. One text search configuration
-# for all three: 'simple' (lower-case, no stemming, no stop words), because the text is mostly proper nouns —
-# 'english' would drop "The" and "Who", stem band names ("Monkeys" -> "monkey") and make a query's lexemes depend on
-# which field they were meant for. The search service queries with the same 'simple' configuration, prefix
-# matching (:*) and pg_trgm over search_text for inflections and typos.
-SEARCH_DOCUMENTS_SQL = """
-INSERT INTO search_documents (event_id, name, performer_id, performer_name, venue_id, venue_name, city,
-    country_code, category, starts_at, latitude, longitude, min_price_minor, currency, document, search_text)
-SELECT e.event_id, e.name, p.performer_id, p.name, v.venue_id, v.name, v.city, v.country_code, e.category,
-    e.starts_at, v.latitude, v.longitude,
-    (SELECT min(price) FROM unnest(e.tier_prices) AS price), e.currency,
-    setweight(to_tsvector('simple', names.text), 'A')
-        || setweight(to_tsvector('simple', v.name || ' ' || v.city), 'B')
-        || setweight(to_tsvector('simple', e.description), 'C'),
-    lower(names.text || ' ' || v.name || ' ' || v.city)
-FROM events e
-JOIN performers p ON p.performer_id = e.performer_id
-JOIN venues v ON v.venue_id = e.venue_id
--- The event name usually contains the performer's name already: index it once.
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN strpos(e.name, p.name) > 0 THEN e.name ELSE e.name || ' ' || p.name END AS text
-) AS names
-WHERE e.event_id BETWEEN %s AND %s
-"""
+SEARCH_DOCUMENTS_SQL = insert_documents_sql("e.event_id BETWEEN %s AND %s")
 
 
 # --------------------------------------------------------------------------------------------------------------
