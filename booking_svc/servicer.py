@@ -4,10 +4,11 @@ by the shared interceptor."""
 from __future__ import annotations
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from booking_svc.domain import BestAvailable, BookingService, SeatRequest
 from booking_svc.repository import BookingRecord
+from tix.catalog import timestamp
 from tix.identity import require_user_id
 from tix.v1 import booking_pb2, booking_pb2_grpc, common_pb2
 from tix.validation import optional_request_id, require_numeric_id, require_uuid
@@ -78,14 +79,6 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return empty_pb2.Empty()
 
 
-def _timestamp(value) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def render_booking(record: BookingRecord) -> booking_pb2.Booking:
     currency = record.currency
     booking = booking_pb2.Booking(
@@ -108,8 +101,8 @@ def render_booking(record: BookingRecord) -> booking_pb2.Booking:
             status=_PAYMENT_STATUS.get(record.payment_status, booking_pb2.PAYMENT_STATUS_UNSPECIFIED),
             amount=common_pb2.Money(currency_code=currency, amount_minor=record.amount_minor),
         ),
-        create_time=_timestamp(record.created_at),
-        expire_time=_timestamp(record.expires_at),
-        confirm_time=_timestamp(record.confirmed_at),
+        create_time=timestamp(record.created_at),
+        expire_time=timestamp(record.expires_at),
+        confirm_time=timestamp(record.confirmed_at),
     )
     return booking

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
+from tix.catalog import Performer, Venue
 from tix.errors import NotFound
 
 
@@ -36,29 +37,6 @@ class SeatStatus(enum.Enum):
 
 # One character per seat in the compact seat map (see tix.v1.SeatRow.status_codes).
 STATUS_CODES = {SeatStatus.AVAILABLE: "A", SeatStatus.RESERVED: "R", SeatStatus.BOOKED: "B"}
-
-
-@dataclass(frozen=True)
-class Venue:
-    venue_id: int
-    name: str
-    city: str
-    region: str
-    country_code: str
-    latitude: float
-    longitude: float
-    time_zone: str
-    capacity: int
-    layout_id: str
-    layout_name: str
-
-
-@dataclass(frozen=True)
-class Performer:
-    performer_id: int
-    name: str
-    category: int
-    genre: str
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from event_svc.domain import EventPage, EventViewing, SaleStatus, SeatMap, SeatMapView, SeatStatus, Venue
+from event_svc.domain import EventPage, EventViewing, SaleStatus, SeatMap, SeatMapView, SeatStatus
 from event_svc.seat_hub import SeatHub
 from tix import seatfeed
+from tix.catalog import money, render_performer, render_venue, timestamp
 from tix.errors import InvalidArgument
 from tix.v1 import common_pb2, event_pb2, event_pb2_grpc
 from tix.validation import require_numeric_id
@@ -78,31 +76,6 @@ def changes_response(message: seatfeed.SeatFeedMessage) -> event_pb2.WatchSeatsR
     return event_pb2.WatchSeatsResponse(version=message.version, changes=event_pb2.SeatChanges(changes=changes))
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def _money(currency: str, amount_minor: int) -> common_pb2.Money:
-    return common_pb2.Money(currency_code=currency, amount_minor=amount_minor)
-
-
-def render_venue(venue: Venue) -> event_pb2.Venue:
-    return event_pb2.Venue(
-        venue_id=str(venue.venue_id),
-        name=venue.name,
-        city=venue.city,
-        region=venue.region,
-        country_code=venue.country_code,
-        latitude=venue.latitude,
-        longitude=venue.longitude,
-        time_zone=venue.time_zone,
-        capacity=venue.capacity,
-        layout_name=venue.layout_name,
-    )
-
-
 def render_event(page: EventPage) -> event_pb2.Event:
     entry = page.entry
     currency = entry.currency
@@ -111,24 +84,19 @@ def render_event(page: EventPage) -> event_pb2.Event:
         name=entry.name,
         description=entry.description,
         category=entry.category,
-        start_time=_timestamp(entry.starts_at),
-        end_time=_timestamp(entry.ends_at),
+        start_time=timestamp(entry.starts_at),
+        end_time=timestamp(entry.ends_at),
         venue=render_venue(entry.venue),
-        performer=event_pb2.Performer(
-            performer_id=str(entry.performer.performer_id),
-            name=entry.performer.name,
-            category=entry.performer.category,
-            genre=entry.performer.genre,
-        ),
-        sale_start_time=_timestamp(entry.sale_starts_at),
+        performer=render_performer(entry.performer),
+        sale_start_time=timestamp(entry.sale_starts_at),
         sale_status=SALE_STATUSES[page.sale_status],
         waiting_room=event_pb2.WaitingRoom(
             enabled=entry.waiting_room.enabled,
             admission_rate_per_second=entry.waiting_room.admission_rate_per_second,
             max_active_shoppers=entry.waiting_room.max_active_shoppers,
         ),
-        min_price=_money(currency, entry.min_price_minor),
-        max_price=_money(currency, entry.max_price_minor),
+        min_price=money(currency, entry.min_price_minor),
+        max_price=money(currency, entry.max_price_minor),
         available_count=page.available_count,
         total_count=entry.total_count,
         sections=[
@@ -136,7 +104,7 @@ def render_event(page: EventPage) -> event_pb2.Event:
                 section_id=s.section.section_id,
                 name=s.section.name,
                 price_tier=s.section.price_tier,
-                price=_money(currency, s.section.price_minor),
+                price=money(currency, s.section.price_minor),
                 available_count=s.available_count,
                 total_count=s.section.total_count,
             )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from queue_svc.domain import QueueTicketView, TicketState, WaitingRoom
 from queue_svc.watchers import QueueWatchers
+from tix.catalog import timestamp
 from tix.identity import require_user_id
 from tix.v1 import queue_pb2, queue_pb2_grpc
 from tix.validation import optional_request_id, require_numeric_id, require_uuid
@@ -18,12 +19,6 @@ _STATES = {
 }
 
 
-def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def render_ticket(view: QueueTicketView) -> queue_pb2.QueueTicket:
     ticket = queue_pb2.QueueTicket(
         ticket_id=view.ticket_id,
@@ -31,11 +26,11 @@ def render_ticket(view: QueueTicketView) -> queue_pb2.QueueTicket:
         state=_STATES[view.state],
         position=view.position,
         estimated_wait=duration_pb2.Duration(seconds=int(view.estimated_wait_seconds)),
-        join_time=_timestamp(view.joined_at),
+        join_time=timestamp(view.joined_at),
         admission_token=view.admission_token or "",
     )
     if view.admission_expires_at is not None:
-        ticket.admission_expire_time.CopyFrom(_timestamp(view.admission_expires_at))
+        ticket.admission_expire_time.CopyFrom(timestamp(view.admission_expires_at))
     return ticket
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from tix.catalog import Performer, Venue
 from tix.errors import InvalidArgument
 from tix.validation import page_size as checked_page_size
 
@@ -77,28 +78,6 @@ class SearchQuery:
 
 
 @dataclass(frozen=True)
-class VenueSummary:
-    venue_id: int
-    name: str
-    city: str
-    region: str
-    country_code: str
-    latitude: float
-    longitude: float
-    time_zone: str
-    capacity: int
-    layout_name: str
-
-
-@dataclass(frozen=True)
-class PerformerSummary:
-    performer_id: int
-    name: str
-    category: int
-    genre: str
-
-
-@dataclass(frozen=True)
 class SearchHit:
     event_id: int
     name: str
@@ -106,8 +85,8 @@ class SearchHit:
     starts_at: datetime
     sale_starts_at: datetime
     cancelled: bool
-    venue: VenueSummary
-    performer: PerformerSummary
+    venue: Venue
+    performer: Performer
     min_price_minor: int
     currency: str
     distance_km: float | None

@@ -25,12 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from search_svc.domain import (
     MAX_RESULT_WINDOW,
-    PerformerSummary,
     SearchHit,
     SearchPage,
     SearchQuery,
-    VenueSummary,
 )
+from tix.catalog import Performer, Venue
 from tix.db import libpq_url
 from tix.logs import get_logger
 from tix.search_documents import upsert_documents_sql
@@ -71,7 +70,7 @@ class PostgresSearchBackend:
             )
             SELECT page.event_id, e.name, e.category, e.starts_at, e.sale_starts_at, e.cancelled,
                    v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
-                   v.time_zone, v.capacity, l.name AS layout_name,
+                   v.time_zone, v.capacity, v.layout_id, l.name AS layout_name,
                    p.performer_id, p.name AS performer_name, p.category AS performer_category, p.genre,
                    page.min_price_minor, page.currency, page.distance_km, page.matches
             FROM page
@@ -153,12 +152,13 @@ def _hit(row: Any) -> SearchHit:
         starts_at=row["starts_at"],
         sale_starts_at=row["sale_starts_at"],
         cancelled=row["cancelled"],
-        venue=VenueSummary(
+        venue=Venue(
             venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
             country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
-            time_zone=row["time_zone"], capacity=row["capacity"], layout_name=row["layout_name"],
+            time_zone=row["time_zone"], capacity=row["capacity"], layout_id=row["layout_id"],
+            layout_name=row["layout_name"],
         ),
-        performer=PerformerSummary(
+        performer=Performer(
             row["performer_id"], row["performer_name"], row["performer_category"], row["genre"]
         ),
         min_price_minor=row["min_price_minor"],
@@ -208,8 +208,8 @@ def decode_page(raw: str) -> SearchPage:
                 **hit,
                 "starts_at": datetime.fromisoformat(hit["starts_at"]),
                 "sale_starts_at": datetime.fromisoformat(hit["sale_starts_at"]),
-                "venue": VenueSummary(**hit["venue"]),
-                "performer": PerformerSummary(**hit["performer"]),
+                "venue": Venue(**hit["venue"]),
+                "performer": Performer(**hit["performer"]),
             }
         )
         for hit in data["hits"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from search_svc.domain import EventSearch, SaleStatus, SearchHit, SearchRequest, sale_status
-from tix.v1 import common_pb2, event_pb2, search_pb2, search_pb2_grpc
+from tix.catalog import money, render_performer, render_venue, timestamp
+from tix.v1 import event_pb2, search_pb2, search_pb2_grpc
 
 SALE_STATUSES = {
     SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
@@ -52,34 +51,15 @@ def parse_request(request: search_pb2.SearchEventsRequest) -> SearchRequest:
 
 
 def render_hit(hit: SearchHit, now: datetime) -> search_pb2.EventSummary:
-    start = Timestamp()
-    start.FromDatetime(hit.starts_at)
-    venue = hit.venue
     summary = search_pb2.EventSummary(
         event_id=str(hit.event_id),
         name=hit.name,
         category=hit.category,
-        start_time=start,
-        venue=event_pb2.Venue(
-            venue_id=str(venue.venue_id),
-            name=venue.name,
-            city=venue.city,
-            region=venue.region,
-            country_code=venue.country_code,
-            latitude=venue.latitude,
-            longitude=venue.longitude,
-            time_zone=venue.time_zone,
-            capacity=venue.capacity,
-            layout_name=venue.layout_name,
-        ),
-        performer=event_pb2.Performer(
-            performer_id=str(hit.performer.performer_id),
-            name=hit.performer.name,
-            category=hit.performer.category,
-            genre=hit.performer.genre,
-        ),
+        start_time=timestamp(hit.starts_at),
+        venue=render_venue(hit.venue),
+        performer=render_performer(hit.performer),
         sale_status=SALE_STATUSES[sale_status(hit, now)],
-        min_price=common_pb2.Money(currency_code=hit.currency, amount_minor=hit.min_price_minor),
+        min_price=money(hit.currency, hit.min_price_minor),
     )
     if hit.distance_km is not None:
         summary.distance_km = round(hit.distance_km, 3)

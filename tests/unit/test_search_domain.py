@@ -10,13 +10,13 @@ import pytest
 from search_svc.domain import (
     MAX_RESULT_WINDOW,
     EventSearch,
-    PerformerSummary,
+    Performer,
     SaleStatus,
     SearchHit,
     SearchPage,
     SearchQuery,
     SearchRequest,
-    VenueSummary,
+    Venue,
     decode_page_token,
     encode_page_token,
     parse_request,
@@ -80,8 +80,8 @@ def hit(event_id: int, **changes) -> SearchHit:
     fields = dict(
         event_id=event_id, name="Show", category=1, starts_at=NOW + timedelta(days=3),
         sale_starts_at=NOW - timedelta(days=1), cancelled=False,
-        venue=VenueSummary(1, "Hall", "Lyon", "", "FR", 45.7, 4.8, "Europe/Paris", 100, "hall"),
-        performer=PerformerSummary(2, "Band", 1, "rock"), min_price_minor=4000, currency="EUR", distance_km=None,
+        venue=Venue(1, "Hall", "Lyon", "", "FR", 45.7, 4.8, "Europe/Paris", 100, "hall", "hall"),
+        performer=Performer(2, "Band", 1, "rock"), min_price_minor=4000, currency="EUR", distance_km=None,
     )
     fields.update(changes)
     return SearchHit(**fields)
