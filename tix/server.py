@@ -215,14 +215,23 @@ class RunningServer:
     service_names: tuple[str, ...]
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
-        """Drain: report NOT_SERVING, let load balancers notice, then give in-flight calls ``grace`` seconds."""
+        """Drain: report NOT_SERVING, let load balancers notice, then give in-flight calls ``grace`` seconds.
+        Every step is bounded, so a stuck call or store can delay shutdown but never block it."""
         settings = self.runtime.settings
-        await self.health.enter_graceful_shutdown()
+        grace = settings.grace_seconds if grace is None else grace
+        await _bounded("health", self.health.enter_graceful_shutdown(), 5)
         drain = settings.drain_seconds if drain is None else drain
         if drain > 0:
             await asyncio.sleep(drain)
-        await self.server.stop(settings.grace_seconds if grace is None else grace)
-        await self.runtime.close()
+        await _bounded("server", self.server.stop(grace), grace + 5)
+        await _bounded("runtime", self.runtime.close(), 15)
+
+
+async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        log.error("shutdown_step_overran", step=step, seconds=seconds)
 
 
 def _server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
