@@ -1,0 +1,369 @@
+"""The load generator: client processes (spawned, each with its own event loop and gRPC channels) driving one
+scenario with a fixed number of concurrent clients, reporting latencies and outcomes back to the parent, which shows
+progress with tqdm.
+
+Scenarios:
+- ``health``: ``grpc.health.v1.Health/Check`` on the booking server, the floor any RPC pays (the echo baseline);
+- ``flash_sale``: fans reserving 4-seat blocks through ``BookingService.ReserveSeats``; each winner pays in
+  localstripe as Stripe.js would (attach a test card, confirm) and calls ``ConfirmBooking``;
+- ``naive``: the same fans against ``bench.naive`` (one long PostgreSQL transaction with ``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import queue as queue_module
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from bench.progress import progress_options
+
+CHANNELS_PER_PROCESS = 4  # so SO_REUSEPORT spreads each client process over every server worker
+STRIPE_API_KEY = "sk_test_tix_local"
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    scenario: str
+    total: int
+    concurrency: int
+    procs: int
+    grpc_target: str = ""
+    event_id: int = 0
+    seats: int = 0
+    stripe_api_base: str = ""
+    dsn: str = ""
+    db_connections: int = 0
+    deadline_seconds: float = 0.0  # 0: run every operation
+    request_ids: bool = True  # send AIP-155 request ids with reserve/confirm, as a retrying client would
+    fan_pay_seconds: float = 0.0  # how long a winner takes to type in a card before paying
+    seed: int = 1
+
+
+@dataclass
+class LoadResult:
+    scenario: str
+    started: float = 0.0  # wall clock (time.time) of the first operation, over all processes
+    finished: float = 0.0
+    operations: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, of the scenario's primary call
+    outcomes: Counter = field(default_factory=Counter)
+    seats_confirmed: int = 0
+    confirm_latencies: list[float] = field(default_factory=list)  # pay + confirm, for winners
+    first_confirm: float = 0.0
+    last_confirm: float = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return max(1e-9, self.finished - self.started)
+
+    @property
+    def rate(self) -> float:
+        return self.operations / self.elapsed
+
+    def merge(self, other: LoadResult) -> None:
+        self.started = min(self.started or other.started, other.started or self.started)
+        self.finished = max(self.finished, other.finished)
+        self.operations += other.operations
+        self.latencies.extend(other.latencies)
+        self.outcomes.update(other.outcomes)
+        self.seats_confirmed += other.seats_confirmed
+        self.confirm_latencies.extend(other.confirm_latencies)
+        if other.first_confirm:
+            self.first_confirm = min(self.first_confirm or other.first_confirm, other.first_confirm)
+        self.last_confirm = max(self.last_confirm, other.last_confirm)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def run_load(spec: LoadSpec, *, description: str) -> LoadResult:
+    """Run ``spec`` in ``spec.procs`` spawned processes; blocks until they finish."""
+    context = mp.get_context("spawn")
+    done = context.Value("q", 0)
+    ready = context.Barrier(spec.procs + 1)
+    results: mp.Queue = context.Queue()
+    processes = [
+        context.Process(target=_child_main, args=(spec, index, done, ready, results), daemon=True)
+        for index in range(spec.procs)
+    ]
+    for process in processes:
+        process.start()
+    merged = LoadResult(spec.scenario)
+    try:
+        ready.wait(timeout=120)  # every child connected: start the clock together
+        collected = 0
+        with tqdm(
+            total=spec.total, desc=description, unit="op", leave=False, dynamic_ncols=True, **progress_options()
+        ) as bar:
+            while collected < spec.procs:
+                try:
+                    merged.merge(results.get(timeout=0.25))
+                    collected += 1
+                except queue_module.Empty:
+                    if not any(p.is_alive() for p in processes) and results.empty():
+                        raise RuntimeError(f"{description}: a load process died") from None
+                bar.update(done.value - bar.n)  # update(), not refresh(): tqdm's mininterval then applies
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    return merged
+
+
+def _child_main(spec: LoadSpec, index: int, done, ready, results) -> None:
+    import uvloop
+
+    result = uvloop.run(_child(spec, index, done, ready))
+    results.put(result)
+
+
+async def _child(spec: LoadSpec, index: int, done, ready) -> LoadResult:
+    my_total = spec.total // spec.procs + (1 if index < spec.total % spec.procs else 0)
+    my_concurrency = max(1, spec.concurrency // spec.procs + (1 if index < spec.concurrency % spec.procs else 0))
+    scenario = SCENARIOS[spec.scenario](spec, index)
+    await scenario.open()
+    await asyncio.get_running_loop().run_in_executor(None, ready.wait)
+    result = LoadResult(spec.scenario)
+    deadline = time.monotonic() + spec.deadline_seconds if spec.deadline_seconds else float("inf")
+    next_op = 0
+    local_done = 0
+
+    async def client(slot: int) -> None:
+        nonlocal next_op, local_done
+        while next_op < my_total and time.monotonic() < deadline:
+            n = next_op
+            next_op += 1
+            await scenario.operate(n, slot, result)
+            result.operations += 1
+            local_done += 1
+            if local_done % 50 == 0:
+                with done.get_lock():
+                    done.value += 50
+
+    result.started = time.time()
+    await asyncio.gather(*(client(slot) for slot in range(my_concurrency)))
+    result.finished = time.time()
+    with done.get_lock():
+        done.value += local_done % 50
+    await scenario.close()
+    return result
+
+
+class _Scenario:
+    def __init__(self, spec: LoadSpec, index: int) -> None:
+        self.spec = spec
+        self.index = index
+        self.rng = random.Random(spec.seed * 1000 + index)
+
+    async def open(self) -> None: ...
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _GrpcScenario(_Scenario):
+    async def open(self) -> None:
+        import grpc
+
+        self.channels = [
+            grpc.aio.insecure_channel(
+                self.spec.grpc_target,
+                # A private subchannel pool gives each channel its own TCP connection (and so, maybe, its own
+                # server worker); shared subchannels would put every channel on one connection.
+                options=[("grpc.use_local_subchannel_pool", 1), ("grpc.max_concurrent_streams", 10_000)],
+            )
+            for _ in range(CHANNELS_PER_PROCESS)
+        ]
+        for channel in self.channels:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+
+
+class HealthScenario(_GrpcScenario):
+    async def open(self) -> None:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        await super().open()
+        self.stubs = [health_pb2_grpc.HealthStub(c) for c in self.channels]
+        self.request = health_pb2.HealthCheckRequest(service="tix.v1.BookingService")
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        import grpc
+
+        started = time.perf_counter()
+        try:
+            await self.stubs[slot % len(self.stubs)].Check(self.request, timeout=30)
+            result.outcomes["ok"] += 1
+        except grpc.aio.AioRpcError as error:
+            result.outcomes[error.code().name] += 1
+        result.latencies.append(time.perf_counter() - started)
+
+
+def error_reason(error: Any) -> str:
+    """``CODE:REASON`` of a gRPC error carrying a google.rpc.ErrorInfo, else the code alone."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    code = error.code().name
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        status = None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                return f"{code}:{info.reason}"
+    return code
+
+
+class _FanScenario(_Scenario):
+    """Fans choosing 4-seat blocks uniformly at random: every block gets sold, most attempts lose."""
+
+    async def open(self) -> None:
+        import httpx
+
+        from bench.catalog import seat_blocks
+
+        self.blocks = seat_blocks(self.spec.seats)
+        self.stripe = httpx.AsyncClient(
+            base_url=self.spec.stripe_api_base,
+            headers={"Authorization": f"Bearer {STRIPE_API_KEY}"},
+            timeout=60,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+
+    async def close(self) -> None:
+        await self.stripe.aclose()
+
+    def fan(self, n: int) -> str:
+        return f"fan-{self.spec.seed}-{self.index}-{n}"
+
+    async def pay(self, payment_intent_id: str) -> bool:
+        """What Stripe.js does on the fan's device (localstripe takes the card before, not inside, confirm)."""
+        if self.spec.fan_pay_seconds:
+            await asyncio.sleep(self.spec.fan_pay_seconds)
+        attached = await self.stripe.post(
+            f"/v1/payment_intents/{payment_intent_id}", data={"payment_method": "pm_card_visa"}
+        )
+        if attached.status_code != 200:
+            return False
+        confirmed = await self.stripe.post(f"/v1/payment_intents/{payment_intent_id}/confirm")
+        return confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded"
+
+
+class FlashSaleScenario(_FanScenario, _GrpcScenario):
+    async def open(self) -> None:
+        from tix.v1 import booking_pb2, booking_pb2_grpc
+
+        await _GrpcScenario.open(self)
+        await _FanScenario.open(self)
+        self.pb = booking_pb2
+        self.stubs = [booking_pb2_grpc.BookingServiceStub(c) for c in self.channels]
+
+    async def close(self) -> None:
+        await _FanScenario.close(self)
+        await _GrpcScenario.close(self)
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        import grpc
+
+        stub = self.stubs[slot % len(self.stubs)]
+        block = self.rng.choice(self.blocks)
+        metadata = (("x-user-id", self.fan(n)),)
+        request = self.pb.ReserveSeatsRequest(
+            event_id=str(self.spec.event_id), seat_ids=list(block),
+            request_id=uuid.uuid4().hex if self.spec.request_ids else "",
+        )
+        started = time.perf_counter()
+        try:
+            booking = await stub.ReserveSeats(request, metadata=metadata, timeout=60)
+        except grpc.aio.AioRpcError as error:
+            result.latencies.append(time.perf_counter() - started)
+            result.outcomes[f"reserve {error_reason(error)}"] += 1
+            return
+        result.latencies.append(time.perf_counter() - started)
+        result.outcomes["reserve won"] += 1
+
+        paying = time.perf_counter()
+        if not await self.pay(booking.payment.payment_intent_id):
+            result.outcomes["payment failed"] += 1
+            return
+        try:
+            confirmed = await stub.ConfirmBooking(
+                self.pb.ConfirmBookingRequest(booking_id=booking.booking_id, request_id=uuid.uuid4().hex),
+                metadata=metadata,
+                timeout=60,
+            )
+        except grpc.aio.AioRpcError as error:
+            result.outcomes[f"confirm {error_reason(error)}"] += 1
+            return
+        if confirmed.status == self.pb.BOOKING_STATUS_CONFIRMED:
+            now = time.time()
+            result.outcomes["confirmed"] += 1
+            result.seats_confirmed += len(confirmed.seats) or len(block)
+            result.confirm_latencies.append(time.perf_counter() - paying)
+            result.first_confirm = min(result.first_confirm or now, now)
+            result.last_confirm = now
+        else:
+            result.outcomes[f"confirm ended {self.pb.BookingStatus.Name(confirmed.status)}"] += 1
+
+
+class NaiveScenario(_FanScenario):
+    async def open(self) -> None:
+        import psycopg
+
+        await super().open()
+        per_process = max(1, self.spec.db_connections // self.spec.procs)
+        self.connections: asyncio.Queue = asyncio.Queue()
+        for _ in range(per_process):
+            self.connections.put_nowait(await psycopg.AsyncConnection.connect(self.spec.dsn, autocommit=True))
+
+    async def close(self) -> None:
+        while not self.connections.empty():
+            await self.connections.get_nowait().close()
+        await super().close()
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        from bench.naive import naive_reserve_and_pay
+
+        block = self.rng.choice(self.blocks)
+        started = time.perf_counter()
+        conn = await self.connections.get()  # waiting for a connection is part of the naive design's cost
+        try:
+            outcome = await naive_reserve_and_pay(conn, self, self.spec.event_id, block, self.fan(n))
+        except Exception as error:  # a failed transaction is an outcome to count, not a crash
+            outcome = f"error {type(error).__name__}"
+            if not conn.closed:
+                await conn.rollback()
+        finally:
+            self.connections.put_nowait(conn)
+        elapsed = time.perf_counter() - started
+        result.latencies.append(elapsed)
+        result.outcomes[outcome] += 1
+        if outcome == "confirmed":
+            now = time.time()
+            result.seats_confirmed += len(block)
+            result.first_confirm = min(result.first_confirm or now, now)
+            result.last_confirm = now
+
+
+SCENARIOS = {"health": HealthScenario, "flash_sale": FlashSaleScenario, "naive": NaiveScenario}
