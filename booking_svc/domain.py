@@ -371,8 +371,9 @@ class BookingService:
             if pending is None:
                 pending = asyncio.get_running_loop().create_future()
                 self._catalog_loads[event_id] = pending
+                known = cached[1].seats if cached is not None and cached[1] is not None else None
                 try:
-                    loaded = await self._repository.load_event_catalog(event_id)
+                    loaded = await self._repository.load_event_catalog(event_id, known_seats=known)
                 except BaseException as error:
                     if not isinstance(error, asyncio.CancelledError):
                         pending.set_exception(error)
@@ -456,12 +457,23 @@ class BookingService:
             return result
         if result.outcome is not SettleOutcome.ALREADY_SETTLED:
             BOOKINGS.labels(_SETTLED_METRIC[result.outcome]).inc()
-            # Sold (or refunded): the Redis keys have done their job; give them back now rather than at TTL.
-            await self._holds.release(result.event_id, result.seat_ids, str(booking_id))
+            if result.outcome is SettleOutcome.REFUND_OWED:
+                # The seats were someone else's by then: this booking's keys (if any are left) go.
+                await self._holds.release(result.event_id, result.seat_ids, str(booking_id))
+            else:
+                await self._holds.mark_sold(
+                    result.event_id, result.seat_ids, str(booking_id), await self._sold_marker_ttl_ms(result.event_id)
+                )
             await self._publish(result.event_id, result.seat_changes)
         if result.outcome is SettleOutcome.REFUND_OWED:
             await self.refund(booking_id)
         return result
+
+    async def _sold_marker_ttl_ms(self, event_id: int) -> int:
+        """Sold markers last until the event has started (a day at least): nobody can buy a seat after that."""
+        catalog = await self._event_catalog(event_id)
+        until_start = (catalog.rules.starts_at - datetime.now(UTC)).total_seconds()
+        return int(max(until_start, 24 * 3600) * 1000)
 
     async def refund(self, booking_id: uuid.UUID) -> str | None:
         """Refund a booking marked refunded; on failure the refund stays owed and the sweeper retries it."""

@@ -36,18 +36,30 @@ log = get_logger("booking_svc.holds")
 HOLDS = Counter("tix_booking_holds_total", "Seat hold attempts in Redis, by outcome.", ["outcome"])
 
 # KEYS: seat keys; ARGV[1]: booking id, ARGV[2]: TTL in ms. Returns the 1-based indexes of keys held by another
-# booking (nothing is written then), or an empty list when every key is now ours.
+# booking (nothing is written then), or an empty list when every key is now ours. A seat this booking already
+# bought ("sold:<booking id>") counts as ours and keeps its marker, so a retry of that request still replays it.
 _HOLD = """
+local sold_by_us = 'sold:' .. ARGV[1]
 local taken = {}
 for i, key in ipairs(KEYS) do
   local holder = redis.call('GET', key)
-  if holder and holder ~= ARGV[1] then taken[#taken + 1] = i end
+  if holder and holder ~= ARGV[1] and holder ~= sold_by_us then taken[#taken + 1] = i end
 end
 if #taken > 0 then return taken end
 for _, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  if redis.call('GET', key) ~= sold_by_us then redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
 end
 return taken
+"""
+
+# A bought seat's key becomes "sold:<booking id>" until the event is over: every later attempt on it loses here,
+# in Redis, instead of running a reservation in PostgreSQL only to be refused there. The database decided the sale
+# before this runs, so the marker overwrites whatever the key held.
+_MARK_SOLD = """
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, 'sold:' .. ARGV[1], 'PX', ARGV[2])
+end
+return #KEYS
 """
 
 # Compare-and-delete: only keys still valued with this booking id go.
@@ -169,6 +181,19 @@ class SeatHolds:
             *(self._release_on(client, keys, booking_id) for client in self._clients)
         )
         return sum(results)
+
+    async def mark_sold(self, event_id: int, seat_ids: Sequence[str], booking_id: str, ttl_ms: int) -> None:
+        """After the database booked the seats: keep them refused in Redis (see ``_MARK_SOLD``) on every reachable
+        node; a node that misses it only costs later losers a database round trip."""
+        keys = [hold_key(event_id, seat) for seat in seat_ids]
+        if keys:
+            await asyncio.gather(*(self._mark_sold_on(client, keys, booking_id, ttl_ms) for client in self._clients))
+
+    async def _mark_sold_on(self, client: aioredis.Redis, keys: list[str], booking_id: str, ttl_ms: int) -> None:
+        try:
+            await client.eval(_MARK_SOLD, len(keys), *keys, booking_id, ttl_ms)
+        except (RedisError, OSError, asyncio.TimeoutError) as error:
+            log.warning("mark_sold_failed", keys=len(keys), error=repr(error))
 
     async def holders(self, event_id: int, seat_ids: Sequence[str]) -> list[dict[str, str | None]]:
         """Per node, who holds each seat (None when free or the node is down); for tests and operators."""

@@ -271,7 +271,11 @@ class BookingRepository:
 
     # --- catalog -------------------------------------------------------------------------------------------
 
-    async def load_event_catalog(self, event_id: int) -> EventCatalog | None:
+    async def load_event_catalog(
+        self, event_id: int, known_seats: dict[str, CatalogSeat] | None = None
+    ) -> EventCatalog | None:
+        """The event's rules, and its seats unless ``known_seats`` (from an earlier load) are given: seats and
+        prices never change once tickets exist, so a refresh re-reads only the rules (one row, not 70,000)."""
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -284,6 +288,8 @@ class BookingRepository:
             ).first()
             if row is None:
                 return None
+            if known_seats is not None:
+                return EventCatalog(EventRules(**row._mapping), known_seats)
             await ensure_tickets(conn, event_id)
             seats = {
                 r.seat_id: CatalogSeat(r.seat_id, r.section_id, r.row_label, r.number, r.price_tier, r.rank,

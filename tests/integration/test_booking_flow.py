@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from booking_svc.domain import BestAvailable, SeatRequest
 from booking_svc.holds import hold_key
@@ -51,7 +52,7 @@ async def test_reserving_named_seats_holds_them_and_returns_a_payable_booking(wo
     assert await redis.get(hold_key(event.event_id, seats[0])) == str(booking.booking_id)
 
 
-async def test_paying_then_confirming_books_the_seats_and_frees_the_redis_keys(world, db, redis, localstripe_url):
+async def test_paying_then_confirming_books_the_seats_and_marks_them_sold_in_redis(world, db, redis, localstripe_url):
     event = await create_event(db)
     booking = await world.service.reserve_seats(named("fan-1", event.event_id, event.seat_ids[0]))
 
@@ -65,7 +66,9 @@ async def test_paying_then_confirming_books_the_seats_and_frees_the_redis_keys(w
     assert confirmed.payment_status == "succeeded"
     assert confirmed.confirmed_at is not None
     assert (await ticket_states(db, event.event_id))[event.seat_ids[0]] == ("booked", str(booking.booking_id))
-    assert await redis.get(hold_key(event.event_id, event.seat_ids[0])) is None
+    key = hold_key(event.event_id, event.seat_ids[0])
+    assert await redis.get(key) == f"sold:{booking.booking_id}"
+    assert await redis.pttl(key) > 24 * 3600 * 1000  # until the event starts, 30 days out
 
     again = await world.service.confirm_booking("fan-1", booking.booking_id)
     assert again.status == "confirmed" and again.confirmed_at == confirmed.confirmed_at
@@ -269,3 +272,42 @@ async def test_a_waiting_room_event_needs_an_admission_token_for_this_fan(world,
         SeatRequest("fan-1", event.event_id, (event.seat_ids[0],), admission_token=token)
     )
     assert booking.status == "reserved"
+
+
+async def test_fans_late_for_a_sold_seat_lose_in_redis_and_a_retry_of_the_purchase_still_replays(
+    world, db, redis, localstripe_url
+):
+    """After a sale, the stampede's stragglers must not reach PostgreSQL: a sold seat's key stays taken."""
+    event = await create_event(db)
+    seat = event.seat_ids[0]
+    bought = await world.service.reserve_seats(named("fan-1", event.event_id, seat, request_id="buy-1"))
+    await pay_as_fan(localstripe_url, bought.payment_intent_id)
+    await world.service.confirm_booking("fan-1", bought.booking_id)
+
+    lost_before = _holds_counter("lost")
+    refused_before = _bookings_counter("refused_by_database")
+    for fan in range(20):
+        with pytest.raises(Aborted) as late:
+            await world.service.reserve_seats(named(f"late-{fan}", event.event_id, seat))
+        assert late.value.reason == "SEAT_UNAVAILABLE"
+    assert _holds_counter("lost") - lost_before == 20
+    assert _bookings_counter("refused_by_database") == refused_before
+
+    replay = await world.service.reserve_seats(named("fan-1", event.event_id, seat, request_id="buy-1"))
+    assert replay.booking_id == bought.booking_id and replay.status == "confirmed"
+    assert await redis.get(hold_key(event.event_id, seat)) == f"sold:{bought.booking_id}"
+
+    # Redis forgetting the sale costs a database round trip, never a second sale.
+    await redis.flushall()
+    with pytest.raises(Aborted):
+        await world.service.reserve_seats(named("late-again", event.event_id, seat))
+    assert _bookings_counter("refused_by_database") == refused_before + 1
+    await assert_never_sold_twice(db, event.event_id)
+
+
+def _holds_counter(outcome: str) -> float:
+    return REGISTRY.get_sample_value("tix_booking_holds_total", {"outcome": outcome}) or 0.0
+
+
+def _bookings_counter(outcome: str) -> float:
+    return REGISTRY.get_sample_value("tix_booking_bookings_total", {"outcome": outcome}) or 0.0
