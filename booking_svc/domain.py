@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from booking_svc.holds import HoldOutcome, SeatHolds
 from booking_svc.payments import PaymentGateway, PaymentIntentInfo
 from booking_svc.repository import (
+    BookedSeatDetail,
     BookingRecord,
     BookingRepository,
     CatalogSeat,
@@ -158,6 +159,15 @@ def _blocks_in_run(run: Sequence[CatalogSeat], quantity: int) -> list[SeatBlock]
             )
         )
     return out
+
+
+def _with_seat_details(record: BookingRecord, catalog: EventCatalog) -> BookingRecord:
+    """The booking with its seats' section, row and number, from the event's (cached) seat catalog."""
+    seats = []
+    for seat_id, price in zip(record.seat_ids, record.seat_prices, strict=True):
+        seat = catalog.seats[seat_id]
+        seats.append(BookedSeatDetail(seat_id, seat.section_id, seat.row_label, seat.number, price))
+    return replace(record, seats=tuple(seats))
 
 
 def pick_best_block(seats: Iterable[CatalogSeat], quantity: int, excluded: set[str]) -> SeatBlock | None:
@@ -288,7 +298,8 @@ class BookingService:
             raise _seats_unavailable(event_id, result.unavailable_seat_ids)
 
         BOOKINGS.labels("reserved").inc()
-        record = await self._view(booking_id)
+        record = result.record
+        assert record is not None  # RESERVED carries the new booking
         try:
             intent = await self._payments.create_payment_intent(
                 booking_id=str(booking_id),
@@ -306,11 +317,20 @@ class BookingService:
             if isinstance(error, DomainError):
                 raise
             raise Unavailable("PAYMENTS_UNAVAILABLE", "payments are unavailable, try again shortly") from error
-        await self._repository.attach_payment_intent(
+        payment_intent_id, client_secret, payment_status = await self._repository.attach_payment_intent(
             booking_id, intent.payment_intent_id, intent.client_secret, _payment_status(intent)
         )
         await self._publish(event_id, [(s, "reserved") for s in seat_ids])
-        return await self._view(booking_id)
+        # Everything the answer needs is at hand: no need to read the booking back.
+        return _with_seat_details(
+            replace(
+                record,
+                payment_intent_id=payment_intent_id,
+                client_secret=client_secret,
+                payment_status=payment_status,
+            ),
+            catalog,
+        )
 
     async def _replay_duplicate(
         self, request: SeatRequest, seat_ids: Sequence[str], booking_id: uuid.UUID
@@ -477,7 +497,7 @@ class BookingService:
 
     async def refund(self, booking_id: uuid.UUID) -> str | None:
         """Refund a booking marked refunded; on failure the refund stays owed and the sweeper retries it."""
-        record = await self._repository.get_booking(booking_id)
+        record = await self._repository.get_booking(booking_id, with_seats=False)
         if record is None or record.status != "refunded" or not record.payment_intent_id or record.refund_id:
             return record.refund_id if record else None
         try:
@@ -554,17 +574,26 @@ class BookingService:
     # --- helpers --------------------------------------------------------------------------------------------
 
     async def _owned(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
-        record = await self._repository.get_booking(booking_id)
+        record = await self._repository.get_booking(booking_id, with_seats=False)
         if record is None or record.user_id != user_id:
             # Another fan's booking looks exactly like a missing one.
             raise NotFound("BOOKING_NOT_FOUND", f"no booking {booking_id}", booking_id=booking_id)
-        return record
+        return await self._detailed(record)
 
     async def _view(self, booking_id: uuid.UUID) -> BookingRecord:
-        record = await self._repository.get_booking(booking_id)
+        record = await self._repository.get_booking(booking_id, with_seats=False)
         if record is None:
             raise NotFound("BOOKING_NOT_FOUND", f"no booking {booking_id}", booking_id=booking_id)
-        return record
+        return await self._detailed(record)
+
+    async def _detailed(self, record: BookingRecord) -> BookingRecord:
+        """Seat details from the event's cached catalog while its sale is hot; from the database otherwise (a
+        fan looking up an old booking should not load a stadium's 70,000 seats)."""
+        cached = self._catalogs.get(record.event_id)
+        catalog = cached[1] if cached is not None else None
+        if catalog is not None and all(seat in catalog.seats for seat in record.seat_ids):
+            return _with_seat_details(record, catalog)
+        return await self._repository.with_seat_details(record)
 
     async def _publish(self, event_id: int, changes: Sequence[tuple[str, str]]) -> None:
         if not changes:

@@ -118,6 +118,12 @@ class SeatHolds:
         if not clients:
             raise ValueError("SeatHolds needs at least one Redis node")
         self._clients = list(clients)
+        # Registered scripts run by SHA (EVALSHA), so a hold does not send its script's text every time.
+        self._scripts = {
+            id(client): (client.register_script(_HOLD), client.register_script(_RELEASE),
+                         client.register_script(_MARK_SOLD))
+            for client in self._clients
+        }
         self._drift_factor = drift_factor
         self._owned = owned
         self.quorum = len(self._clients) // 2 + 1
@@ -191,7 +197,7 @@ class SeatHolds:
 
     async def _mark_sold_on(self, client: aioredis.Redis, keys: list[str], booking_id: str, ttl_ms: int) -> None:
         try:
-            await client.eval(_MARK_SOLD, len(keys), *keys, booking_id, ttl_ms)
+            await self._scripts[id(client)][2](keys=keys, args=[booking_id, ttl_ms])
         except (RedisError, OSError, asyncio.TimeoutError) as error:
             log.warning("mark_sold_failed", keys=len(keys), error=repr(error))
 
@@ -209,7 +215,7 @@ class SeatHolds:
 
     async def _vote(self, client: aioredis.Redis, keys: list[str], booking_id: str, ttl_ms: int) -> _Vote:
         try:
-            taken = await client.eval(_HOLD, len(keys), *keys, booking_id, ttl_ms)
+            taken = await self._scripts[id(client)][0](keys=keys, args=[booking_id, ttl_ms])
         except (RedisError, OSError, asyncio.TimeoutError):
             return _Vote(granted=False, answered=False)
         if taken:
@@ -218,7 +224,7 @@ class SeatHolds:
 
     async def _release_on(self, client: aioredis.Redis, keys: list[str], booking_id: str) -> int:
         try:
-            return int(await client.eval(_RELEASE, len(keys), *keys, booking_id))
+            return int(await self._scripts[id(client)][1](keys=keys, args=[booking_id]))
         except (RedisError, OSError, asyncio.TimeoutError):
             # An unreachable node's keys expire with their TTL.
             return 0

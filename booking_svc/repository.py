@@ -103,6 +103,8 @@ class ReserveResult:
     # SEATS_TAKEN: the seats that could not be reserved; LIMIT_EXCEEDED: seats the fan already holds or owns.
     unavailable_seat_ids: tuple[str, ...] = ()
     active_seats: int = 0
+    # RESERVED: the new booking (without its PaymentIntent and seat details yet).
+    record: BookingRecord | None = None
 
 
 class SettleOutcome(enum.Enum):
@@ -196,19 +198,45 @@ _SEAT_DETAILS = text(
 # re-checks each row's latest version (READ COMMITTED re-evaluation) before moving it.
 _RESERVE_TICKETS = text(
     """
-    WITH target AS (
+    WITH fence AS MATERIALIZED (SELECT nextval('booking_fence_seq') AS value),
+    target AS (
         SELECT seat_id FROM tickets
         WHERE event_id = :event_id AND seat_id = ANY(:seat_ids)
         ORDER BY seat_id
         FOR UPDATE
     )
     UPDATE tickets t
-    SET status = 'reserved', booking_id = :booking_id, fence = :fence,
+    SET status = 'reserved', booking_id = :booking_id, fence = fence.value,
         reserved_until = now() + make_interval(secs => :hold_seconds)
-    FROM target
-    WHERE t.event_id = :event_id AND t.seat_id = target.seat_id AND t.fence < :fence
+    FROM target, fence
+    WHERE t.event_id = :event_id AND t.seat_id = target.seat_id AND t.fence < fence.value
       AND (t.status = 'available' OR (t.status = 'reserved' AND t.reserved_until < now()))
-    RETURNING t.seat_id, t.price_minor
+    RETURNING t.seat_id, t.price_minor, fence.value AS fence
+    """
+)
+
+# A new booking and its payment row in one statement, returned in the shape of _BOOKING.
+_INSERT_BOOKING = text(
+    """
+    WITH booking AS (
+        INSERT INTO bookings (booking_id, event_id, user_id, status, seat_ids, seat_prices, total_minor, currency,
+                              fence, request_id, expires_at)
+        SELECT :booking_id, :event_id, :user_id, 'reserved', :seat_ids, :prices, :total, :currency, :fence,
+               :request_id, reserved_until
+        FROM tickets WHERE event_id = :event_id AND seat_id = :first_seat
+        ON CONFLICT DO NOTHING
+        RETURNING *
+    ),
+    payment AS (
+        INSERT INTO payments (booking_id, amount_minor, currency, status)
+        SELECT booking_id, total_minor, currency, 'requires_payment' FROM booking
+        RETURNING booking_id
+    )
+    SELECT b.booking_id, b.event_id, b.user_id, b.status, b.status_reason, b.seat_ids, b.seat_prices,
+           b.total_minor, b.currency, b.fence, b.request_id, b.created_at, b.expires_at, b.confirmed_at,
+           NULL::text AS payment_intent_id, NULL::text AS client_secret, 'requires_payment' AS payment_status,
+           b.total_minor AS amount_minor, NULL::text AS refund_id
+    FROM booking b JOIN payment USING (booking_id)
     """
 )
 
@@ -268,6 +296,9 @@ def _record(row) -> BookingRecord:
 class BookingRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Reads and single-statement writes need no transaction: in autocommit they cost one round trip instead
+        # of three (BEGIN, statement, COMMIT/ROLLBACK). Same pool.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # --- catalog -------------------------------------------------------------------------------------------
 
@@ -300,7 +331,7 @@ class BookingRepository:
 
     async def sellable_seat_ids(self, event_id: int, section_id: str | None) -> set[str]:
         """Seats that are free or whose reservation has expired (held keys in Redis may still refuse some)."""
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             rows = await conn.scalars(_SELLABLE, {"event_id": event_id, "section_id": section_id})
             return set(rows)
 
@@ -318,7 +349,9 @@ class BookingRepository:
         max_seats_per_user: int,
         request_id: str | None,
     ) -> ReserveResult:
-        """Reserve exactly ``seat_ids`` for a new booking, all or nothing, with its payments row."""
+        """Reserve exactly ``seat_ids`` for a new booking, all or nothing, with its payments row. Four statements:
+        the fan's lock, the duplicate and seat-limit checks, the conditional ticket update (which draws the fence),
+        and the booking with its payment row."""
         async with self._engine.connect() as conn:
             async with conn.begin() as tx:
                 # One fan's reservations for one event run one at a time, so the seat limit cannot be raced.
@@ -326,93 +359,69 @@ class BookingRepository:
                     text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                     {"key": f"tix:booking:{event_id}:{user_id}"},
                 )
-                if await self._existing_booking_id(conn, booking_id, user_id, request_id) is not None:
-                    return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
-                active = int(
-                    await conn.scalar(
+                existing, active = (
+                    await conn.execute(
                         text(
-                            "SELECT coalesce(sum(cardinality(seat_ids)), 0) FROM bookings"
-                            " WHERE event_id = :event_id AND user_id = :user_id AND (status = 'confirmed'"
-                            " OR (status = 'reserved' AND expires_at > now()))"
+                            "SELECT (SELECT booking_id FROM bookings WHERE booking_id = :booking_id"
+                            "          OR (CAST(:request_id AS text) IS NOT NULL AND user_id = :user_id"
+                            "              AND request_id = :request_id) LIMIT 1),"
+                            " (SELECT coalesce(sum(cardinality(seat_ids)), 0) FROM bookings"
+                            "   WHERE event_id = :event_id AND user_id = :user_id AND (status = 'confirmed'"
+                            "   OR (status = 'reserved' AND expires_at > now())))"
                         ),
-                        {"event_id": event_id, "user_id": user_id},
+                        {"booking_id": booking_id, "request_id": request_id, "user_id": user_id, "event_id": event_id},
                     )
-                )
-                if active + len(seat_ids) > max_seats_per_user:
-                    return ReserveResult(ReserveOutcome.LIMIT_EXCEEDED, active_seats=active)
-                fence = int(await conn.scalar(text("SELECT nextval('booking_fence_seq')")))
-                moved = {
-                    r.seat_id: r.price_minor
-                    for r in await conn.execute(
+                ).one()
+                if existing is not None:
+                    return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
+                if int(active) + len(seat_ids) > max_seats_per_user:
+                    return ReserveResult(ReserveOutcome.LIMIT_EXCEEDED, active_seats=int(active))
+                moved_rows = (
+                    await conn.execute(
                         _RESERVE_TICKETS,
                         {
                             "event_id": event_id,
                             "seat_ids": list(seat_ids),
                             "booking_id": booking_id,
-                            "fence": fence,
                             "hold_seconds": hold_seconds,
                         },
                     )
-                }
+                ).all()
+                moved = {r.seat_id: r.price_minor for r in moved_rows}
                 if len(moved) != len(seat_ids):
                     await tx.rollback()
                     return ReserveResult(
                         ReserveOutcome.SEATS_TAKEN,
                         unavailable_seat_ids=tuple(s for s in seat_ids if s not in moved),
                     )
+                fence = int(moved_rows[0].fence)
                 prices = [moved[s] for s in seat_ids]
-                inserted = await conn.scalar(
-                    text(
-                        """
-                        INSERT INTO bookings (booking_id, event_id, user_id, status, seat_ids, seat_prices,
-                                              total_minor, currency, fence, request_id, expires_at)
-                        SELECT :booking_id, :event_id, :user_id, 'reserved', :seat_ids, :prices, :total,
-                               :currency, :fence, :request_id, reserved_until
-                        FROM tickets WHERE event_id = :event_id AND seat_id = :first_seat
-                        ON CONFLICT DO NOTHING
-                        RETURNING booking_id
-                        """
-                    ),
-                    {
-                        "booking_id": booking_id,
-                        "event_id": event_id,
-                        "user_id": user_id,
-                        "seat_ids": list(seat_ids),
-                        "prices": prices,
-                        "total": sum(prices),
-                        "currency": currency,
-                        "fence": fence,
-                        "request_id": request_id,
-                        "first_seat": seat_ids[0],
-                    },
-                )
-                if inserted is None:
+                created = (
+                    await conn.execute(
+                        _INSERT_BOOKING,
+                        {
+                            "booking_id": booking_id,
+                            "event_id": event_id,
+                            "user_id": user_id,
+                            "seat_ids": list(seat_ids),
+                            "prices": prices,
+                            "total": sum(prices),
+                            "currency": currency,
+                            "fence": fence,
+                            "request_id": request_id,
+                            "first_seat": seat_ids[0],
+                        },
+                    )
+                ).first()
+                if created is None:
                     # The same request id reached another event's booking first: that booking is the answer.
                     await tx.rollback()
                     return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
-                await conn.execute(
-                    text(
-                        "INSERT INTO payments (booking_id, amount_minor, currency, status)"
-                        " VALUES (:booking_id, :amount, :currency, 'requires_payment')"
-                    ),
-                    {"booking_id": booking_id, "amount": sum(prices), "currency": currency},
-                )
-        return ReserveResult(ReserveOutcome.RESERVED, booking_id=booking_id, fence=fence)
-
-    async def _existing_booking_id(
-        self, conn: AsyncConnection, booking_id: uuid.UUID, user_id: str, request_id: str | None
-    ) -> uuid.UUID | None:
-        return await conn.scalar(
-            text(
-                "SELECT booking_id FROM bookings WHERE booking_id = :booking_id"
-                " OR (CAST(:request_id AS text) IS NOT NULL AND user_id = :user_id AND request_id = :request_id)"
-                " LIMIT 1"
-            ),
-            {"booking_id": booking_id, "user_id": user_id, "request_id": request_id},
-        )
+        record = _record(created)
+        return ReserveResult(ReserveOutcome.RESERVED, booking_id=booking_id, fence=fence, record=record)
 
     async def booking_id_for_request(self, user_id: str, request_id: str) -> uuid.UUID | None:
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             return await conn.scalar(
                 text("SELECT booking_id FROM bookings WHERE user_id = :user_id AND request_id = :request_id"),
                 {"user_id": user_id, "request_id": request_id},
@@ -443,24 +452,37 @@ class BookingRepository:
 
     async def attach_payment_intent(
         self, booking_id: uuid.UUID, payment_intent_id: str, client_secret: str, status: str
-    ) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE payments SET payment_intent_id = :pi, client_secret = :secret, status = :status,"
-                    " updated_at = now() WHERE booking_id = :booking_id"
-                    # The first intent stored stays: a retry never swaps the one the fan may be paying.
-                    " AND (payment_intent_id IS NULL OR payment_intent_id = :pi)"
-                ),
-                {"booking_id": booking_id, "pi": payment_intent_id, "secret": client_secret, "status": status},
-            )
+    ) -> tuple[str, str, str]:
+        """Store the booking's PaymentIntent; returns the one stored (id, client secret, status). The first intent
+        stored stays: a retry never swaps the one the fan may be paying."""
+        async with self._single.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "WITH attached AS (UPDATE payments SET payment_intent_id = :pi, client_secret = :secret,"
+                        "   status = :status, updated_at = now() WHERE booking_id = :booking_id"
+                        "   AND (payment_intent_id IS NULL OR payment_intent_id = :pi)"
+                        "   RETURNING payment_intent_id, client_secret, status)"
+                        " SELECT * FROM attached UNION ALL"
+                        " SELECT payment_intent_id, client_secret, status FROM payments"
+                        "   WHERE booking_id = :booking_id AND NOT EXISTS (SELECT 1 FROM attached)"
+                    ),
+                    {"booking_id": booking_id, "pi": payment_intent_id, "secret": client_secret, "status": status},
+                )
+            ).one()
+        return row.payment_intent_id, row.client_secret, row.status
 
-    async def get_booking(self, booking_id: uuid.UUID) -> BookingRecord | None:
-        async with self._engine.connect() as conn:
+    async def get_booking(self, booking_id: uuid.UUID, *, with_seats: bool = True) -> BookingRecord | None:
+        async with self._single.connect() as conn:
             row = (await conn.execute(text(f"{_BOOKING.text} WHERE b.booking_id = :b"), {"b": booking_id})).first()
-            if row is None:
-                return None
-            record = _record(row)
+        if row is None:
+            return None
+        record = _record(row)
+        return await self.with_seat_details(record) if with_seats else record
+
+    async def with_seat_details(self, record: BookingRecord) -> BookingRecord:
+        """The booking with its seats' section, row and number, read from the venue's layout."""
+        async with self._single.connect() as conn:
             details = {
                 r.seat_id: r
                 for r in await conn.execute(
@@ -477,7 +499,7 @@ class BookingRepository:
         return BookingRecord(**{**record.__dict__, "seats": tuple(seats)})
 
     async def booking_id_for_payment_intent(self, payment_intent_id: str) -> uuid.UUID | None:
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             return await conn.scalar(
                 text("SELECT booking_id FROM payments WHERE payment_intent_id = :pi"), {"pi": payment_intent_id}
             )
@@ -617,11 +639,11 @@ class BookingRepository:
         return True
 
     async def set_payment_status(self, booking_id: uuid.UUID, status: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._single.begin() as conn:
             await self._set_payment_status(conn, booking_id, status)
 
     async def record_refund(self, booking_id: uuid.UUID, refund_id: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._single.begin() as conn:
             await conn.execute(
                 text(
                     "UPDATE payments SET refund_id = :refund_id, status = 'refunded', updated_at = now()"
@@ -632,7 +654,7 @@ class BookingRepository:
 
     async def refunds_owed(self, limit: int = 100) -> list[tuple[uuid.UUID, str]]:
         """Refunded bookings whose refund Stripe has not confirmed yet: (booking id, payment intent id)."""
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT b.booking_id, p.payment_intent_id FROM bookings b JOIN payments p USING (booking_id)"
@@ -733,7 +755,7 @@ class BookingRepository:
     async def unsettled_payments(self, limit: int = 10_000) -> list[tuple[uuid.UUID, str, str]]:
         """Bookings not confirmed whose PaymentIntent we have not seen end (cancelled or refunded): the ones a
         lost webhook could have left paid without a ticket. (booking id, booking status, payment intent id)."""
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT b.booking_id, b.status, p.payment_intent_id FROM bookings b JOIN payments p"
@@ -747,7 +769,7 @@ class BookingRepository:
 
     async def confirmed_ticket_drift(self) -> list[TicketDrift]:
         """Confirmed bookings whose booked ticket rows do not match their seats."""
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             rows = await conn.execute(
                 text(
                     """
