@@ -18,14 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from event_svc.domain import (
     EventCatalogEntry,
     LayoutSeat,
-    Performer,
     SeatStatus,
     SectionPrice,
-    Venue,
     WaitingRoom,
     natural_key,
 )
 from tix import seatfeed
+from tix.catalog import Performer, Venue, venue_and_performer
 from tix.logs import get_logger
 
 log = get_logger("event_svc.repository")
@@ -85,6 +84,7 @@ class CatalogRepository:
                 return None
             tiers = (await conn.execute(_SECTION_TIERS, {"layout_id": row["layout_id"]})).all()
         tier_prices = tuple(row["tier_prices"]) or (0,)
+        venue, performer = venue_and_performer(row)
         return EventCatalogEntry(
             event_id=row["event_id"],
             name=row["name"],
@@ -98,15 +98,8 @@ class CatalogRepository:
             tier_prices=tier_prices,
             max_seats_per_user=row["max_seats_per_user"],
             waiting_room=WaitingRoom(row["queue_enabled"], row["queue_rate_per_second"], row["queue_max_active"]),
-            venue=Venue(
-                venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
-                country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
-                time_zone=row["time_zone"], capacity=row["capacity"], layout_id=row["layout_id"],
-                layout_name=row["layout_name"],
-            ),
-            performer=Performer(
-                row["performer_id"], row["performer_name"], row["performer_category"], row["genre"]
-            ),
+            venue=venue,
+            performer=performer,
             sections=_section_prices(tiers, tier_prices),
         )
 

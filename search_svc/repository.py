@@ -29,7 +29,7 @@ from search_svc.domain import (
     SearchPage,
     SearchQuery,
 )
-from tix.catalog import Performer, Venue
+from tix.catalog import Performer, Venue, venue_and_performer
 from tix.db import libpq_url
 from tix.logs import get_logger
 from tix.search_documents import upsert_documents_sql
@@ -145,6 +145,7 @@ def _conditions(query: SearchQuery) -> tuple[str, dict[str, Any], str, str]:
 
 
 def _hit(row: Any) -> SearchHit:
+    venue, performer = venue_and_performer(row)
     return SearchHit(
         event_id=row["event_id"],
         name=row["name"],
@@ -152,15 +153,8 @@ def _hit(row: Any) -> SearchHit:
         starts_at=row["starts_at"],
         sale_starts_at=row["sale_starts_at"],
         cancelled=row["cancelled"],
-        venue=Venue(
-            venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
-            country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
-            time_zone=row["time_zone"], capacity=row["capacity"], layout_id=row["layout_id"],
-            layout_name=row["layout_name"],
-        ),
-        performer=Performer(
-            row["performer_id"], row["performer_name"], row["performer_category"], row["genre"]
-        ),
+        venue=venue,
+        performer=performer,
         min_price_minor=row["min_price_minor"],
         currency=row["currency"],
         distance_km=None if row["distance_km"] is None else float(row["distance_km"]),

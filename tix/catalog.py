@@ -6,8 +6,10 @@ same in GetEvent, in search results and anywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -36,6 +38,20 @@ class Performer:
     # tix.v1.EventCategory number.
     category: int
     genre: str
+
+
+def venue_and_performer(row: Mapping[str, Any]) -> tuple[Venue, Performer]:
+    """From a query row selecting the venue's and performer's columns under these names: venue_id, venue_name,
+    city, region, country_code, latitude, longitude, time_zone, capacity, layout_id, layout_name, performer_id,
+    performer_name, performer_category, genre."""
+    venue = Venue(
+        venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
+        country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
+        time_zone=row["time_zone"], capacity=row["capacity"], layout_id=row["layout_id"],
+        layout_name=row["layout_name"],
+    )
+    performer = Performer(row["performer_id"], row["performer_name"], row["performer_category"], row["genre"])
+    return venue, performer
 
 
 def render_venue(venue: Venue) -> event_pb2.Venue:
