@@ -7,6 +7,8 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from booking_svc.domain import SeatRequest
@@ -166,3 +168,19 @@ async def test_a_seat_whose_redis_hold_vanished_is_still_refused_by_the_database
     # The refused fan's Redis hold was given back, and the seat is still the first fan's.
     assert await redis.get(hold_key(event.event_id, seat)) is None
     assert (await assert_never_sold_twice(db, event.event_id)) == {seat: str(first.booking_id)}
+
+
+@settings(
+    max_examples=8, deadline=None, derandomize=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1), fans=st.integers(min_value=60, max_value=400))
+async def test_any_storm_on_thirty_seats_sells_each_seat_exactly_once(world, db, seed, fans):
+    """The storm property over generated seeds and crowd sizes: all-or-nothing multi-seat wishes, every seat ends
+    held by exactly one booking, and the winners' seats add up to the seats of the event."""
+    event = await create_event(db, sections=1, rows=3, seats_per_row=10, layout_id="storm-30")
+    won, lost = await run_storm(world.service, storm_requests(event.event_id, event.seat_ids, fans, seed))
+    owner = await assert_never_sold_twice(db, event.event_id)
+    assert set(owner) == set(event.seat_ids)
+    assert sum(len(b.seat_ids) for b in won) == 30
+    assert len(won) + len(lost) == fans
