@@ -3,6 +3,9 @@ never paid without a ticket), Stripe outages while reserving, and reconciliation
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from sqlalchemy import text
 
@@ -258,3 +261,34 @@ async def test_the_reconcile_command_repairs_and_exits_zero_when_consistent(
     assert "paid but not confirmed: 1" in out and out.rstrip().endswith("consistent")
     assert (await world.service.get_booking("fan-1", booking.booking_id)).status == "confirmed"
     assert await run_reconcile(apply=False) == 0
+
+
+async def test_a_burst_of_fans_beyond_the_stripe_rate_is_paced_into_bookings_not_failed(
+    db, redis, redis_url, localstripe_url
+):
+    """Stripe allows 25 requests/s in test mode: 60 fans reserving at once must all get their booking and
+    PaymentIntent, the calls spread over time at the configured rate instead of failing with 429s."""
+    event = await create_event(db, sections=1, rows=6, seats_per_row=10, layout_id="paced-60")
+    paced = await build_world(
+        db,
+        booking_settings(
+            localstripe_url, redis_url=redis_url, stripe_requests_per_second=20.0,
+            stripe_max_backlog=100, stripe_max_wait_seconds=10.0,
+        ),
+        redis_url,
+    )
+    try:
+        started = time.monotonic()
+        bookings = await asyncio.gather(*(
+            paced.service.reserve_seats(named(f"fan-{i}", event.event_id, seat))
+            for i, seat in enumerate(event.seat_ids)
+        ))
+        elapsed = time.monotonic() - started
+    finally:
+        await paced.aclose()
+    assert len(bookings) == 60
+    assert all(b.status == "reserved" and b.payment_intent_id.startswith("pi_") for b in bookings)
+    assert len({b.payment_intent_id for b in bookings}) == 60
+    # A burst of 20 (one second's worth) at once, then 20/s: the other 40 take at least 2 s.
+    assert elapsed >= 1.8, elapsed
+    await assert_never_sold_twice(db, event.event_id)
