@@ -27,6 +27,8 @@ class BookingSettings(ServiceSettings):
     # Stripe pacing (read by booking_svc.payments): calls per second of this process (Stripe's test-mode account
     # limit is 25/s), how many calls may wait for a slot and how long, before PAYMENTS_BUSY; retries and timeout.
     stripe_requests_per_second: float = 25.0
+    # Or the budget of this replica as a whole, divided among its TIX_WORKERS processes (wins when set).
+    stripe_max_requests_per_second: float | None = None
     stripe_max_backlog: int = Field(default=200, ge=1)
     stripe_max_wait_seconds: float = Field(default=5.0, gt=0)
     stripe_max_retries: int = Field(default=3, ge=0)

@@ -203,6 +203,15 @@ async def test_the_rate_is_shared_by_worker_processes(localstripe_url):
         assert gw.pacer.rate == 25
     finally:
         await gw.aclose()
+    from booking_svc.settings import BookingSettings
+
+    configured = PaymentGateway(
+        BookingSettings(stripe_api_base=localstripe_url, stripe_max_requests_per_second=90, workers=3)
+    )
+    try:
+        assert configured.pacer.rate == 30
+    finally:
+        await configured.aclose()
 
 
 @pytest.fixture
