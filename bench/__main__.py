@@ -1,10 +1,11 @@
 """``python -m bench`` (``make bench``): a flash sale through the booking service, beside baselines measured in the
-same run on the same machine, and the seed's naive design on the same load; after each sale the checker proves no
-seat was sold twice and no fan paid without a ticket.
+same run on the same machine, the same sale as REST/JSON through the Envoy edge, and the seed's naive design on the
+same load; after each sale the checker proves no seat was sold twice and no fan paid without a ticket.
 
     python -m bench                       # 20,000 seats, 200,000 attempts, 500 concurrent clients
     python -m bench --quick               # a small run (about a minute)
     python -m bench --seats 4000 --attempts 40000 --clients 200
+    python -m bench --no-envoy            # only the direct gRPC sale
 
 The sale and the naive run each stop at a time budget (--sale-seconds, --naive-seconds) so the whole bench stays
 near ten minutes on a small machine; the report then says how many attempts were made. Every store is private to
@@ -43,6 +44,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--without-request-id", action="store_true",
                         help="reserve without AIP-155 request ids (no idempotency lookups)")
     parser.add_argument("--echo-calls", type=int, default=0, help="health RPCs for the echo baseline (default: auto)")
+    parser.add_argument("--envoy", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the direct gRPC sale, run it again as REST/JSON through the Envoy edge")
+    parser.add_argument("--envoy-attempts", type=int, default=0, help="reserve attempts through Envoy (default: --attempts)")
+    parser.add_argument("--envoy-seconds", type=float, default=0.0,
+                        help="time budget of the sale through Envoy (default: --sale-seconds)")
+    parser.add_argument("--envoy-upstream-streams", type=int, default=0,
+                        help="cap streams per Envoy->booking HTTP/2 connection so Envoy opens more of them "
+                             "(default 0: the edge's config, one connection per Envoy worker thread)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-sale", action="store_true")
     parser.add_argument("--keep-db", action="store_true", help="keep the bench database for inspection")
@@ -51,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.seats, args.attempts, args.clients, args.naive_seconds, args.sale_seconds = 2_000, 10_000, 100, 30.0, 120.0
     args.echo_calls = args.echo_calls or min(100_000, max(10_000, args.attempts // 2))
+    args.envoy_attempts = args.envoy_attempts or args.attempts
+    args.envoy_seconds = args.envoy_seconds or args.sale_seconds
     return args
 
 
@@ -126,8 +137,102 @@ def _decisions(result: LoadResult) -> int:
         return sum(result.outcomes[k] for k in ("confirmed", "lost", "payment failed"))
     return sum(
         count for outcome, count in result.outcomes.items()
-        if outcome == "reserve won" or outcome.startswith(tuple(f"reserve {code}" for code in _DECIDED_CODES))
+        if outcome == "reserve won" or (
+            outcome.startswith(tuple(f"reserve {code}" for code in _DECIDED_CODES))
+            and not outcome.endswith(":RATE_LIMITED")  # the edge shedding load is not a decision about seats
+        )
     )
+
+
+def _envoy_figures(report: Report, result: LoadResult, direct: LoadResult) -> None:
+    """The sale through Envoy beside the direct gRPC sale of the same run."""
+    title, base = "envoy sale", "direct gRPC sale"
+    rate, direct_rate = _decisions(result) / result.elapsed, _decisions(direct) / direct.elapsed
+    report.add(f"{title}: reserve decisions/s", _fmt_rate(rate), f"{base} {_fmt_rate(direct_rate)}",
+               _ratio(rate, direct_rate))
+
+    def seats_rate(r: LoadResult) -> float:
+        return r.seats_confirmed / max(1e-9, (r.last_confirm or r.finished) - r.started)
+
+    report.add(f"{title}: confirmed seats/s", _fmt_rate(seats_rate(result)),
+               f"{base} {_fmt_rate(seats_rate(direct))}", _ratio(seats_rate(result), seats_rate(direct)))
+    for q in (50, 99):
+        mine, theirs = percentile(result.latencies, q), percentile(direct.latencies, q)
+        report.add(f"{title}: reserve latency p{q}", _ms(mine), f"{base} p{q} {_ms(theirs)}", _ratio(mine, theirs))
+    report.add(f"{title}: wall time", f"{result.elapsed:.1f} s ({result.operations:,} attempts)")
+    report.add(f"{title}: outcomes", ", ".join(f"{k}={v:,}" for k, v in sorted(result.outcomes.items())))
+
+
+def _envoy_run(args: argparse.Namespace, stack: BenchStack, booking_port: int, event_id: int, report: Report,
+               echo: LoadResult, direct: LoadResult) -> SaleCheck | None:
+    """Envoy in front of the running booking server: two REST baselines (the edge alone, the edge and a trivial
+    service call), then the flash sale on a fresh event as REST/JSON, then the checker."""
+    from bench.envoy_edge import start_edge
+
+    try:
+        edge = start_edge(stack.work_dir, booking_port, upstream_streams=args.envoy_upstream_streams)
+    except Exception as error:  # report and go on with the naive run
+        report.notes.append(f"sale through Envoy skipped: the edge did not start ({error})")
+        return None
+    try:
+        rest = {"http_base": edge.base_url, "signing_key_path": str(edge.private_key_path)}
+        budget = 30.0 if not args.quick else 15.0
+        local = run_load(
+            LoadSpec("edge_local", args.echo_calls // 2, args.clients, args.client_procs, deadline_seconds=budget,
+                     **rest),
+            description="Envoy alone (401, no token)",
+        )
+        report.add(f"Envoy alone: GET /v1/bookings/x without token -> 401 ({args.clients} clients)",
+                   _fmt_rate(local.rate), f"gRPC health echo {_fmt_rate(echo.rate)}", _ratio(local.rate, echo.rate))
+        rest_echo = run_load(
+            LoadSpec("rest_echo", args.echo_calls // 2, args.clients, args.client_procs, deadline_seconds=budget,
+                     **rest),
+            description="REST echo through Envoy",
+        )
+        report.add(f"REST echo through Envoy: GET /v1/bookings/not-a-uuid -> 400 ({args.clients} clients)",
+                   _fmt_rate(rest_echo.rate), f"gRPC health echo {_fmt_rate(echo.rate)}",
+                   _ratio(rest_echo.rate, echo.rate))
+        for q in (50, 99):
+            mine, theirs = percentile(rest_echo.latencies, q), percentile(echo.latencies, q)
+            report.add(f"REST echo through Envoy: latency p{q}", _ms(mine), f"gRPC echo p{q} {_ms(theirs)}",
+                       _ratio(mine, theirs))
+        for name, run, expected in (("Envoy alone", local, "UNAUTHENTICATED:UNAUTHENTICATED"),
+                                    ("REST echo", rest_echo, "INVALID_ARGUMENT:INVALID_ARGUMENT")):
+            if set(run.outcomes) != {expected}:
+                report.notes.append(f"{name} answers: {dict(run.outcomes)} (expected only {expected})")
+
+        result = run_load(
+            LoadSpec("rest_flash_sale", args.envoy_attempts, args.clients, args.client_procs, event_id=event_id,
+                     seats=args.seats, stripe_api_base=stack.stripe_api_base, deadline_seconds=args.envoy_seconds,
+                     request_ids=not args.without_request_id, fan_pay_seconds=args.fan_pay_seconds, **rest),
+            description="flash sale (REST through Envoy)",
+        )
+        _envoy_figures(report, result, direct)
+        if result.operations < args.envoy_attempts:
+            report.notes.append(
+                f"sale through Envoy stopped at its {args.envoy_seconds:.0f}s budget after {result.operations:,} of "
+                f"{args.envoy_attempts:,} attempts"
+            )
+        rate_limited = sum(edge.stats("edge_rate_limit", "booking_rate_limit").get(
+            f"{prefix}.http_local_rate_limit.rate_limited", 0) for prefix in ("edge_rate_limit", "booking_rate_limit"))
+        report.notes.append(
+            f"Envoy ({os.cpu_count()} worker threads, the edge's own bootstrap from tix.edge) had its local rate "
+            f"limits raised for the bench; calls it rate-limited: {rate_limited}. REST clients: aiohttp, HTTP/1.1 "
+            f"keep-alive, one connection per client; fans' RS256 tokens signed before the clock started"
+        )
+        spread = edge.upstream_spread(booking_port)
+        if spread:
+            report.notes.append(
+                f"connections into the booking server after the Envoy sale, by worker process: "
+                f"{', '.join(f'pid {pid}: {n}' for pid, n in sorted(spread.items()))} (one of them is Envoy's "
+                f"health check)"
+                + (f"; Envoy capped at {args.envoy_upstream_streams} streams per upstream connection"
+                   if args.envoy_upstream_streams else "")
+            )
+        time.sleep(1.5)  # let in-flight webhooks settle before checking
+        return _check(stack, event_id, "Envoy edge")
+    finally:
+        edge.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         sale = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (booking service)"))
         naive_event = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (naive)"))
         pg_event = asyncio.run(create_sale_event(dsn, args.seats, "Baseline (conditional UPDATE)"))
-        print(f"catalog ready: events {sale.event_id}, {naive_event.event_id}, {pg_event.event_id}", flush=True)
+        envoy_event = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (Envoy edge)")) if args.envoy else None
+        print(f"catalog ready: events {sale.event_id}, {naive_event.event_id}, {pg_event.event_id}"
+              + (f", {envoy_event.event_id}" if envoy_event else ""), flush=True)
 
         print("baselines:", flush=True)
         redis_ops = min(100_000, max(10_000, args.attempts // 2))
@@ -193,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 time.sleep(1.5)  # let in-flight webhooks and sweeps settle before checking
                 checks.append(_check(stack, sale.event_id, "booking service"))
+                if envoy_event is not None:
+                    envoy_check = _envoy_run(args, stack, port, envoy_event.event_id, report, echo, result)
+                    if envoy_check is not None:
+                        checks.append(envoy_check)
                 stack.stop_booking_server()
 
         if not args.skip_naive:

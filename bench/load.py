@@ -6,12 +6,19 @@ Scenarios:
 - ``health``: ``grpc.health.v1.Health/Check`` on the booking server, the floor any RPC pays (the echo baseline);
 - ``flash_sale``: fans reserving 4-seat blocks through ``BookingService.ReserveSeats``; each winner pays in
   localstripe as Stripe.js would (attach a test card, confirm) and calls ``ConfirmBooking``;
-- ``naive``: the same fans against ``bench.naive`` (one long PostgreSQL transaction with ``SELECT ... FOR UPDATE``).
+- ``naive``: the same fans against ``bench.naive`` (one long PostgreSQL transaction with ``SELECT ... FOR UPDATE``);
+- ``rest_flash_sale``: the flash sale as a browser or app makes it, REST/JSON through the Envoy edge
+  (``POST /v1/bookings:reserve``, ``POST /v1/bookings/{id}:confirm``) with a signed-in fan's bearer token;
+- ``rest_echo``: ``GET /v1/bookings/not-a-uuid`` through Envoy (JWT checked, transcoded, refused by the booking
+  service with INVALID_ARGUMENT before any store is touched): the floor any REST call pays;
+- ``edge_local``: the same call without a token, refused by Envoy's JWT filter itself (401): the edge alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import multiprocessing as mp
 import queue as queue_module
 import random
@@ -19,6 +26,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -44,6 +52,8 @@ class LoadSpec:
     deadline_seconds: float = 0.0  # 0: run every operation
     request_ids: bool = True  # send AIP-155 request ids with reserve/confirm, as a retrying client would
     fan_pay_seconds: float = 0.0  # how long a winner takes to type in a card before paying
+    http_base: str = ""  # the Envoy edge, for the REST scenarios
+    signing_key_path: str = ""  # the dev RSA key the edge's JWKS trusts, to sign fans' tokens
     seed: int = 1
 
 
@@ -130,9 +140,14 @@ def _child_main(spec: LoadSpec, index: int, done, ready, results) -> None:
     results.put(result)
 
 
+def _share(total: int, procs: int, index: int) -> int:
+    """Process ``index``'s part of ``total``, split as evenly as it goes."""
+    return total // procs + (1 if index < total % procs else 0)
+
+
 async def _child(spec: LoadSpec, index: int, done, ready) -> LoadResult:
-    my_total = spec.total // spec.procs + (1 if index < spec.total % spec.procs else 0)
-    my_concurrency = max(1, spec.concurrency // spec.procs + (1 if index < spec.concurrency % spec.procs else 0))
+    my_total = _share(spec.total, spec.procs, index)
+    my_concurrency = max(1, _share(spec.concurrency, spec.procs, index))
     scenario = SCENARIOS[spec.scenario](spec, index)
     await scenario.open()
     await asyncio.get_running_loop().run_in_executor(None, ready.wait)
@@ -366,4 +381,178 @@ class NaiveScenario(_FanScenario):
             result.last_confirm = now
 
 
-SCENARIOS = {"health": HealthScenario, "flash_sale": FlashSaleScenario, "naive": NaiveScenario}
+def http_error_reason(status: int, body: bytes) -> str:
+    """``CODE:REASON`` of a REST error whose body is the JSON google.rpc.Status the edge sends (transcoded from the
+    service's status, or Envoy's own local reply), named as :func:`error_reason` names the gRPC ones."""
+    import grpc
+
+    try:
+        payload = json.loads(body)
+        code = int(payload["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP_{status}"
+    name = next((c.name for c in grpc.StatusCode if c.value[0] == code), f"CODE_{code}")
+    for detail in payload.get("details") or ():
+        if isinstance(detail, dict) and detail.get("reason"):
+            return f"{name}:{detail['reason']}"
+    return name
+
+
+class _RestScenario(_Scenario):
+    """aiohttp over HTTP/1.1 keep-alive to the Envoy edge, one pooled connection per concurrent client."""
+
+    async def open(self) -> None:
+        import aiohttp
+        from cryptography.hazmat.primitives import serialization
+
+        self.concurrency = max(1, _share(self.spec.concurrency, self.spec.procs, self.index))
+        self.http = aiohttp.ClientSession(
+            base_url=self.spec.http_base,
+            connector=aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=120),
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        self.signing_key = serialization.load_pem_private_key(Path(self.spec.signing_key_path).read_bytes(), None)
+        # Open the pool's connections before the clock starts (Envoy refuses a call without a token itself).
+        await asyncio.gather(*(self.call("GET", "/v1/bookings/not-a-uuid", None, None) for _ in range(self.concurrency)))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def sign(self, user_id: str) -> str:
+        """A fan's bearer token, as ``tix.identity.issue_token`` makes it (with the key loaded once)."""
+        import jwt
+
+        from tix.identity import JWT_AUDIENCE, JWT_ISSUER, KEY_ID
+
+        now = int(time.time())
+        claims = {"sub": user_id, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 6 * 3600}
+        return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": KEY_ID})
+
+    async def call(self, method: str, path: str, token: str | None, body: bytes | None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.http.request(method, path, data=body, headers=headers) as response:
+            return response.status, await response.read()
+
+
+class RestEchoScenario(_RestScenario):
+    """``GET /v1/bookings/not-a-uuid``: JWT verified, transcoded, refused by the booking service before any store."""
+
+    async def open(self) -> None:
+        await super().open()
+        # As many fans as clients, so the edge verifies a different token on most calls, as in the sale.
+        self.tokens = [self.sign(f"echo-{self.spec.seed}-{self.index}-{i}") for i in range(self.concurrency * 4)]
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        import aiohttp
+
+        started = time.perf_counter()
+        try:
+            status, body = await self.call("GET", "/v1/bookings/not-a-uuid", self.tokens[n % len(self.tokens)], None)
+            result.outcomes[http_error_reason(status, body) if status != 200 else "ok"] += 1
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            result.outcomes[type(error).__name__] += 1
+        result.latencies.append(time.perf_counter() - started)
+
+
+class EdgeLocalScenario(_RestScenario):
+    """``GET /v1/bookings/not-a-uuid`` without a token: Envoy's JWT filter answers 401, nothing goes upstream."""
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        import aiohttp
+
+        started = time.perf_counter()
+        try:
+            status, body = await self.call("GET", "/v1/bookings/not-a-uuid", None, None)
+            result.outcomes[http_error_reason(status, body) if status != 200 else "ok"] += 1
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            result.outcomes[type(error).__name__] += 1
+        result.latencies.append(time.perf_counter() - started)
+
+
+class RestFlashSaleScenario(_FanScenario, _RestScenario):
+    """The flash sale through the edge. Fans are signed in up front (RS256 signing is slow): a pool big enough for
+    every winner of this process plus one per client. A fan who loses tries again later; one who wins is retired,
+    so no fan reaches the per-fan seat limit, as no fan of the gRPC sale does."""
+
+    async def open(self) -> None:
+        from bench.catalog import BLOCK
+
+        await _RestScenario.open(self)
+        await _FanScenario.open(self)
+        winners = -(-self.spec.seats // BLOCK // self.spec.procs)
+        self.signed = 0
+        self.fans: collections.deque[tuple[str, str]] = collections.deque(
+            self.new_fan() for _ in range(winners + winners // 4 + self.concurrency)
+        )
+
+    async def close(self) -> None:
+        await _FanScenario.close(self)
+        await _RestScenario.close(self)
+
+    def new_fan(self) -> tuple[str, str]:
+        self.signed += 1
+        user_id = f"fan-{self.spec.seed}-rest-{self.index}-{self.signed}"
+        return user_id, self.sign(user_id)
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        import aiohttp
+
+        block = self.rng.choice(self.blocks)
+        fan = self.fans.popleft() if self.fans else self.new_fan()
+        token = fan[1]
+        body = {"eventId": str(self.spec.event_id), "seatIds": list(block)}
+        if self.spec.request_ids:
+            body["requestId"] = uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            status, payload = await self.call("POST", "/v1/bookings:reserve", token, json.dumps(body).encode())
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            result.latencies.append(time.perf_counter() - started)
+            result.outcomes[f"reserve {type(error).__name__}"] += 1
+            self.fans.append(fan)
+            return
+        result.latencies.append(time.perf_counter() - started)
+        if status != 200:
+            result.outcomes[f"reserve {http_error_reason(status, payload)}"] += 1
+            self.fans.append(fan)
+            return
+        result.outcomes["reserve won"] += 1
+        booking = json.loads(payload)
+
+        paying = time.perf_counter()
+        if not await self.pay(booking["payment"]["paymentIntentId"]):
+            result.outcomes["payment failed"] += 1
+            return
+        try:
+            status, payload = await self.call(
+                "POST", f"/v1/bookings/{booking['bookingId']}:confirm", token,
+                json.dumps({"requestId": uuid.uuid4().hex}).encode(),
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            result.outcomes[f"confirm {type(error).__name__}"] += 1
+            return
+        if status != 200:
+            result.outcomes[f"confirm {http_error_reason(status, payload)}"] += 1
+            return
+        confirmed = json.loads(payload)
+        if confirmed.get("status") == "BOOKING_STATUS_CONFIRMED":
+            now = time.time()
+            result.outcomes["confirmed"] += 1
+            result.seats_confirmed += len(confirmed.get("seats") or ()) or len(block)
+            result.confirm_latencies.append(time.perf_counter() - paying)
+            result.first_confirm = min(result.first_confirm or now, now)
+            result.last_confirm = now
+        else:
+            result.outcomes[f"confirm ended {confirmed.get('status')}"] += 1
+
+
+SCENARIOS = {
+    "health": HealthScenario,
+    "flash_sale": FlashSaleScenario,
+    "naive": NaiveScenario,
+    "rest_flash_sale": RestFlashSaleScenario,
+    "rest_echo": RestEchoScenario,
+    "edge_local": EdgeLocalScenario,
+}

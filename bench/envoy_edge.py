@@ -1,0 +1,150 @@
+"""The Envoy edge in front of the bench's booking server: the bootstrap ``tix.edge`` renders for ``make up``, with
+the bench's ports and JWKS, and its local rate limits raised so they measure nothing (a limited call would be a
+429 RESOURCE_EXHAUSTED and count as a refusal). Envoy runs as a child of the bench and logs to its work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench.stack import _stop, free_port
+from tix.edge import bootstrap, local_target, render_config
+from tix.identity import ensure_dev_keys
+from tix.services import SERVICES
+from tix.up import envoy_binary
+
+# Far above anything two cores can push through; the edge's own limits are 5,000/s and 200/s on booking routes.
+UNLIMITED = {"max_tokens": 10_000_000, "tokens_per_fill": 10_000_000, "fill_interval": "1s"}
+
+
+@dataclass
+class BenchEdge:
+    process: subprocess.Popen
+    listen_port: int
+    admin_port: int
+    var_dir: Path  # holds the dev signing key (jwt-private.pem) and jwks.json
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    @property
+    def private_key_path(self) -> Path:
+        return ensure_dev_keys(self.var_dir)[0]
+
+    def stop(self) -> None:
+        _stop(self.process, timeout=15)
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def upstream_spread(self, booking_port: int) -> dict[int, int]:
+        """Established connections to the booking port, by the server process (pid) that accepted each (one of
+        them is Envoy's health check). ``ss`` from iproute2; empty when it is missing."""
+        try:
+            out = subprocess.run(
+                ["ss", "-tnpH", "state", "established", f"( sport = :{booking_port} )"],
+                capture_output=True, text=True, timeout=10, check=False,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return {}
+        spread: dict[int, int] = {}
+        for pid in re.findall(r"pid=(\d+)", out):
+            spread[int(pid)] = spread.get(int(pid), 0) + 1
+        return spread
+
+    def stats(self, *prefixes: str) -> dict[str, int]:
+        """Counters of Envoy's admin /stats whose names start with one of ``prefixes``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?format=json", timeout=5) as reply:
+            stats = json.load(reply)["stats"]
+        return {
+            s["name"]: int(s["value"]) for s in stats
+            if "value" in s and s["name"].startswith(prefixes)
+        }
+
+
+def start_edge(work_dir: Path, booking_port: int, *, upstream_streams: int = 0, timeout: float = 60.0) -> BenchEdge:
+    """Render the edge for ``booking_port`` (other services on closed ports), start Envoy and wait until it is
+    ready and its booking cluster is healthy.
+
+    ``upstream_streams`` > 0 caps concurrent streams per upstream HTTP/2 connection to booking, so Envoy opens
+    more connections (and SO_REUSEPORT can spread them over the server's workers); 0 keeps the edge's config, one
+    connection per Envoy worker thread."""
+    var_dir = work_dir / "edge"
+    _, jwks_path = ensure_dev_keys(var_dir)
+    listen_port, admin_port = free_port(), free_port()
+    closed = {name: free_port() for name in SERVICES if name != "booking"}  # nothing listens: health checks fail
+    target = local_target(
+        listen_port=listen_port,
+        admin_port=admin_port,
+        service_ports={**closed, "booking": booking_port},
+        jwks_path=jwks_path,
+        booking_rate_limit=UNLIMITED,
+    )
+    # render_config's overrides cannot reach the edge-wide limit; a ready-made target can.
+    target = dataclasses.replace(target, global_rate_limit=dict(UNLIMITED))
+    config_path = var_dir / "envoy.yaml"
+    if upstream_streams > 0:
+        config = bootstrap(target)
+        for cluster in config["static_resources"]["clusters"]:
+            if cluster["name"] == "booking":
+                (options,) = cluster["typed_extension_protocol_options"].values()
+                http2 = options["explicit_http_config"]["http2_protocol_options"]
+                http2["max_concurrent_streams"] = upstream_streams
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    else:
+        config_path.write_text(render_config(target))
+    log_path = work_dir / "envoy.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [envoy_binary(), "-c", str(config_path), "--log-level", "warn", "--disable-hot-restart"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    edge = BenchEdge(process, listen_port, admin_port, var_dir, log_path)
+    try:
+        _wait_ready(edge, booking_port, timeout)
+    except BaseException:
+        edge.stop()
+        raise
+    return edge
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status, reply.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, ""
+
+
+def _wait_ready(edge: BenchEdge, booking_port: int, timeout: float) -> None:
+    admin = f"http://127.0.0.1:{edge.admin_port}"
+    healthy = f"booking::127.0.0.1:{booking_port}::health_flags::healthy"
+    deadline = time.monotonic() + timeout
+    while True:
+        if edge.process.poll() is not None:
+            raise RuntimeError(f"envoy exited with code {edge.process.returncode}:\n{edge.log_tail()}")
+        status, _ = _get(f"{admin}/ready")
+        if status == 200:
+            status, clusters = _get(f"{admin}/clusters")
+            if status == 200 and healthy in clusters:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"envoy not ready (or booking not healthy) after {timeout:.0f}s:\n{edge.log_tail()}")
+        time.sleep(0.1)
