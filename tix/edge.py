@@ -383,9 +383,27 @@ def _cluster(edge: EdgeTarget, short: str, full_name: str, host: str, port: int)
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {
-                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                        # More streams open more connections, which the kernel spreads over a pod's
+                        # SO_REUSEPORT worker processes (one connection would pin them all to one worker).
+                        "max_concurrent_streams": 1000,
+                    }
                 },
             }
+        },
+        # Envoy's defaults allow 1,024 requests in flight per cluster, and every open WatchQueue or WatchSeats
+        # stream is one: the 1,025th fan in a waiting room would get a 503. Size them for a stampede instead.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": 100_000,
+                    "max_pending_requests": 100_000,
+                    "max_requests": 1_000_000,
+                    "max_retries": 3,
+                }
+            ]
         },
         "load_assignment": {
             "cluster_name": short,

@@ -276,3 +276,33 @@ async def test_booking_routes_over_their_rate_limit_get_a_json_429(mesh: Mesh, t
     assert _error_info(body)["reason"] == "RATE_LIMITED"
     # Reads are under the generous edge-wide bucket only.
     assert reads.status_code != 429
+
+
+async def test_fifteen_hundred_fans_can_watch_one_seat_map_through_the_edge_at_once(
+    mesh: Mesh, edge_url: str, catalog_event
+):
+    """Every open stream is a request in flight at the edge: Envoy's default cluster limit (1,024) would turn the
+    1,025th watcher into a 503. The edge is sized for a stampede of watchers."""
+    import aiohttp
+
+    watchers = 1500
+    url = f"{edge_url}/v1/events/{catalog_event.event_id}/seats:watch"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=90)) as session:
+        opened = asyncio.Event()
+        responses: list[aiohttp.ClientResponse] = []
+
+        async def watch() -> int:
+            response = await session.get(url, headers={"Accept": "text/event-stream"})
+            responses.append(response)
+            if response.status == 200:
+                await response.content.readline()  # the snapshot's first line
+            if len(responses) == watchers:
+                opened.set()
+            await opened.wait()  # hold every stream open until all have been answered
+            return response.status
+
+        statuses = await asyncio.gather(*(watch() for _ in range(watchers)))
+        for response in responses:
+            response.close()
+    assert statuses.count(200) == watchers, {s: statuses.count(s) for s in set(statuses)}
