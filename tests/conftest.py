@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tix.db import create_engine, drop_database, ensure_database
@@ -126,8 +127,16 @@ async def engine(database_url: str, settings_env: dict[str, str]) -> AsyncIterat
 @pytest.fixture
 async def db(engine: AsyncEngine) -> AsyncEngine:
     """The engine, on an empty catalog (layouts kept)."""
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {_DATA_TABLES} RESTART IDENTITY CASCADE"))
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {_DATA_TABLES} RESTART IDENTITY CASCADE"))
+            return engine
+        except DBAPIError as error:
+            # A server still shutting down from the previous test may be mid-query; its locks go in a moment.
+            if "deadlock detected" not in str(error) or attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
     return engine
 
 

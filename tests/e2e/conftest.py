@@ -19,7 +19,9 @@ from tix.services import SERVICES
 from tix.up import Mesh, MeshPorts, available_services
 
 
-@pytest.fixture(scope="session")
+# Package scope: the mesh (with its sweeper and outbox indexer) stops when the e2e tests end, instead of querying
+# the shared test database under the integration tests that follow.
+@pytest.fixture(scope="package")
 def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
     ports = MeshPorts(
         edge=free_port(),
@@ -46,12 +48,12 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         running.stop(grace=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def edge_url(mesh: Mesh) -> str:
     return mesh.edge_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def token(mesh: Mesh) -> str:
     return issue_token(mesh.var_dir, "e2e-alice")
 
