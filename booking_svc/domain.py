@@ -17,7 +17,6 @@ Choices made here (see ``holds`` for Redis-down and fencing):
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import defaultdict
@@ -55,6 +54,7 @@ from tix.errors import (
 )
 from tix.logs import get_logger
 from tix.seatfeed import publish_seat_changes
+from tix.singleflight import SingleFlight
 
 log = get_logger("booking_svc.domain")
 
@@ -197,7 +197,7 @@ class BookingService:
         self._seat_feed = seat_feed
         # Event rules and seats, briefly cached: a stampede on one event reads them from PostgreSQL once.
         self._catalogs: dict[int, tuple[float, EventCatalog | None]] = {}
-        self._catalog_loads: dict[int, asyncio.Future[EventCatalog | None]] = {}
+        self._catalog_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
 
     # --- ReserveSeats ---------------------------------------------------------------------------------------
 
@@ -383,38 +383,25 @@ class BookingService:
 
     async def _event_catalog(self, event_id: int) -> EventCatalog:
         cached = self._catalogs.get(event_id)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             catalog = cached[1]
         else:
-            pending = self._catalog_loads.get(event_id)
-            if pending is None:
-                pending = asyncio.get_running_loop().create_future()
-                self._catalog_loads[event_id] = pending
-                known = cached[1].seats if cached is not None and cached[1] is not None else None
-                try:
-                    loaded = await self._repository.load_event_catalog(event_id, known_seats=known)
-                except BaseException as error:
-                    if not isinstance(error, asyncio.CancelledError):
-                        pending.set_exception(error)
-                        pending.exception()
-                    else:
-                        pending.cancel()
-                    raise
-                finally:
-                    self._catalog_loads.pop(event_id, None)
-                pending.set_result(loaded)
-                if len(self._catalogs) >= _CATALOG_CACHE_SIZE:
-                    # On-sales come and go: forget the events whose entries have run out.
-                    now = time.monotonic()
-                    self._catalogs = {k: v for k, v in self._catalogs.items() if v[0] > now}
-                self._catalogs[event_id] = (time.monotonic() + self._settings.event_cache_seconds, loaded)
-                catalog = loaded
-            else:
-                catalog = await asyncio.shield(pending)
+            catalog = await self._catalog_loads.run(event_id, lambda: self._load_catalog(event_id, cached))
         if catalog is None:
             raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
         return catalog
+
+    async def _load_catalog(
+        self, event_id: int, cached: tuple[float, EventCatalog | None] | None
+    ) -> EventCatalog | None:
+        known = cached[1].seats if cached is not None and cached[1] is not None else None
+        loaded = await self._repository.load_event_catalog(event_id, known_seats=known)
+        if len(self._catalogs) >= _CATALOG_CACHE_SIZE:
+            # On-sales come and go: forget the events whose entries have run out.
+            now = time.monotonic()
+            self._catalogs = {k: v for k, v in self._catalogs.items() if v[0] > now}
+        self._catalogs[event_id] = (time.monotonic() + self._settings.event_cache_seconds, loaded)
+        return loaded
 
     # --- ConfirmBooking, webhook, late payment --------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from tix.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from tix.logs import get_logger
+from tix.singleflight import SingleFlight
 
 T = TypeVar("T")
 
@@ -209,7 +210,7 @@ class PaymentGateway:
         )
         # Single-flight per (operation, booking) and a bounded memory of completed answers, so a duplicate call in
         # this process replays the first answer even though localstripe ignores idempotency keys.
-        self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._in_flight: SingleFlight[tuple[str, str], Any] = SingleFlight()
         self._completed: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     # -- the calls booking makes -------------------------------------------------------------------------------------
@@ -317,31 +318,19 @@ class PaymentGateway:
         return str(data[0]["id"]) if data else None
 
     async def _once(self, key: tuple[str, str], run: Callable[[], Awaitable[T]]) -> T:
+        """One request per (operation, booking) in this process: concurrent callers share it, and a finished
+        answer is remembered, so a retried reservation never creates a second PaymentIntent here."""
         if key in self._completed:
             self._completed.move_to_end(key)
             return self._completed[key]
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            result = await run()
-        except BaseException as error:
-            if isinstance(error, asyncio.CancelledError):
-                future.cancel()
-            elif not future.done():
-                future.set_exception(error)
-                future.exception()  # mark retrieved: a failure with no other waiter is not "never retrieved"
-            raise
-        else:
-            future.set_result(result)
-            self._completed[key] = result
-            if len(self._completed) > _COMPLETED_CACHE_SIZE:
-                self._completed.popitem(last=False)
-            return result
-        finally:
-            self._in_flight.pop(key, None)
+        return await self._in_flight.run(key, lambda: self._remember(key, run))
+
+    async def _remember(self, key: tuple[str, str], run: Callable[[], Awaitable[T]]) -> T:
+        result = await run()
+        self._completed[key] = result
+        if len(self._completed) > _COMPLETED_CACHE_SIZE:
+            self._completed.popitem(last=False)
+        return result
 
     def _backoff(self, attempt: int, error: stripe.StripeError | None) -> float:
         retry_after = _header(getattr(error, "headers", None), "retry-after")

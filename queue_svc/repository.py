@@ -3,7 +3,6 @@ PostgreSQL. Every multi-key change is one Lua script, so concurrent queue proces
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 import uuid
@@ -14,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_svc.domain import LineState, StoredTicket, WaitingRoomSettings
+from tix.singleflight import SingleFlight
 
 _JOIN = """
 local existing = redis.call('GET', KEYS[1])
@@ -122,7 +122,7 @@ class RedisQueueRepository:
         self._cache_seconds = event_cache_seconds
         self._ttl = ttl_seconds
         self._settings_cache: dict[int, tuple[float, WaitingRoomSettings | None]] = {}
-        self._settings_loading: dict[int, asyncio.Future[WaitingRoomSettings | None]] = {}
+        self._settings_loads: SingleFlight[int, WaitingRoomSettings | None] = SingleFlight()
         self._join = redis.register_script(_JOIN)
         self._open = redis.register_script(_OPEN)
         self._advance = redis.register_script(_ADVANCE)
@@ -133,20 +133,7 @@ class RedisQueueRepository:
         if cached and time.monotonic() - cached[0] < self._cache_seconds:
             return cached[1]
         # Single flight: a burst of joins for one event costs one query, not one per fan.
-        loading = self._settings_loading.get(event_id)
-        if loading is not None:
-            return await asyncio.shield(loading)
-        future: asyncio.Future[WaitingRoomSettings | None] = asyncio.get_running_loop().create_future()
-        self._settings_loading[event_id] = future
-        try:
-            settings = await self._load_settings(event_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must log it
-            raise
-        finally:
-            del self._settings_loading[event_id]
-        future.set_result(settings)
+        settings = await self._settings_loads.run(event_id, lambda: self._load_settings(event_id))
         self._settings_cache[event_id] = (time.monotonic(), settings)
         return settings
 

@@ -1,0 +1,62 @@
+"""The single-flight helper: one load per key at a time, shared by every concurrent caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tix.singleflight import SingleFlight
+
+
+async def test_concurrent_callers_of_one_key_share_one_load_and_other_keys_load_apart():
+    flights: SingleFlight[str, int] = SingleFlight()
+    loads: list[str] = []
+
+    async def load(key: str) -> int:
+        loads.append(key)
+        await asyncio.sleep(0.05)
+        return len(key)
+
+    results = await asyncio.gather(*(flights.run(k, lambda k=k: load(k)) for k in ["a"] * 500 + ["bb"] * 500))
+    assert results == [1] * 500 + [2] * 500
+    assert sorted(loads) == ["a", "bb"]
+    assert not flights.in_flight("a")
+    assert await flights.run("a", lambda: load("a")) == 1  # a later call loads afresh
+    assert loads.count("a") == 2
+
+
+async def test_a_failure_reaches_every_waiting_caller_and_the_next_call_tries_again():
+    flights: SingleFlight[int, str] = SingleFlight()
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0.01)
+        if attempts == 1:
+            raise ConnectionError("database away")
+        return "ok"
+
+    outcomes = await asyncio.gather(*(flights.run(1, flaky) for _ in range(10)), return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    assert await flights.run(1, flaky) == "ok"
+    assert attempts == 2
+
+
+async def test_a_caller_that_gives_up_does_not_cancel_the_load_for_the_others():
+    flights: SingleFlight[int, str] = SingleFlight()
+    started = asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.sleep(0.1)
+        return "loaded"
+
+    impatient = asyncio.create_task(flights.run(7, slow))
+    await started.wait()
+    patient = asyncio.create_task(flights.run(7, slow))
+    impatient.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    assert await patient == "loaded"
