@@ -13,7 +13,7 @@ from booking_svc.domain import BestAvailable, SeatRequest
 from booking_svc.holds import hold_key
 from booking_svc.sweeper import sweep_once
 from tests.factories import create_event
-from tests.integration.test_booking_harness import (
+from tests.integration.booking_harness import (
     age_booking,
     assert_never_sold_twice,
     booking_world,

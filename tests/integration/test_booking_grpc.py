@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 
 from booking_svc.server import SERVICE
 from tests.factories import create_event
-from tests.integration.test_booking_harness import (
+from tests.integration.booking_harness import (
     age_booking,
     assert_never_sold_twice,
     booking_settings,

@@ -14,7 +14,7 @@ from booking_svc.repository import SettleOutcome
 from booking_svc.sweeper import sweep_once
 from tests.conftest import free_port
 from tests.factories import create_event
-from tests.integration.test_booking_harness import (
+from tests.integration.booking_harness import (
     age_booking,
     assert_never_sold_twice,
     booking_settings,

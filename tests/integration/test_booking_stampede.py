@@ -15,7 +15,7 @@ from booking_svc.domain import SeatRequest
 from booking_svc.holds import hold_key
 from tests.conftest import RedisNode, free_port
 from tests.factories import create_event
-from tests.integration.test_booking_harness import (
+from tests.integration.booking_harness import (
     active_seat_count,
     assert_never_sold_twice,
     booking_settings,

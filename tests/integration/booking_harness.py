@@ -1,6 +1,6 @@
 """What the booking tests share: a BookingService on the real stores (PostgreSQL, private Redis nodes, a private
 localstripe), a fan who pays like Stripe.js does, signed webhooks, and database checks of the never-sell-twice
-invariant. (Helpers only; the tests live in the other test_booking_* modules.)"""
+invariant. (Helpers only; the tests live in the test_booking_* modules.)"""
 
 from __future__ import annotations
 
