@@ -202,6 +202,8 @@ def _record(service: str, method: str, code: str, started: float, *, streaming: 
     elapsed = time.perf_counter() - started
     RPC_LATENCY.labels(service, method).observe(elapsed)
     RPC_HANDLED.labels(service, method, code).inc()
+    # Every call at DEBUG (TIX_LOG_LEVEL=DEBUG); at the default INFO this is a no-op on the hot path.
+    log.debug("rpc", service=service, method=method, code=code, ms=round(elapsed * 1000, 2), streaming=streaming)
     if elapsed > 1.0 and code == "OK" and not streaming:
         log.info("rpc_slow", service=service, method=method, seconds=round(elapsed, 3))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -104,3 +105,30 @@ async def test_db_upgrade_creates_and_migrates_a_database(settings_env):
         await engine.dispose()
     finally:
         await drop_database(url)
+
+
+async def test_every_call_is_logged_as_json_at_debug_level(settings_env):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tix.cli", "serve", "queue", "--port", str(port)],
+        env={**os.environ, **settings_env, "TIX_METRICS_PORT": "0", "TIX_LOG_LEVEL": "DEBUG"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await _wait_serving(port)
+        from tix.v1 import queue_pb2, queue_pb2_grpc
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await queue_pb2_grpc.QueueServiceStub(channel).JoinQueue(queue_pb2.JoinQueueRequest(event_id="1"))
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        lines = [json.loads(line) for line in process.stdout.read().decode().splitlines() if line.startswith("{")]
+        calls = [line for line in lines if line.get("event") == "rpc"]
+        assert calls and calls[0]["method"] == "JoinQueue" and calls[0]["code"] == "UNAUTHENTICATED"
+        assert {"timestamp", "level", "service", "ms"} <= set(calls[0])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
