@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -285,23 +286,36 @@ async def start_server(
     return RunningServer(server, port, runtime, health_servicer, definition.service_names)
 
 
-async def _run_until_signalled(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+# Set by SIGTERM/SIGINT before the event loop's own handlers exist (while the server is still starting).
+_stop_requested_early = threading.Event()
+
+
+async def _run_until_signalled(
+    definition: ServiceDefinition, settings: ServiceSettings, ready: Any | None = None
+) -> None:
     running = await start_server(definition, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    if _stop_requested_early.is_set():
+        stop.set()
     await stop.wait()
     log.info("draining", service=definition.name, pid=os.getpid())
     await running.stop()
     log.info("stopped", service=definition.name, pid=os.getpid())
 
 
-def _worker_main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+def _worker_main(definition: ServiceDefinition, settings: ServiceSettings, ready: Any | None = None) -> None:
+    """One server process. A stop asked for while it starts is honoured once it serves: it drains, not dies."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: _stop_requested_early.set())
     import uvloop
 
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
-    uvloop.run(_run_until_signalled(definition, settings))
+    uvloop.run(_run_until_signalled(definition, settings, ready))
 
 
 def serve(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> None:
@@ -319,20 +333,28 @@ def serve(definition: ServiceDefinition, settings: ServiceSettings | None = None
     if settings.port == 0:
         raise ValueError("workers > 1 needs a fixed port to share")
     context = multiprocessing.get_context("spawn")
+    readies = [context.Event() for _ in range(settings.workers)]
     workers = [
-        context.Process(target=_worker_main, args=(definition, settings), name=f"{definition.name}-{i}")
-        for i in range(settings.workers)
+        context.Process(target=_worker_main, args=(definition, settings, ready), name=f"{definition.name}-{i}")
+        for i, ready in enumerate(readies)
     ]
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stopping.set())
     for worker in workers:
         worker.start()
     start_metrics_server(settings.metrics_port, settings.host)
 
-    def forward(signum: int, _frame: Any) -> None:
-        for worker in workers:
-            if worker.is_alive() and worker.pid:
-                os.kill(worker.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    while not stopping.is_set() and all(worker.is_alive() for worker in workers):
+        stopping.wait(0.5)
+    # A worker still starting (a spawned interpreter importing its modules) would die of the signal without
+    # draining: forward it once each worker serves.
+    for worker, ready in zip(workers, readies, strict=True):
+        if worker.is_alive() and ready.wait(timeout=60) and worker.is_alive() and worker.pid:
+            os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:
         worker.join()
+    failed = [worker.name for worker in workers if worker.exitcode != 0]
+    if failed:
+        log.error("workers_failed", service=definition.name, workers=failed)
+        raise SystemExit(1)

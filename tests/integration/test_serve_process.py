@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import grpc
 import httpx
@@ -128,6 +129,26 @@ async def test_every_call_is_logged_as_json_at_debug_level(settings_env):
         calls = [line for line in lines if line.get("event") == "rpc"]
         assert calls and calls[0]["method"] == "JoinQueue" and calls[0]["code"] == "UNAUTHENTICATED"
         assert {"timestamp", "level", "service", "ms"} <= set(calls[0])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_sigterm_while_workers_are_still_starting_drains_them_instead_of_killing_them(settings_env):
+    port = free_port()
+    process = _start("queue", settings_env, port, metrics_port=0, workers=2)
+    try:
+        # As soon as both workers exist, while they are still importing their modules, stop the service.
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        deadline = time.monotonic() + 20
+        while len(children.read_text().split()) < 3 and time.monotonic() < deadline:  # 2 workers + the tracker
+            await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        log = process.stdout.read().decode()
+        assert log.count('"event": "serving"') == 2, log
+        assert log.count('"event": "stopped"') == 2, log
     finally:
         if process.poll() is None:
             process.kill()
