@@ -327,7 +327,7 @@ def test_search_backend_follows_the_elasticsearch_component(
     search = _named(docs, "Deployment", "search")
     assert search is not None
     env = _container_env(docs, search["spec"]["template"]["spec"]["containers"][0])
-    with_elasticsearch = "elasticsearch" in target or target == "overlays/production"
+    with_elasticsearch = "elasticsearch" in target
     assert env["TIX_SEARCH_BACKEND"] == ("elasticsearch" if with_elasticsearch else "postgres")
     assert (_named(docs, "StatefulSet", "elasticsearch") is not None) == with_elasticsearch
     if with_elasticsearch:
