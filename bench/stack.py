@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tix.db import drop_database, ensure_database, libpq_url
 from tix.localstripe_launcher import start_localstripe, stop_localstripe
+from tix.processes import stop_process
 from tix.settings import REPO_ROOT
 
 PG_BASE = os.environ.get("TIX_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -41,17 +42,6 @@ def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: flo
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f}s")
-
-
-def _stop(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
 
 
 @dataclass
@@ -131,7 +121,7 @@ class BenchStack:
             _wait_for_port(self.booking_port, self._booking, f"booking server (log: {log_path})", timeout=60)
             asyncio.run(_wait_serving(self.booking_port))
         except BaseException:
-            _stop(self._booking)
+            stop_process(self._booking)
             raise
         return self.booking_port
 
@@ -140,7 +130,7 @@ class BenchStack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop_booking_server(self) -> None:
-        _stop(self._booking, timeout=30)
+        stop_process(self._booking, timeout=30)
         self._booking = None
         if getattr(self, "_booking_log", None) is not None:
             self._booking_log.close()
@@ -150,7 +140,7 @@ class BenchStack:
         self.stop_booking_server()
         if self._localstripe is not None:
             stop_localstripe(self._localstripe)
-        _stop(self._redis)
+        stop_process(self._redis)
         if keep_database:
             print(f"kept database {self.database_url} and work directory {self.work_dir}", file=sys.stderr)
             return

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from tix.catalog import Performer, Venue
+from tix.catalog_layouts import LayoutSeat
 from tix.errors import NotFound
 
 
@@ -131,18 +132,6 @@ class EventPage:
 
 
 # --- seat layouts ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayoutSeat:
-    seat_id: str
-    section_id: str
-    section_name: str
-    row_label: str
-    number: int
-    price_tier: int
-    x: float
-    y: float
 
 
 @dataclass(frozen=True)

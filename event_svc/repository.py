@@ -55,7 +55,7 @@ _SECTION_TIERS = text(
 
 _LAYOUT = text(
     """
-    SELECT seat_id, section_id, section_name, row_label, number, price_tier, x, y
+    SELECT seat_id, section_id, section_name, row_label, number, price_tier, x, y, rank
     FROM layout_seats WHERE layout_id = :layout_id
     ORDER BY section_id, row_label, number
     """

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tix.db import create_engine, drop_database, ensure_database
 from tix.migrate import upgrade
+from tix.processes import die_with_parent_hook, stop_process
 from tix.settings import TixSettings
-from tix.up import die_with_parent_hook
 
 PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
@@ -75,9 +75,7 @@ class RedisNode:
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process, 5)
 
 
 @pytest.fixture(scope="session")

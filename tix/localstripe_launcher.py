@@ -27,6 +27,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from tix.processes import stop_process
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8420
 DEFAULT_WEBHOOK_EVENTS = (
@@ -142,13 +144,7 @@ def start_localstripe(
 
 def stop_localstripe(process: subprocess.Popen, timeout: float = 5.0) -> None:
     """Terminate a process started by ``start_localstripe`` (kill it if it lingers)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+    stop_process(process, timeout)
 
 
 def configure_webhook(

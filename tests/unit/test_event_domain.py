@@ -81,7 +81,7 @@ def seats() -> list[LayoutSeat]:
         for row in rows:
             for number in (3, 4) if section == "P1" else (1, 2):
                 tier = 1 if (section, row) == ("P1", "A") else 2
-                out.append(LayoutSeat(f"{section}-{row}-{number}", section, section, row, number, tier, number, 1.0))
+                out.append(LayoutSeat(f"{section}-{row}-{number}", section, section, row, number, tier, number, 1.0, number))
     return list(reversed(out))  # the order rows arrive in must not matter
 
 
@@ -176,7 +176,7 @@ def layouts_with_taken_seats(draw):
         for r in range(draw(st.integers(1, 6))):
             first = draw(st.integers(1, 20))
             for n in range(first, first + draw(st.integers(1, 15))):
-                seats.append(LayoutSeat(f"{s}-{r}-{n}", f"S{s}", f"Section {s}", str(r + 1), n, 1, n, r))
+                seats.append(LayoutSeat(f"{s}-{r}-{n}", f"S{s}", f"Section {s}", str(r + 1), n, 1, n, r, n))
     taken = draw(
         st.dictionaries(st.sampled_from([seat.seat_id for seat in seats]), st.sampled_from(
             [SeatStatus.RESERVED, SeatStatus.BOOKED]
