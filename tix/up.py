@@ -362,21 +362,6 @@ async def _sample_event(database_url: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def available_services() -> tuple[str, ...]:
-    """Services whose package exists in this checkout (one being written by a colleague is skipped, loudly)."""
-    present = []
-    for name, entry in SERVICES.items():
-        try:
-            found = importlib.util.find_spec(entry.module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            print(f"warning: {entry.module} is not in this checkout; {name} is not started", flush=True)
-            continue
-        present.append(name)
-    return tuple(present)
-
-
 def seconds_since_process_start() -> float | None:
     """How long this process has run, interpreter start-up and imports included (Linux /proc), else None."""
     try:
@@ -430,7 +415,6 @@ def run_mesh(seed_events: int = DEFAULT_SEED_EVENTS) -> int:
     signal.signal(signal.SIGINT, request_stop)
     mesh = Mesh(
         var_dir=settings.var_dir,
-        services=available_services(),
         stripe_webhook_secret=settings.stripe_webhook_secret,
     )
     processes_started: float | None = None

@@ -16,7 +16,7 @@ from tests.conftest import free_port
 from tests.factories import TestEvent, create_event
 from tix.identity import issue_token
 from tix.services import SERVICES
-from tix.up import Mesh, MeshPorts, available_services
+from tix.up import Mesh, MeshPorts
 
 
 # Package scope: the mesh (with its sweeper and outbox indexer) stops when the e2e tests end, instead of querying
@@ -39,7 +39,7 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         "TIX_GRACE_SECONDS": "1",
         "TIX_LOG_LEVEL": "INFO",
     }
-    running = Mesh(var_dir=Path(settings_env["TIX_VAR_DIR"]), ports=ports, env=env, services=available_services())
+    running = Mesh(var_dir=Path(settings_env["TIX_VAR_DIR"]), ports=ports, env=env)
     running.start()
     try:
         running.wait_ready(timeout=60)
