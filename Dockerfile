@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 # The Tix image that k8s/ deploys as ghcr.io/tix-dev/tix:0.1.0: every service, the migrations and the CLI.
+# Only the runtime distribution (tix, tixpb, the services) goes in: the development tooling (dev/, tix_dev) and its
+# commands (seed, up, token, edge config) are never copied, so `tix` in the image offers serve, db and bookings.
 #   docker build -t ghcr.io/tix-dev/tix:0.1.0 .
 # Runs as uid 10001 on a read-only root filesystem; only /tmp needs to be writable.
 
@@ -18,8 +20,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[search-es]'
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    TIX_HOST=0.0.0.0 \
-    TIX_VAR_DIR=/tmp/tix
+    TIX_HOST=0.0.0.0
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels 'tix[search-es]' \
  && groupadd --system --gid 10001 tix \

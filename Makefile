@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml dev/pyproject.toml | sha1sum | cut -c1-12)
 PROTOS := $(sort $(wildcard proto/tix/v1/*.proto))
 GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 GRPC_TOOLS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
@@ -15,19 +15,24 @@ help:
 	@echo "make bench   - run the benchmarks (prints ratios against baselines measured in the same run)"
 	@echo "make proto   - regenerate gen/ from proto/"
 
-$(STAMP): pyproject.toml
+# The runtime (tix, the services, tixpb) with its dev extra, and the development tooling (dev/: tix_dev).
+$(STAMP): pyproject.toml dev/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' -e ./dev
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
 
-# Generated code and the descriptor set that Envoy transcodes with. Committed; proto-check fails on drift.
+# Generated code (import root tixpb: `from tixpb.v1 import booking_pb2`) and the descriptor set that Envoy
+# transcodes with. Committed; proto-check fails on drift. protoc writes tix/v1/ with absolute imports of the proto
+# package (`from tix.v1 import common_pb2`); tix_dev.protogen moves it to gen/tixpb/v1 and makes those relative.
 proto: $(STAMP)
-	rm -rf gen/tix && mkdir -p gen
+	rm -rf gen/.protoc && mkdir -p gen/.protoc
 	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) -I$(GRPC_TOOLS) \
-	  --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	  --python_out=gen/.protoc --pyi_out=gen/.protoc --grpc_python_out=gen/.protoc $(PROTOS)
+	$(PY) -m tix_dev.protogen gen/.protoc gen/tixpb
+	rm -rf gen/.protoc
 	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) -I$(GRPC_TOOLS) \
 	  --include_imports --include_source_info --descriptor_set_out=gen/tix.pb \
 	  $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto google/rpc/code.proto
@@ -38,7 +43,7 @@ proto-check: proto
 	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ has untracked generated files: commit them"; git status --porcelain -- gen; exit 1; }
 
 up: $(STAMP)
-	$(PY) -m tix.cli up
+	$(VENV)/bin/tix up
 
 test: $(STAMP) proto-check lint
 	$(PY) -m pytest -q tests
@@ -55,11 +60,14 @@ test-e2e: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# ruff (rules in pyproject.toml) over everything; mypy over the runtime, the services and tix_dev (files and
+# settings in pyproject.toml).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tix event_svc search_svc booking_svc queue_svc tests bench
+	$(VENV)/bin/ruff check tix dev event_svc search_svc booking_svc queue_svc tests bench
+	$(VENV)/bin/mypy
 
 k8s-validate: $(STAMP)
 	$(PY) -m pytest -q tests/unit/test_k8s_manifests.py
 
 clean:
-	rm -rf gen/tix gen/tix.pb var .pytest_cache
+	rm -rf gen/tixpb gen/tix.pb var .pytest_cache

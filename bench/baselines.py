@@ -17,8 +17,7 @@ from tqdm import tqdm
 
 from bench.catalog import seat_blocks
 from bench.progress import progress_options
-
-STRIPE_API_KEY = "sk_test_tix_local"
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
 
 # All or nothing: if any of the four seats is held, hold none.
 HOLD_FOUR = """
@@ -137,7 +136,7 @@ async def localstripe_cycle_rate(api_base: str, total: int, concurrency: int = 3
     """PaymentIntents created with a test card and confirmed: the Stripe work behind one booking."""
     async with httpx.AsyncClient(
         base_url=api_base,
-        headers={"Authorization": f"Bearer {STRIPE_API_KEY}"},
+        headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"},
         timeout=60,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
     ) as http:

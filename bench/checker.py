@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 
-STRIPE_API_KEY = "sk_test_tix_local"
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
+
 _MAX_LISTED = 20  # violations listed per kind; the counts are always complete
 
 
@@ -57,7 +58,7 @@ class SaleCheck:
         return "\n".join(lines)
 
 
-async def list_stripe(api_base: str, resource: str, *, api_key: str = STRIPE_API_KEY) -> list[dict]:
+async def list_stripe(api_base: str, resource: str, *, api_key: str = DEVELOPMENT_STRIPE_API_KEY) -> list[dict]:
     """Every object of a list endpoint (``payment_intents``, ``refunds``), following ``has_more`` pages."""
     out: list[dict] = []
     params: dict[str, str | int] = {"limit": 1000}
@@ -74,7 +75,7 @@ async def list_stripe(api_base: str, resource: str, *, api_key: str = STRIPE_API
             params["starting_after"] = page["data"][-1]["id"]
 
 
-async def check_sale(dsn: str, event_id: int, stripe_api_base: str, *, api_key: str = STRIPE_API_KEY) -> SaleCheck:
+async def check_sale(dsn: str, event_id: int, stripe_api_base: str, *, api_key: str = DEVELOPMENT_STRIPE_API_KEY) -> SaleCheck:
     report = SaleCheck(event_id)
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         tickets = await (await conn.execute(

@@ -1,4 +1,4 @@
-"""The Envoy edge in front of the bench's booking server: the bootstrap ``tix.edge`` renders for ``make up``, with
+"""The Envoy edge in front of the bench's booking server: the bootstrap ``tix_dev.edge`` renders for ``make up``, with
 the bench's ports and JWKS, and its local rate limits raised so they measure nothing (a limited call would be a
 429 RESOURCE_EXHAUSTED and count as a refusal). Envoy runs as a child of the bench and logs to its work directory.
 """
@@ -9,19 +9,18 @@ import dataclasses
 import json
 import re
 import subprocess
-import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from bench.stack import _stop, free_port
-from tix.edge import bootstrap, local_target, render_config
-from tix.identity import ensure_dev_keys
 from tix.services import SERVICES
-from tix.up import envoy_binary
+from tix_dev.edge import bootstrap, local_target, render_config
+from tix_dev.processes import stop_process
+from tix_dev.readiness import NotReady, free_port, http_status, wait_until
+from tix_dev.tokens import ensure_dev_keys
+from tix_dev.up import envoy_binary
 
 # Far above anything two cores can push through; the edge's own limits are 5,000/s and 200/s on booking routes.
 UNLIMITED = {"max_tokens": 10_000_000, "tokens_per_fill": 10_000_000, "fill_interval": "1s"}
@@ -29,7 +28,7 @@ UNLIMITED = {"max_tokens": 10_000_000, "tokens_per_fill": 10_000_000, "fill_inte
 
 @dataclass
 class BenchEdge:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     listen_port: int
     admin_port: int
     var_dir: Path  # holds the dev signing key (jwt-private.pem) and jwks.json
@@ -44,7 +43,7 @@ class BenchEdge:
         return ensure_dev_keys(self.var_dir)[0]
 
     def stop(self) -> None:
-        _stop(self.process, timeout=15)
+        stop_process(self.process, timeout=15)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -123,28 +122,21 @@ def start_edge(work_dir: Path, booking_port: int, *, upstream_streams: int = 0, 
     return edge
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return reply.status, reply.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, ""
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return 0, ""
-
-
 def _wait_ready(edge: BenchEdge, booking_port: int, timeout: float) -> None:
     admin = f"http://127.0.0.1:{edge.admin_port}"
     healthy = f"booking::127.0.0.1:{booking_port}::health_flags::healthy"
-    deadline = time.monotonic() + timeout
-    while True:
-        if edge.process.poll() is not None:
-            raise RuntimeError(f"envoy exited with code {edge.process.returncode}:\n{edge.log_tail()}")
-        status, _ = _get(f"{admin}/ready")
-        if status == 200:
-            status, clusters = _get(f"{admin}/clusters")
-            if status == 200 and healthy in clusters:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"envoy not ready (or booking not healthy) after {timeout:.0f}s:\n{edge.log_tail()}")
-        time.sleep(0.1)
+
+    def booking_healthy() -> bool:
+        if http_status(f"{admin}/ready") != 200:
+            return False
+        try:
+            with urllib.request.urlopen(f"{admin}/clusters", timeout=2) as reply:
+                return healthy in reply.read().decode(errors="replace")
+        except OSError:  # URLError and connection errors: not yet
+            return False
+
+    try:
+        wait_until(booking_healthy, what="envoy (and booking healthy behind it)", timeout=timeout,
+                   process=edge.process, interval=0.1)
+    except NotReady as error:
+        raise RuntimeError(f"{error}:\n{edge.log_tail()}") from None

@@ -32,9 +32,9 @@ from typing import Any
 from tqdm import tqdm
 
 from bench.progress import progress_options
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
 
 CHANNELS_PER_PROCESS = 4  # so SO_REUSEPORT spreads each client process over every server worker
-STRIPE_API_KEY = "sk_test_tix_local"
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ class _FanScenario(_Scenario):
         self.blocks = seat_blocks(self.spec.seats)
         self.stripe = httpx.AsyncClient(
             base_url=self.spec.stripe_api_base,
-            headers={"Authorization": f"Bearer {STRIPE_API_KEY}"},
+            headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"},
             timeout=60,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
@@ -287,7 +287,7 @@ class _FanScenario(_Scenario):
 
 class FlashSaleScenario(_FanScenario, _GrpcScenario):
     async def open(self) -> None:
-        from tix.v1 import booking_pb2, booking_pb2_grpc
+        from tixpb.v1 import booking_pb2, booking_pb2_grpc
 
         await _GrpcScenario.open(self)
         await _FanScenario.open(self)
@@ -365,7 +365,7 @@ class NaiveScenario(_FanScenario):
         conn = await self.connections.get()  # waiting for a connection is part of the naive design's cost
         try:
             outcome = await naive_reserve_and_pay(conn, self, self.spec.event_id, block, self.fan(n))
-        except Exception as error:  # a failed transaction is an outcome to count, not a crash
+        except Exception as error:  # noqa: BLE001 - a failed transaction is an outcome to count, not a crash
             outcome = f"error {type(error).__name__}"
             if not conn.closed:
                 await conn.rollback()
@@ -422,7 +422,8 @@ class _RestScenario(_Scenario):
         """A fan's bearer token, as ``tix.identity.issue_token`` makes it (with the key loaded once)."""
         import jwt
 
-        from tix.identity import JWT_AUDIENCE, JWT_ISSUER, KEY_ID
+        from tix.identity import JWT_AUDIENCE, JWT_ISSUER
+        from tix_dev.tokens import KEY_ID
 
         now = int(time.time())
         claims = {"sub": user_id, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 6 * 3600}
@@ -451,7 +452,7 @@ class RestEchoScenario(_RestScenario):
         try:
             status, body = await self.call("GET", "/v1/bookings/not-a-uuid", self.tokens[n % len(self.tokens)], None)
             result.outcomes[http_error_reason(status, body) if status != 200 else "ok"] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             result.outcomes[type(error).__name__] += 1
         result.latencies.append(time.perf_counter() - started)
 
@@ -466,7 +467,7 @@ class EdgeLocalScenario(_RestScenario):
         try:
             status, body = await self.call("GET", "/v1/bookings/not-a-uuid", None, None)
             result.outcomes[http_error_reason(status, body) if status != 200 else "ok"] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             result.outcomes[type(error).__name__] += 1
         result.latencies.append(time.perf_counter() - started)
 
@@ -508,7 +509,7 @@ class RestFlashSaleScenario(_FanScenario, _RestScenario):
         started = time.perf_counter()
         try:
             status, payload = await self.call("POST", "/v1/bookings:reserve", token, json.dumps(body).encode())
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             result.latencies.append(time.perf_counter() - started)
             result.outcomes[f"reserve {type(error).__name__}"] += 1
             self.fans.append(fan)
@@ -530,7 +531,7 @@ class RestFlashSaleScenario(_FanScenario, _RestScenario):
                 "POST", f"/v1/bookings/{booking['bookingId']}:confirm", token,
                 json.dumps({"requestId": uuid.uuid4().hex}).encode(),
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             result.outcomes[f"confirm {type(error).__name__}"] += 1
             return
         if status != 200:

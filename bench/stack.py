@@ -7,41 +7,22 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tix.db import drop_database, ensure_database, libpq_url
-from tix.localstripe_launcher import start_localstripe, stop_localstripe
-from tix.processes import stop_process
-from tix.settings import REPO_ROOT
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
+from tix_dev.localstripe import start_localstripe, stop_localstripe
+from tix_dev.processes import RedisServer, stop_process
+from tix_dev.readiness import free_port, grpc_serving, wait_until
+from tix_dev.settings import REPO_ROOT
 
 PG_BASE = os.environ.get("TIX_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
-STRIPE_API_KEY = "sk_test_tix_local"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f}s")
 
 
 @dataclass
@@ -51,10 +32,9 @@ class BenchStack:
     stripe_api_base: str = ""
     booking_port: int = 0
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tix-bench-")))
-    _processes: list[subprocess.Popen] = field(default_factory=list)
-    _redis: subprocess.Popen | None = None
-    _localstripe: subprocess.Popen | None = None
-    _booking: subprocess.Popen | None = None
+    _redis: RedisServer | None = None
+    _localstripe: subprocess.Popen[bytes] | None = None
+    _booking: subprocess.Popen[bytes] | None = None
 
     @property
     def libpq_url(self) -> str:
@@ -68,14 +48,8 @@ class BenchStack:
         asyncio.run(ensure_database(self.database_url))
         upgrade(self.database_url)
 
-        redis_port = free_port()
-        self._redis = subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(redis_port, self._redis, "redis-server")
-        self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        self._redis = RedisServer().start()
+        self.redis_url = self._redis.url
 
         stripe_port = free_port()
         self._localstripe = start_localstripe(stripe_port)
@@ -88,7 +62,7 @@ class BenchStack:
             "TIX_DATABASE_URL": self.database_url,
             "TIX_REDIS_URL": self.redis_url,
             "TIX_STRIPE_API_BASE": self.stripe_api_base,
-            "TIX_STRIPE_API_KEY": STRIPE_API_KEY,
+            "TIX_STRIPE_API_KEY": DEVELOPMENT_STRIPE_API_KEY,
             # Stripe pacing lifted for the run: we measure the service, not Stripe's test-mode quota.
             "TIX_STRIPE_REQUESTS_PER_SECOND": "1000000",
             "TIX_STRIPE_MAX_BACKLOG": "1000000",
@@ -118,8 +92,10 @@ class BenchStack:
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_for_port(self.booking_port, self._booking, f"booking server (log: {log_path})", timeout=60)
-            asyncio.run(_wait_serving(self.booking_port))
+            wait_until(
+                lambda: grpc_serving(self.booking_port, "tix.v1.BookingService"),
+                what=f"booking server (log: {log_path})", timeout=60, process=self._booking, interval=0.1,
+            )
         except BaseException:
             stop_process(self._booking)
             raise
@@ -140,31 +116,14 @@ class BenchStack:
         self.stop_booking_server()
         if self._localstripe is not None:
             stop_localstripe(self._localstripe)
-        stop_process(self._redis)
+        if self._redis is not None:
+            self._redis.stop()
         if keep_database:
             print(f"kept database {self.database_url} and work directory {self.work_dir}", file=sys.stderr)
             return
         if self.database_url:
             asyncio.run(drop_database(self.database_url))
         shutil.rmtree(self.work_dir, ignore_errors=True)
-
-
-async def _wait_serving(port: int, timeout: float = 30.0) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service="tix.v1.BookingService"), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.1)
 
 
 @contextlib.contextmanager

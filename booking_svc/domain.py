@@ -17,13 +17,13 @@ Choices made here (see ``holds`` for Redis-down and fencing):
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from cachetools import LRUCache, TTLCache
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -161,11 +161,11 @@ def _blocks_in_run(run: Sequence[CatalogSeat], quantity: int) -> list[SeatBlock]
     return out
 
 
-def _with_seat_details(record: BookingRecord, catalog: EventCatalog) -> BookingRecord:
+def _with_seat_details(record: BookingRecord, catalog_seats: Mapping[str, CatalogSeat]) -> BookingRecord:
     """The booking with its seats' section, row and number, from the event's (cached) seat catalog."""
     seats = []
     for seat_id, price in zip(record.seat_ids, record.seat_prices, strict=True):
-        seat = catalog.seats[seat_id]
+        seat = catalog_seats[seat_id]
         seats.append(BookedSeatDetail(seat_id, seat.section_id, seat.row_label, seat.number, price))
     return replace(record, seats=tuple(seats))
 
@@ -195,8 +195,12 @@ class BookingService:
         self._holds = holds
         self._payments = payments
         self._seat_feed = seat_feed
-        # Event rules and seats, briefly cached: a stampede on one event reads them from PostgreSQL once.
-        self._catalogs: dict[int, tuple[float, EventCatalog | None]] = {}
+        # Event rules and seats, briefly cached: a stampede on one event reads them from PostgreSQL once. An
+        # event's seats never change, so they outlive the rules: a reload after expiry reads only the rules.
+        self._catalogs: TTLCache[int, EventCatalog | None] = TTLCache(
+            maxsize=_CATALOG_CACHE_SIZE, ttl=settings.event_cache_seconds
+        )
+        self._catalog_seats: LRUCache[int, dict[str, CatalogSeat]] = LRUCache(maxsize=_CATALOG_CACHE_SIZE)
         self._catalog_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
 
     # --- ReserveSeats ---------------------------------------------------------------------------------------
@@ -329,7 +333,7 @@ class BookingService:
                 client_secret=client_secret,
                 payment_status=payment_status,
             ),
-            catalog,
+            catalog.seats,
         )
 
     async def _replay_duplicate(
@@ -382,25 +386,19 @@ class BookingService:
             )
 
     async def _event_catalog(self, event_id: int) -> EventCatalog:
-        cached = self._catalogs.get(event_id)
-        if cached is not None and cached[0] > time.monotonic():
-            catalog = cached[1]
+        if event_id in self._catalogs:
+            catalog = self._catalogs[event_id]
         else:
-            catalog = await self._catalog_loads.run(event_id, lambda: self._load_catalog(event_id, cached))
+            catalog = await self._catalog_loads.run(event_id, lambda: self._load_catalog(event_id))
         if catalog is None:
             raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
         return catalog
 
-    async def _load_catalog(
-        self, event_id: int, cached: tuple[float, EventCatalog | None] | None
-    ) -> EventCatalog | None:
-        known = cached[1].seats if cached is not None and cached[1] is not None else None
-        loaded = await self._repository.load_event_catalog(event_id, known_seats=known)
-        if len(self._catalogs) >= _CATALOG_CACHE_SIZE:
-            # On-sales come and go: forget the events whose entries have run out.
-            now = time.monotonic()
-            self._catalogs = {k: v for k, v in self._catalogs.items() if v[0] > now}
-        self._catalogs[event_id] = (time.monotonic() + self._settings.event_cache_seconds, loaded)
+    async def _load_catalog(self, event_id: int) -> EventCatalog | None:
+        loaded = await self._repository.load_event_catalog(event_id, known_seats=self._catalog_seats.get(event_id))
+        self._catalogs[event_id] = loaded
+        if loaded is not None:
+            self._catalog_seats[event_id] = loaded.seats
         return loaded
 
     # --- ConfirmBooking, webhook, late payment --------------------------------------------------------------
@@ -576,10 +574,9 @@ class BookingService:
     async def _detailed(self, record: BookingRecord) -> BookingRecord:
         """Seat details from the event's cached catalog while its sale is hot; from the database otherwise (a
         fan looking up an old booking should not load a stadium's 70,000 seats)."""
-        cached = self._catalogs.get(record.event_id)
-        catalog = cached[1] if cached is not None else None
-        if catalog is not None and all(seat in catalog.seats for seat in record.seat_ids):
-            return _with_seat_details(record, catalog)
+        seats = self._catalog_seats.get(record.event_id)
+        if seats is not None and all(seat in seats for seat in record.seat_ids):
+            return _with_seat_details(record, seats)
         return await self._repository.with_seat_details(record)
 
     async def _publish(self, event_id: int, changes: Sequence[tuple[str, str]]) -> None:

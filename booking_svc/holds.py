@@ -30,6 +30,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from tix.logs import get_logger
+from tix.redis_pool import as_optional_text
 
 log = get_logger("booking_svc.holds")
 
@@ -198,7 +199,7 @@ class SeatHolds:
     async def _mark_sold_on(self, client: aioredis.Redis, keys: list[str], booking_id: str, ttl_ms: int) -> None:
         try:
             await self._scripts[id(client)][2](keys=keys, args=[booking_id, ttl_ms])
-        except (RedisError, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, RedisError, OSError) as error:
             log.warning("mark_sold_failed", keys=len(keys), error=repr(error))
 
     async def holders(self, event_id: int, seat_ids: Sequence[str]) -> list[dict[str, str | None]]:
@@ -208,15 +209,15 @@ class SeatHolds:
         for client in self._clients:
             try:
                 values = await client.mget(keys)
-            except (RedisError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, RedisError, OSError):
                 values = [None] * len(keys)
-            out.append(dict(zip(seat_ids, values, strict=True)))
+            out.append(dict(zip(seat_ids, map(as_optional_text, values), strict=True)))
         return out
 
     async def _vote(self, client: aioredis.Redis, keys: list[str], booking_id: str, ttl_ms: int) -> _Vote:
         try:
             taken = await self._scripts[id(client)][0](keys=keys, args=[booking_id, ttl_ms])
-        except (RedisError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, RedisError, OSError):
             return _Vote(granted=False, answered=False)
         if taken:
             return _Vote(granted=False, taken=tuple(int(i) for i in taken))
@@ -225,6 +226,6 @@ class SeatHolds:
     async def _release_on(self, client: aioredis.Redis, keys: list[str], booking_id: str) -> int:
         try:
             return int(await self._scripts[id(client)][1](keys=keys, args=[booking_id]))
-        except (RedisError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, RedisError, OSError):
             # An unreachable node's keys expire with their TTL.
             return 0

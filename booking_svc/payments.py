@@ -16,13 +16,7 @@ Idempotency keys are derived from the booking id (plus the operation) as Stripe 
 them, so correctness never depends on them: the booking service stores the intent id, refunds look for an existing
 refund first, and concurrent calls for one booking in this process share a single request (single-flight).
 
-Settings read (``getattr`` with these defaults, so ``BookingSettings`` or ``TixSettings`` both work):
-``stripe_api_key``, ``stripe_api_base``, ``stripe_webhook_secret``; the rate, either
-``stripe_max_requests_per_second`` (the account's limit, divided among ``workers`` processes) or
-``stripe_requests_per_second`` (already per process), default 25, 0 or less disables pacing; ``stripe_burst``
-(= the per-process rate: one second's worth), ``stripe_max_backlog`` (100), ``stripe_max_wait_seconds`` (5.0),
-``stripe_max_retries`` (3), ``stripe_timeout_seconds`` (10.0), ``stripe_backoff_base_seconds`` (0.25),
-``stripe_backoff_cap_seconds`` (4.0).
+Settings: the ``stripe_*`` fields of :class:`~booking_svc.settings.BookingSettings`.
 """
 
 from __future__ import annotations
@@ -30,14 +24,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import stripe
+from cachetools import LRUCache
 from prometheus_client import Counter, Gauge, Histogram
+from stripe.params import PaymentIntentCreateParams
 
+from booking_svc.settings import BookingSettings
 from tix.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from tix.logs import get_logger
 from tix.singleflight import SingleFlight
@@ -149,11 +145,6 @@ class StripePacer:
         return wait
 
 
-def _setting(settings: Any, name: str, default: Any) -> Any:
-    value = getattr(settings, name, None) if settings is not None else None
-    return default if value is None else value
-
-
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     if not headers:
         return None
@@ -178,30 +169,21 @@ def _info(intent: Any) -> PaymentIntentInfo:
 class PaymentGateway:
     """Stripe (or localstripe) behind the few calls booking needs; see the module docstring for the guarantees."""
 
-    def __init__(self, settings: Any = None) -> None:
-        if settings is None:
-            from tix.settings import TixSettings
-
-            settings = TixSettings()
-        self._api_key = _setting(settings, "stripe_api_key", "sk_test_tix_local")
-        self._api_base = str(_setting(settings, "stripe_api_base", "http://127.0.0.1:8420")).rstrip("/")
-        self._webhook_secret = _setting(settings, "stripe_webhook_secret", "whsec_tix_local")
-        account_rate = _setting(settings, "stripe_max_requests_per_second", None)
-        if account_rate is not None:
-            # The account's limit, shared by the worker processes of this service.
-            rate = float(account_rate) / max(1, int(_setting(settings, "workers", 1)))
-        else:
-            rate = float(_setting(settings, "stripe_requests_per_second", 25.0))  # already per process
+    def __init__(self, settings: BookingSettings) -> None:
+        self._api_key = settings.stripe_api_key
+        self._api_base = settings.stripe_api_base.rstrip("/")
+        self._webhook_secret = settings.stripe_webhook_secret
+        rate = settings.stripe_rate_per_process()
         self.pacer = StripePacer(
             rate=rate,
-            burst=float(_setting(settings, "stripe_burst", max(rate, 1.0))),
-            max_backlog=int(_setting(settings, "stripe_max_backlog", 100)),
-            max_wait=float(_setting(settings, "stripe_max_wait_seconds", 5.0)),
+            burst=settings.stripe_burst if settings.stripe_burst is not None else max(rate, 1.0),
+            max_backlog=settings.stripe_max_backlog,
+            max_wait=settings.stripe_max_wait_seconds,
         )
-        self._max_retries = int(_setting(settings, "stripe_max_retries", 3))
-        self._backoff_base = float(_setting(settings, "stripe_backoff_base_seconds", 0.25))
-        self._backoff_cap = float(_setting(settings, "stripe_backoff_cap_seconds", 4.0))
-        self._http = stripe.HTTPXClient(timeout=float(_setting(settings, "stripe_timeout_seconds", 10.0)))
+        self._max_retries = settings.stripe_max_retries
+        self._backoff_base = settings.stripe_backoff_base_seconds
+        self._backoff_cap = settings.stripe_backoff_cap_seconds
+        self._http = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
         self._client = stripe.StripeClient(
             self._api_key,
             base_addresses={"api": self._api_base},
@@ -211,7 +193,7 @@ class PaymentGateway:
         # Single-flight per (operation, booking) and a bounded memory of completed answers, so a duplicate call in
         # this process replays the first answer even though localstripe ignores idempotency keys.
         self._in_flight: SingleFlight[tuple[str, str], Any] = SingleFlight()
-        self._completed: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._completed: LRUCache[tuple[str, str], Any] = LRUCache(maxsize=_COMPLETED_CACHE_SIZE)
 
     # -- the calls booking makes -------------------------------------------------------------------------------------
 
@@ -219,12 +201,12 @@ class PaymentGateway:
         self, *, booking_id: str, amount_minor: int, currency: str, user_id: str, event_id: int
     ) -> PaymentIntentInfo:
         """A PaymentIntent for the booking (automatic capture); the fan confirms it with the client secret."""
-        params = {
+        params: PaymentIntentCreateParams = {
             "amount": amount_minor,
             "currency": currency.lower(),
             "metadata": {"booking_id": booking_id, "user_id": user_id, "event_id": str(event_id)},
         }
-        options = {"idempotency_key": f"{booking_id}:create"}
+        options: stripe.RequestOptions = {"idempotency_key": f"{booking_id}:create"}
 
         async def create() -> PaymentIntentInfo:
             intent = await self._call(
@@ -321,15 +303,12 @@ class PaymentGateway:
         """One request per (operation, booking) in this process: concurrent callers share it, and a finished
         answer is remembered, so a retried reservation never creates a second PaymentIntent here."""
         if key in self._completed:
-            self._completed.move_to_end(key)
-            return self._completed[key]
-        return await self._in_flight.run(key, lambda: self._remember(key, run))
+            return cast("T", self._completed[key])
+        return cast("T", await self._in_flight.run(key, lambda: self._remember(key, run)))
 
     async def _remember(self, key: tuple[str, str], run: Callable[[], Awaitable[T]]) -> T:
         result = await run()
         self._completed[key] = result
-        if len(self._completed) > _COMPLETED_CACHE_SIZE:
-            self._completed.popitem(last=False)
         return result
 
     def _backoff(self, attempt: int, error: stripe.StripeError | None) -> float:

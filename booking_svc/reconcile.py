@@ -103,9 +103,8 @@ async def reconcile_bookings(
     return report
 
 
-async def run_reconcile(apply: bool = True) -> int:
+async def run_reconcile(settings: BookingSettings, apply: bool = True) -> int:
     """Entry point of ``tix bookings reconcile``: prints a summary; returns the exit code."""
-    settings = BookingSettings()
     engine = create_engine(settings, pool_size=5)
     seat_feed = create_redis(settings.redis_url)
     holds = SeatHolds.from_urls(

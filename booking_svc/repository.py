@@ -15,13 +15,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tix.inventory import ensure_tickets
-
-ACTIVE_BOOKING_STATUSES = ("reserved", "confirmed")
 
 
 @dataclass(frozen=True)
@@ -268,7 +267,7 @@ _FREE_TICKETS = text(
 )
 
 
-def _record(row) -> BookingRecord:
+def _record(row: Row[Any]) -> BookingRecord:
     m = row._mapping
     return BookingRecord(
         booking_id=m["booking_id"],
@@ -352,8 +351,7 @@ class BookingRepository:
         """Reserve exactly ``seat_ids`` for a new booking, all or nothing, with its payments row. Four statements:
         the fan's lock, the duplicate and seat-limit checks, the conditional ticket update (which draws the fence),
         and the booking with its payment row."""
-        async with self._engine.connect() as conn:
-            async with conn.begin() as tx:
+        async with self._engine.connect() as conn, conn.begin() as tx:
                 # One fan's reservations for one event run one at a time, so the seat limit cannot be raced.
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
@@ -422,10 +420,11 @@ class BookingRepository:
 
     async def booking_id_for_request(self, user_id: str, request_id: str) -> uuid.UUID | None:
         async with self._single.connect() as conn:
-            return await conn.scalar(
+            booking_id: uuid.UUID | None = await conn.scalar(
                 text("SELECT booking_id FROM bookings WHERE user_id = :user_id AND request_id = :request_id"),
                 {"user_id": user_id, "request_id": request_id},
             )
+        return booking_id
 
     async def withdraw_unpaid_reservation(self, booking_id: uuid.UUID) -> ReleasedBooking | None:
         """Undo a reservation that never reached the fan (no PaymentIntent could be made): free its seats and
@@ -500,9 +499,10 @@ class BookingRepository:
 
     async def booking_id_for_payment_intent(self, payment_intent_id: str) -> uuid.UUID | None:
         async with self._single.connect() as conn:
-            return await conn.scalar(
+            booking_id: uuid.UUID | None = await conn.scalar(
                 text("SELECT booking_id FROM payments WHERE payment_intent_id = :pi"), {"pi": payment_intent_id}
             )
+        return booking_id
 
     # --- payment outcomes ----------------------------------------------------------------------------------
 
@@ -512,84 +512,83 @@ class BookingRepository:
         """The booking's PaymentIntent has succeeded: confirm it, or (paid after its hold ended) rebook the same
         seats if they are still free, else mark it refunded with the refund owed. With ``stripe_event``, the event
         is recorded in the same transaction, and a duplicate changes nothing."""
-        async with self._engine.connect() as conn:
-            async with conn.begin():
-                if stripe_event is not None and not await self._record_event(conn, stripe_event):
-                    return SettleResult(SettleOutcome.DUPLICATE_EVENT, booking_id)
-                row = (
-                    await conn.execute(
-                        text(
-                            "SELECT event_id, status, seat_ids, fence FROM bookings WHERE booking_id = :b"
-                            " FOR UPDATE"
-                        ),
-                        {"b": booking_id},
-                    )
-                ).first()
-                if row is None:
-                    return SettleResult(SettleOutcome.UNKNOWN_BOOKING, booking_id)
-                seat_ids = tuple(row.seat_ids)
-                base = {"booking_id": booking_id, "event_id": row.event_id, "seat_ids": seat_ids}
-                if row.status in ("confirmed", "refunded"):
-                    await self._set_payment_status(conn, booking_id, "succeeded", only_open=True)
-                    return SettleResult(SettleOutcome.ALREADY_SETTLED, **base)
-
-                if row.status == "reserved":
-                    savepoint = await conn.begin_nested()
-                    booked = await conn.scalars(
-                        text(
-                            "UPDATE tickets SET status = 'booked', reserved_until = NULL"
-                            " WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence"
-                            " AND status = 'reserved' RETURNING seat_id"
-                        ),
-                        {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence},
-                    )
-                    if len(list(booked)) == len(seat_ids):
-                        await savepoint.commit()
-                        await self._confirm(conn, booking_id, row.fence, reason="")
-                        return SettleResult(
-                            SettleOutcome.CONFIRMED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
-                        )
-                    await savepoint.rollback()
-
-                # Late payment: the hold ended (or part of it was resold) before the money arrived.
-                fence = int(await conn.scalar(text("SELECT nextval('booking_fence_seq')")))
-                savepoint = await conn.begin_nested()
-                rebooked = list(
-                    await conn.scalars(
-                        _REBOOK_TICKETS,
-                        {"event_id": row.event_id, "seat_ids": list(seat_ids), "booking_id": booking_id,
-                         "fence": fence},
-                    )
-                )
-                if len(rebooked) == len(seat_ids):
-                    await savepoint.commit()
-                    await self._confirm(
-                        conn, booking_id, fence,
-                        reason="paid after the hold ended; the same seats were still free and are booked",
-                    )
-                    return SettleResult(
-                        SettleOutcome.REBOOKED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
-                    )
-                await savepoint.rollback()
-                freed = list(
-                    await conn.scalars(_FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id,
-                                                       "fence": row.fence})
-                )
+        async with self._engine.connect() as conn, conn.begin():
+            if stripe_event is not None and not await self._record_event(conn, stripe_event):
+                return SettleResult(SettleOutcome.DUPLICATE_EVENT, booking_id)
+            row = (
                 await conn.execute(
                     text(
-                        "UPDATE bookings SET status = 'refunded', status_reason = :reason, updated_at = now()"
-                        " WHERE booking_id = :b"
+                        "SELECT event_id, status, seat_ids, fence FROM bookings WHERE booking_id = :b"
+                        " FOR UPDATE"
                     ),
-                    {
-                        "b": booking_id,
-                        "reason": "paid after the hold ended and the seats were sold to someone else; "
-                        "the payment is refunded",
-                    },
+                    {"b": booking_id},
                 )
-                await self._set_payment_status(conn, booking_id, "succeeded")
+            ).first()
+            if row is None:
+                return SettleResult(SettleOutcome.UNKNOWN_BOOKING, booking_id)
+            seat_ids = tuple(row.seat_ids)
+            base = {"booking_id": booking_id, "event_id": row.event_id, "seat_ids": seat_ids}
+            if row.status in ("confirmed", "refunded"):
+                await self._set_payment_status(conn, booking_id, "succeeded", only_open=True)
+                return SettleResult(SettleOutcome.ALREADY_SETTLED, **base)
+
+            if row.status == "reserved":
+                savepoint = await conn.begin_nested()
+                booked = await conn.scalars(
+                    text(
+                        "UPDATE tickets SET status = 'booked', reserved_until = NULL"
+                        " WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence"
+                        " AND status = 'reserved' RETURNING seat_id"
+                    ),
+                    {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence},
+                )
+                if len(list(booked)) == len(seat_ids):
+                    await savepoint.commit()
+                    await self._confirm(conn, booking_id, row.fence, reason="")
+                    return SettleResult(
+                        SettleOutcome.CONFIRMED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
+                    )
+                await savepoint.rollback()
+
+            # Late payment: the hold ended (or part of it was resold) before the money arrived.
+            fence = int(await conn.scalar(text("SELECT nextval('booking_fence_seq')")))
+            savepoint = await conn.begin_nested()
+            rebooked = list(
+                await conn.scalars(
+                    _REBOOK_TICKETS,
+                    {"event_id": row.event_id, "seat_ids": list(seat_ids), "booking_id": booking_id,
+                     "fence": fence},
+                )
+            )
+            if len(rebooked) == len(seat_ids):
+                await savepoint.commit()
+                await self._confirm(
+                    conn, booking_id, fence,
+                    reason="paid after the hold ended; the same seats were still free and are booked",
+                )
                 return SettleResult(
-                    SettleOutcome.REFUND_OWED, **base, seat_changes=tuple((s, "available") for s in freed)
+                    SettleOutcome.REBOOKED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
                 )
+            await savepoint.rollback()
+            freed = list(
+                await conn.scalars(_FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id,
+                                                   "fence": row.fence})
+            )
+            await conn.execute(
+                text(
+                    "UPDATE bookings SET status = 'refunded', status_reason = :reason, updated_at = now()"
+                    " WHERE booking_id = :b"
+                ),
+                {
+                    "b": booking_id,
+                    "reason": "paid after the hold ended and the seats were sold to someone else; "
+                    "the payment is refunded",
+                },
+            )
+            await self._set_payment_status(conn, booking_id, "succeeded")
+            return SettleResult(
+                SettleOutcome.REFUND_OWED, **base, seat_changes=tuple((s, "available") for s in freed)
+            )
 
     async def _confirm(self, conn: AsyncConnection, booking_id: uuid.UUID, fence: int, *, reason: str) -> None:
         await conn.execute(

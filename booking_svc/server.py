@@ -12,10 +12,10 @@ from booking_svc.servicer import BookingServicer
 from booking_svc.settings import BookingSettings
 from booking_svc.sweeper import run_sweeper
 from tix.server import Runtime, ServiceDefinition
-from tix.v1 import booking_pb2, booking_pb2_grpc
+from tixpb.v1 import booking_pb2, booking_pb2_grpc
 
 
-def build_booking_service(settings: BookingSettings, runtime: Runtime) -> BookingService:
+def build_booking_service(settings: BookingSettings, runtime: Runtime[BookingSettings]) -> BookingService:
     holds = SeatHolds.from_urls(
         settings.lock_urls(), drift_factor=settings.lock_drift_factor, node_timeout=settings.lock_node_timeout_seconds
     )
@@ -25,10 +25,8 @@ def build_booking_service(settings: BookingSettings, runtime: Runtime) -> Bookin
     return BookingService(settings, BookingRepository(runtime.engine), holds, payments, runtime.redis)
 
 
-async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
+async def setup(server: grpc.aio.Server, runtime: Runtime[BookingSettings]) -> None:
     settings = runtime.settings
-    if not isinstance(settings, BookingSettings):
-        settings = BookingSettings(**settings.model_dump())
     bookings = build_booking_service(settings, runtime)
     booking_pb2_grpc.add_BookingServiceServicer_to_server(BookingServicer(bookings), server)
     runtime.spawn(run_sweeper(bookings, settings.sweeper_interval_seconds), name="booking-sweeper")

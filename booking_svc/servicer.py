@@ -4,14 +4,15 @@ by the shared interceptor."""
 from __future__ import annotations
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
 from booking_svc.domain import BestAvailable, BookingService, SeatRequest
 from booking_svc.repository import BookingRecord
 from tix.catalog import timestamp
 from tix.identity import require_user_id
-from tix.v1 import booking_pb2, booking_pb2_grpc, common_pb2
 from tix.validation import optional_request_id, require_numeric_id, require_uuid
+from tixpb.v1 import booking_pb2, booking_pb2_grpc, common_pb2
 
 _BOOKING_STATUS = {
     "reserved": booking_pb2.BOOKING_STATUS_RESERVED,
@@ -35,7 +36,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def __init__(self, bookings: BookingService) -> None:
         self._bookings = bookings
 
-    async def ReserveSeats(self, request: booking_pb2.ReserveSeatsRequest, context: grpc.aio.ServicerContext):
+    async def ReserveSeats(self, request: booking_pb2.ReserveSeatsRequest, context: grpc.aio.ServicerContext) -> booking_pb2.Booking:
         user_id = require_user_id(context.invocation_metadata())
         best = None
         if request.HasField("best_available"):
@@ -53,24 +54,26 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         return render_booking(record)
 
-    async def ConfirmBooking(self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext):
+    async def ConfirmBooking(self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext) -> booking_pb2.Booking:
         user_id = require_user_id(context.invocation_metadata())
         optional_request_id(request.request_id)  # confirming is idempotent by nature; the id is only checked
         record = await self._bookings.confirm_booking(user_id, require_uuid(request.booking_id, "booking_id"))
         return render_booking(record)
 
-    async def CancelBooking(self, request: booking_pb2.CancelBookingRequest, context: grpc.aio.ServicerContext):
+    async def CancelBooking(self, request: booking_pb2.CancelBookingRequest, context: grpc.aio.ServicerContext) -> booking_pb2.Booking:
         user_id = require_user_id(context.invocation_metadata())
         optional_request_id(request.request_id)  # cancelling is idempotent by nature; the id is only checked
         record = await self._bookings.cancel_booking(user_id, require_uuid(request.booking_id, "booking_id"))
         return render_booking(record)
 
-    async def GetBooking(self, request: booking_pb2.GetBookingRequest, context: grpc.aio.ServicerContext):
+    async def GetBooking(self, request: booking_pb2.GetBookingRequest, context: grpc.aio.ServicerContext) -> booking_pb2.Booking:
         user_id = require_user_id(context.invocation_metadata())
         record = await self._bookings.get_booking(user_id, require_uuid(request.booking_id, "booking_id"))
         return render_booking(record)
 
-    async def HandleStripeWebhook(self, request, context: grpc.aio.ServicerContext):
+    async def HandleStripeWebhook(
+        self, request: httpbody_pb2.HttpBody, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         signature = ""
         for key, value in context.invocation_metadata() or ():
             if key == STRIPE_SIGNATURE_METADATA:

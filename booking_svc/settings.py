@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tix.settings import ServiceSettings
+from tix.settings import (
+    DEVELOPMENT_STRIPE_API_BASE,
+    DEVELOPMENT_STRIPE_API_KEY,
+    DEVELOPMENT_STRIPE_WEBHOOK_SECRET,
+    AdmissionSettings,
+)
 
 
-class BookingSettings(ServiceSettings):
-    """Holds, payments and the expiry sweeper."""
+class BookingSettings(AdmissionSettings):
+    """Holds, payments and the expiry sweeper; verifies admission tokens (``admission_secret``)."""
 
     # How long seats stay held while the fan pays (the Redis TTL and the database reservation deadline).
     hold_seconds: int = Field(default=600, ge=5, le=3600)
@@ -24,14 +29,24 @@ class BookingSettings(ServiceSettings):
     best_available_attempts: int = Field(default=4, ge=1, le=20)
     # Event rules and seat catalog are cached in-process this long, so stampede losers never reach PostgreSQL.
     event_cache_seconds: float = Field(default=2.0, ge=0)
+    # Stripe (localstripe locally): the secret API key, the API's address, and the webhook endpoint's signing secret.
+    stripe_api_key: str = DEVELOPMENT_STRIPE_API_KEY
+    stripe_api_base: str = DEVELOPMENT_STRIPE_API_BASE
+    stripe_webhook_secret: str = DEVELOPMENT_STRIPE_WEBHOOK_SECRET
     # Stripe pacing (read by booking_svc.payments): calls per second of this process (Stripe's test-mode account
-    # limit is 25/s), how many calls may wait for a slot and how long, before PAYMENTS_BUSY; retries and timeout.
+    # limit is 25/s; 0 or less disables pacing), how many calls may wait for a slot and how long, before
+    # PAYMENTS_BUSY; retries and timeout.
     stripe_requests_per_second: float = 25.0
     # Or the budget of this replica as a whole, divided among its TIX_WORKERS processes (wins when set).
     stripe_max_requests_per_second: float | None = None
+    # Calls the token bucket lets through at once after a quiet spell; unset: one second's worth of the rate.
+    stripe_burst: float | None = Field(default=None, gt=0)
     stripe_max_backlog: int = Field(default=200, ge=1)
     stripe_max_wait_seconds: float = Field(default=5.0, gt=0)
     stripe_max_retries: int = Field(default=3, ge=0)
+    # Retries back off exponentially from the base, capped, with full jitter (unless Stripe says Retry-After).
+    stripe_backoff_base_seconds: float = Field(default=0.25, gt=0)
+    stripe_backoff_cap_seconds: float = Field(default=4.0, gt=0)
     stripe_timeout_seconds: float = Field(default=10.0, gt=0)
     # The expiry sweeper: how often it runs and how many bookings one transaction handles.
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
@@ -39,3 +54,9 @@ class BookingSettings(ServiceSettings):
 
     def lock_urls(self) -> list[str]:
         return list(self.redis_lock_urls) or [self.redis_url]
+
+    def stripe_rate_per_process(self) -> float:
+        """The Stripe calls per second one process may make: the replica's budget shared by its workers, when set."""
+        if self.stripe_max_requests_per_second is not None:
+            return self.stripe_max_requests_per_second / self.workers
+        return self.stripe_requests_per_second

@@ -7,19 +7,18 @@ every sale (taken seats) is read fresh, or shared by concurrent viewers for at m
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import itertools
 import re
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from tix.catalog import Performer, Venue
-from tix.catalog_layouts import LayoutSeat
+from cachetools import LRUCache
+
+from tix.catalog import LayoutSeat, Performer, Venue
 from tix.errors import NotFound
+from tix.singleflight import SingleFlight
 
 
 class SaleStatus(enum.Enum):
@@ -172,7 +171,7 @@ class SeatLayout:
 
 def natural_key(label: str) -> tuple:
     """Orders "A" < "B" < "AA" and "2" < "10", as rows and sections are numbered on a plan."""
-    return (len(label),) + tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label))
+    return (len(label), *tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)))
 
 
 def build_layout(layout_id: str, seats: Sequence[LayoutSeat]) -> SeatLayout:
@@ -342,74 +341,18 @@ class SeatVersions(Protocol):
     async def current_version(self, event_id: int) -> int: ...
 
 
-# --- coalescing ------------------------------------------------------------------------------------------------
-
-
-class _Flight:
-    __slots__ = ("future", "began")
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future | None = None
-        # The mark taken when the load actually started reading; None while it waits for its first turn.
-        self.began: int | None = None
-
-
-class FreshFlights:
-    """Coalesces concurrent loads of one key, with at most one load of a key running at a time.
-
-    ``run(key, load)`` shares any load in progress: right for data that may be a moment old. With ``not_before``
-    (a ``mark`` the caller took when it started needing fresh data, for a watcher: once its subscription is live)
-    it shares only a load that starts reading after that mark, queued behind the one in progress. A burst of 2,000
-    new watchers of one event thus costs a few queries, not 2,000, and no watcher misses a change published
-    between its subscription and its snapshot."""
-
-    def __init__(self) -> None:
-        self._ticks = itertools.count(1)
-        self._flights: dict[Hashable, _Flight] = {}
-
-    def mark(self) -> int:
-        return next(self._ticks)
-
-    async def run(self, key: Hashable, load: Callable[[], Awaitable], *, not_before: int | None = None):
-        flight = self._flights.get(key)
-        stale = flight is not None and not_before is not None and flight.began is not None and (
-            flight.began <= not_before
-        )
-        if flight is None or stale:
-            running = flight.future if flight is not None else None
-            flight = _Flight()
-            flight.future = asyncio.ensure_future(self._fly(flight, load, running))
-            self._flights[key] = flight
-            flight.future.add_done_callback(lambda done, key=key, flight=flight: self._land(key, flight, done))
-        # One caller giving up (a cancelled stream) must not cancel the load the others wait for.
-        return await asyncio.shield(flight.future)
-
-    async def _fly(self, flight: _Flight, load: Callable[[], Awaitable], running: asyncio.Future | None):
-        if running is not None and not running.done():
-            await asyncio.wait([running])  # one read of a key at a time; its outcome is not ours
-        flight.began = self.mark()
-        return await load()
-
-    def _land(self, key: Hashable, flight: _Flight, done: asyncio.Future) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-        if not done.cancelled():
-            done.exception()  # retrieved here so an error nobody awaited anymore is not reported as lost
-
-
 class LayoutCache:
     """Seat layouts in process memory: they are templates shared by many venues and never change once used."""
 
     def __init__(self, store: CatalogStore, size: int) -> None:
         self._store = store
         self._size = size
-        self._layouts: OrderedDict[str, SeatLayout] = OrderedDict()
-        self._flights = FreshFlights()
+        self._layouts: LRUCache[str, SeatLayout] = LRUCache(maxsize=size)
+        self._flights: SingleFlight[str, SeatLayout] = SingleFlight()
 
     async def get(self, layout_id: str) -> SeatLayout:
         layout = self._layouts.get(layout_id)
         if layout is not None:
-            self._layouts.move_to_end(layout_id)
             return layout
         return await self._flights.run(layout_id, lambda: self._load(layout_id))
 
@@ -421,8 +364,6 @@ class LayoutCache:
     async def _load(self, layout_id: str) -> SeatLayout:
         layout = build_layout(layout_id, await self._store.load_layout(layout_id))
         self._layouts[layout_id] = layout
-        while len(self._layouts) > self._size:
-            self._layouts.popitem(last=False)
         return layout
 
 
@@ -435,10 +376,10 @@ class EventViewing:
     versions: SeatVersions
     layouts: LayoutCache
     clock: Callable[[], datetime]
-    _catalog_flights: FreshFlights = field(default_factory=FreshFlights)
-    _count_flights: FreshFlights = field(default_factory=FreshFlights)
-    _seat_flights: FreshFlights = field(default_factory=FreshFlights)
-    _snapshot_flights: FreshFlights = field(default_factory=FreshFlights)
+    _catalog_flights: SingleFlight[int, EventCatalogEntry | None] = field(default_factory=SingleFlight)
+    _count_flights: SingleFlight[int, dict[str, int]] = field(default_factory=SingleFlight)
+    _seat_flights: SingleFlight[int, SeatState] = field(default_factory=SingleFlight)
+    _snapshot_flights: SingleFlight[int, SeatMap] = field(default_factory=SingleFlight)
 
     async def catalog_entry(self, event_id: int) -> EventCatalogEntry:
         # Shared by concurrent callers: a burst of viewers makes one cache lookup, not one each.
@@ -477,7 +418,7 @@ class EventViewing:
         return build_seat_map(entry, layout, state, section_id=section_id, view=view)
 
     def mark(self) -> int:
-        """A point in time after which a watcher's snapshot must have been read (see FreshFlights)."""
+        """A point in time after which a watcher's snapshot must have been read (see SingleFlight)."""
         return self._snapshot_flights.mark()
 
     async def snapshot(self, event_id: int, *, not_before: int) -> SeatMap:

@@ -7,8 +7,9 @@ seat available, so reads count the seats that are *taken* and never materialise 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -26,6 +27,7 @@ from event_svc.domain import (
 from tix import seatfeed
 from tix.catalog import Performer, Venue, venue_and_performer
 from tix.logs import get_logger
+from tix.redis_pool import as_text
 
 log = get_logger("event_svc.repository")
 
@@ -122,10 +124,10 @@ class CatalogRepository:
     async def taken_by_section(self, event_id: int) -> dict[str, int]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_TAKEN_BY_SECTION, {"event_id": event_id})).all()
-        return {section_id: count for section_id, count in rows}
+        return dict(rows)
 
 
-def _section_prices(tiers: list, tier_prices: tuple[int, ...]) -> tuple[SectionPrice, ...]:
+def _section_prices(tiers: Sequence[Any], tier_prices: tuple[int, ...]) -> tuple[SectionPrice, ...]:
     """One entry per section: its size, and its cheapest tier's price as the "from" price."""
 
     def price(tier: int) -> int:
@@ -198,13 +200,13 @@ class RedisCatalogCache:
     ) -> EventCatalogEntry | None:
         try:
             generation, version = await self._redis.mget(CATALOG_GENERATION_KEY, _catalog_version_key(event_id))
-            key = _catalog_key(event_id, generation or "0", version or "0")
+            key = _catalog_key(event_id, as_text(generation or "0"), as_text(version or "0"))
             raw = await self._redis.get(key)
         except RedisError as exc:
             log.warning("catalog_cache_unavailable", event_id=event_id, error=repr(exc))
             return await load()
         if raw is not None:
-            return None if raw == _MISSING else decode_entry(raw)
+            return None if raw == _MISSING else decode_entry(as_text(raw))
         entry = await load()
         try:
             if entry is None:
@@ -224,7 +226,8 @@ class RedisCatalogCache:
             log.warning("availability_cache_unavailable", event_id=event_id, error=repr(exc))
             return await load()
         if raw is not None:
-            return json.loads(raw)
+            taken: dict[str, int] = json.loads(raw)
+            return taken
         taken = await load()
         try:
             await self._redis.set(_taken_key(event_id), json.dumps(taken), px=self._availability_ms)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
@@ -36,7 +37,7 @@ _SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 class _Watcher:
     """One stream's buffer of changes not yet sent."""
 
-    __slots__ = ("limit", "pending", "wakeup", "resync")
+    __slots__ = ("limit", "pending", "resync", "wakeup")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -190,9 +191,9 @@ class SeatHub:
             if message is not None:
                 self._dispatch(message)
 
-    def _dispatch(self, message: dict) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        channel = message.get("channel")
+        channel: str = message.get("channel") or ""
         if kind == "message":
             event_id = _event_of(channel)
             watchers = self._watchers.get(event_id) if event_id is not None else None
@@ -216,7 +217,7 @@ class SeatHub:
             else:
                 # A re-subscription after a reconnect: changes may have been lost while disconnected.
                 event_id = _event_of(channel)
-                for watcher in tuple(self._watchers.get(event_id, ())):
+                for watcher in tuple(self._watchers.get(event_id, ()) if event_id is not None else ()):
                     watcher.request_resync()
 
     def _resync_everyone(self) -> None:

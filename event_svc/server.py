@@ -12,16 +12,15 @@ from event_svc.seat_hub import SeatHub
 from event_svc.servicer import EventServicer
 from event_svc.settings import EventSettings
 from tix.server import Runtime, ServiceDefinition
-from tix.v1 import event_pb2, event_pb2_grpc
+from tixpb.v1 import event_pb2, event_pb2_grpc
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
+async def setup(server: grpc.aio.Server, runtime: Runtime[EventSettings]) -> None:
     settings = runtime.settings
-    assert isinstance(settings, EventSettings)
     store = CatalogRepository(runtime.engine)
     layouts = LayoutCache(store, settings.layout_cache_size)
     viewing = EventViewing(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 
+import grpc
+
 from event_svc.domain import EventPage, EventViewing, SaleStatus, SeatMap, SeatMapView, SeatStatus
 from event_svc.seat_hub import SeatHub
 from tix import seatfeed
-from tix.catalog import money, render_performer, render_venue, timestamp
+from tix.catalog import event_category, money, render_performer, render_venue, timestamp
 from tix.errors import InvalidArgument
-from tix.v1 import common_pb2, event_pb2, event_pb2_grpc
 from tix.validation import require_numeric_id
+from tixpb.v1 import common_pb2, event_pb2, event_pb2_grpc
 
 SALE_STATUSES = {
     SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
@@ -38,11 +40,11 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
         self._viewing = viewing
         self._hub = hub
 
-    async def GetEvent(self, request: event_pb2.GetEventRequest, context) -> event_pb2.Event:
+    async def GetEvent(self, request: event_pb2.GetEventRequest, context: grpc.aio.ServicerContext) -> event_pb2.Event:
         event_id = require_numeric_id(request.event_id, "event_id")
         return render_event(await self._viewing.event_page(event_id))
 
-    async def ListSeats(self, request: event_pb2.ListSeatsRequest, context) -> event_pb2.SeatMap:
+    async def ListSeats(self, request: event_pb2.ListSeatsRequest, context: grpc.aio.ServicerContext) -> event_pb2.SeatMap:
         event_id = require_numeric_id(request.event_id, "event_id")
         view = _VIEWS.get(request.view)
         if view is None:
@@ -51,7 +53,7 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
         return render_seat_map(seat_map)
 
     async def WatchSeats(
-        self, request: event_pb2.WatchSeatsRequest, context
+        self, request: event_pb2.WatchSeatsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[event_pb2.WatchSeatsResponse]:
         event_id = require_numeric_id(request.event_id, "event_id")
         async for update in self._hub.watch(event_id):
@@ -83,7 +85,7 @@ def render_event(page: EventPage) -> event_pb2.Event:
         event_id=str(entry.event_id),
         name=entry.name,
         description=entry.description,
-        category=entry.category,
+        category=event_category(entry.category),
         start_time=timestamp(entry.starts_at),
         end_time=timestamp(entry.ends_at),
         venue=render_venue(entry.venue),

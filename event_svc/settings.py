@@ -1,3 +1,7 @@
+"""Settings of the event service (env prefix ``TIX_``, like every service)."""
+
+from __future__ import annotations
+
 from tix.settings import ServiceSettings
 
 

@@ -4,16 +4,20 @@ PostgreSQL. Every multi-key change is one Lua script, so concurrent queue proces
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime
 
+from cachetools import TTLCache
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_svc.domain import LineState, StoredTicket, WaitingRoomSettings
+from tix.redis_pool import as_optional_text, as_text
 from tix.singleflight import SingleFlight
+
+# Events whose waiting-room settings one process remembers (on-sales come and go).
+_SETTINGS_CACHE_SIZE = 1024
 
 _JOIN = """
 local existing = redis.call('GET', KEYS[1])
@@ -119,9 +123,10 @@ class RedisQueueRepository:
     def __init__(self, redis: Redis, engine: AsyncEngine, *, event_cache_seconds: float, ttl_seconds: int) -> None:
         self._redis = redis
         self._engine = engine
-        self._cache_seconds = event_cache_seconds
         self._ttl = ttl_seconds
-        self._settings_cache: dict[int, tuple[float, WaitingRoomSettings | None]] = {}
+        self._settings_cache: TTLCache[int, WaitingRoomSettings | None] = TTLCache(
+            maxsize=_SETTINGS_CACHE_SIZE, ttl=event_cache_seconds
+        )
         self._settings_loads: SingleFlight[int, WaitingRoomSettings | None] = SingleFlight()
         self._join = redis.register_script(_JOIN)
         self._open = redis.register_script(_OPEN)
@@ -129,12 +134,11 @@ class RedisQueueRepository:
 
     async def waiting_room_settings(self, event_id: int) -> WaitingRoomSettings | None:
         """Catalog settings change rarely and every watcher tick needs them: cached for a few seconds."""
-        cached = self._settings_cache.get(event_id)
-        if cached and time.monotonic() - cached[0] < self._cache_seconds:
-            return cached[1]
+        if event_id in self._settings_cache:
+            return self._settings_cache[event_id]
         # Single flight: a burst of joins for one event costs one query, not one per fan.
         settings = await self._settings_loads.run(event_id, lambda: self._load_settings(event_id))
-        self._settings_cache[event_id] = (time.monotonic(), settings)
+        self._settings_cache[event_id] = settings
         return settings
 
     async def _load_settings(self, event_id: int) -> WaitingRoomSettings | None:
@@ -172,11 +176,11 @@ class RedisQueueRepository:
         return StoredTicket(
             ticket_id=ticket_id,
             event_id=event_id,
-            user_id=fields["user"],
+            user_id=as_text(fields["user"]),
             sequence=int(fields["seq"]),
             joined_at=float(fields["joined"]),
             admitted_at=int(fields["admitted"]) / 1000 if "admitted" in fields else None,
-            admission_token=fields.get("token"),
+            admission_token=as_optional_text(fields.get("token")),
         )
 
     async def open_sale(self, event_id: int) -> int:
@@ -217,7 +221,7 @@ class RedisQueueRepository:
         """Keep the first token issued for a ticket, so every watcher of it is handed the same one."""
         key = _Keys(event_id).ticket(ticket_id)
         await self._redis.hsetnx(key, "token", token)
-        return await self._redis.hget(key, "token") or token
+        return as_optional_text(await self._redis.hget(key, "token")) or token
 
 
 def utc(timestamp: float) -> datetime:

@@ -10,11 +10,11 @@ from queue_svc.servicer import QueueServicer
 from queue_svc.settings import QueueSettings
 from queue_svc.watchers import QueueWatchers
 from tix.server import Runtime, ServiceDefinition
-from tix.v1 import queue_pb2, queue_pb2_grpc
+from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
 
-async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
-    settings: QueueSettings = runtime.settings  # type: ignore[assignment]
+async def setup(server: grpc.aio.Server, runtime: Runtime[QueueSettings]) -> None:
+    settings = runtime.settings
     repository = RedisQueueRepository(
         runtime.redis,
         runtime.engine,

@@ -8,8 +8,8 @@ from queue_svc.domain import QueueTicketView, TicketState, WaitingRoom
 from queue_svc.watchers import QueueWatchers
 from tix.catalog import timestamp
 from tix.identity import require_user_id
-from tix.v1 import queue_pb2, queue_pb2_grpc
 from tix.validation import optional_request_id, require_numeric_id, require_uuid
+from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
 _STATES = {
     TicketState.PRE_QUEUE: queue_pb2.QUEUE_TICKET_STATE_PRE_QUEUE,

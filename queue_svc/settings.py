@@ -1,8 +1,12 @@
-from tix.settings import ServiceSettings
+"""Settings of the queue service (env prefix ``TIX_``, like every service)."""
+
+from __future__ import annotations
+
+from tix.settings import AdmissionSettings
 
 
-class QueueSettings(ServiceSettings):
-    """The waiting room service."""
+class QueueSettings(AdmissionSettings):
+    """The waiting room service: it signs admission tokens (``admission_secret``, ``admission_ttl_seconds``)."""
 
     # How often each process advances admissions and pushes positions to its watchers.
     tick_seconds: float = 0.5

@@ -9,6 +9,7 @@ typos through pg_trgm word similarity on ``search_text``; both feed the rank.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -32,6 +33,7 @@ from search_svc.domain import (
 from tix.catalog import Performer, Venue, venue_and_performer
 from tix.db import libpq_url
 from tix.logs import get_logger
+from tix.redis_pool import as_text
 from tix.search_documents import upsert_documents_sql
 
 log = get_logger("search_svc.repository")
@@ -179,7 +181,7 @@ class RedisSearchCache:
         except RedisError as exc:
             log.warning("search_cache_unavailable", error=repr(exc))
             return None
-        return decode_page(raw) if raw else None
+        return decode_page(as_text(raw)) if raw else None
 
     async def put(self, key: str, page: SearchPage) -> None:
         if self._ms <= 0:
@@ -314,10 +316,8 @@ class OutboxIndexer:
                 if handled >= self._batch_size:
                     continue  # more is waiting
                 self._wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
-                except TimeoutError:
-                    pass
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)

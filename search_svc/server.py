@@ -12,7 +12,7 @@ from search_svc.repository import OutboxIndexer, PostgresSearchBackend, RedisSea
 from search_svc.servicer import SearchServicer
 from search_svc.settings import SearchSettings
 from tix.server import Runtime, ServiceDefinition
-from tix.v1 import search_pb2, search_pb2_grpc
+from tixpb.v1 import search_pb2, search_pb2_grpc
 
 SEARCHES = Counter("tix_search_queries_total", "Searches answered, by whether the cache answered.", ["cached"])
 
@@ -21,16 +21,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def build_backend(settings: SearchSettings, runtime: Runtime) -> SearchBackend:
+def build_backend(settings: SearchSettings, runtime: Runtime[SearchSettings]) -> SearchBackend:
     """The one place a backend is chosen; an Elasticsearch backend slots in here by configuration."""
     if settings.search_backend == "postgres":
         return PostgresSearchBackend(runtime.engine)
     raise ValueError(f"unknown search backend {settings.search_backend!r}")
 
 
-async def setup(server: grpc.aio.Server, runtime: Runtime) -> None:
+async def setup(server: grpc.aio.Server, runtime: Runtime[SearchSettings]) -> None:
     settings = runtime.settings
-    assert isinstance(settings, SearchSettings)
     search = EventSearch(
         build_backend(settings, runtime),
         RedisSearchCache(runtime.redis, settings.search_cache_seconds),

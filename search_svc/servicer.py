@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import grpc
+
 from search_svc.domain import EventSearch, SaleStatus, SearchHit, SearchRequest, sale_status
-from tix.catalog import money, render_performer, render_venue, timestamp
-from tix.v1 import event_pb2, search_pb2, search_pb2_grpc
+from tix.catalog import event_category, money, render_performer, render_venue, timestamp
+from tixpb.v1 import event_pb2, search_pb2, search_pb2_grpc
 
 SALE_STATUSES = {
     SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
@@ -23,7 +25,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._clock = clock
 
     async def SearchEvents(
-        self, request: search_pb2.SearchEventsRequest, context
+        self, request: search_pb2.SearchEventsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchEventsResponse:
         page = await self._search.search(parse_request(request))
         now = self._clock()
@@ -54,7 +56,7 @@ def render_hit(hit: SearchHit, now: datetime) -> search_pb2.EventSummary:
     summary = search_pb2.EventSummary(
         event_id=str(hit.event_id),
         name=hit.name,
-        category=hit.category,
+        category=event_category(hit.category),
         start_time=timestamp(hit.starts_at),
         venue=render_venue(hit.venue),
         performer=render_performer(hit.performer),

@@ -1,3 +1,7 @@
+"""Settings of the search service (env prefix ``TIX_``, like every service)."""
+
+from __future__ import annotations
+
 from typing import Literal
 
 from tix.settings import ServiceSettings

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,22 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tix.db import create_engine, drop_database, ensure_database
 from tix.migrate import upgrade
-from tix.processes import die_with_parent_hook, stop_process
 from tix.settings import TixSettings
+from tix_dev.localstripe import start_localstripe, stop_localstripe
+from tix_dev.processes import RedisServer
+from tix_dev.readiness import free_port
 
 PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 # Tables emptied between tests; layouts are static reference data and survive.
 _DATA_TABLES = (
-    "idempotency_records, stripe_events, payments, tickets, bookings, search_documents, outbox, outbox_cursors, "
+    "stripe_events, payments, tickets, bookings, search_documents, outbox, outbox_cursors, "
     "events, performers, venues"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -47,54 +40,21 @@ def database_url() -> str:
     asyncio.run(drop_database(url))
 
 
-class RedisNode:
-    """A private redis-server on a spare port: tests never share keys with each other or with `make up`."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisNode:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # A pytest that is killed must not leave redis-servers behind.
-            preexec_fn=die_with_parent_hook(),
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        stop_process(self.process, 5)
-
-
 @pytest.fixture(scope="session")
-def redis_node() -> RedisNode:
-    node = RedisNode().start()
+def redis_node() -> Iterator[RedisServer]:
+    node = RedisServer().start()
     yield node
     node.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_node: RedisNode) -> str:
+def redis_url(redis_node: RedisServer) -> str:
     return redis_node.url
 
 
 @pytest.fixture(scope="session")
 def localstripe_url() -> str:
     """A private localstripe (loopback only, no pickle on disk) for the whole run; the API base URL."""
-    from tix.localstripe_launcher import start_localstripe, stop_localstripe
-
     port = free_port()
     process = start_localstripe(port)
     yield f"http://127.0.0.1:{port}"

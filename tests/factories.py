@@ -31,18 +31,18 @@ def layout_rows(layout_id: str, sections: int, rows: int, seats_per_row: int) ->
             for n in range(1, seats_per_row + 1):
                 rank += 1
                 out.append(
-                    dict(
-                        layout_id=layout_id,
-                        seat_id=f"S{s}-{label}-{n}",
-                        section_id=f"S{s}",
-                        section_name=f"Section {s}",
-                        row_label=label,
-                        number=n,
-                        price_tier=1 if r < rows // 2 else 2,
-                        x=float((s - 1) * (seats_per_row + 2) + n),
-                        y=float(r + 1),
-                        rank=r * 1000 + abs(n - (seats_per_row + 1) // 2),
-                    )
+                    {
+                        "layout_id": layout_id,
+                        "seat_id": f"S{s}-{label}-{n}",
+                        "section_id": f"S{s}",
+                        "section_name": f"Section {s}",
+                        "row_label": label,
+                        "number": n,
+                        "price_tier": 1 if r < rows // 2 else 2,
+                        "x": float((s - 1) * (seats_per_row + 2) + n),
+                        "y": float(r + 1),
+                        "rank": r * 1000 + abs(n - (seats_per_row + 1) // 2),
+                    }
                 )
     return out
 

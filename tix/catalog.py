@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast, overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tix.v1 import common_pb2, event_pb2
+from tixpb.v1 import common_pb2, event_pb2
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,22 @@ class Venue:
 
 
 @dataclass(frozen=True)
+class LayoutSeat:
+    """One seat of a venue layout (the ``layout_seats`` table): where it is, its price tier, and its ``rank``,
+    which orders every seat of the layout best-first for "best available"."""
+
+    seat_id: str
+    section_id: str
+    section_name: str
+    row_label: str
+    number: int
+    price_tier: int
+    x: float
+    y: float
+    rank: int
+
+
+@dataclass(frozen=True)
 class Performer:
     performer_id: int
     name: str
@@ -40,7 +56,7 @@ class Performer:
     genre: str
 
 
-def venue_and_performer(row: Mapping[str, Any]) -> tuple[Venue, Performer]:
+def venue_and_performer(row: Mapping[Any, Any]) -> tuple[Venue, Performer]:
     """From a query row selecting the venue's and performer's columns under these names: venue_id, venue_name,
     city, region, country_code, latitude, longitude, time_zone, capacity, layout_id, layout_name, performer_id,
     performer_name, performer_category, genre."""
@@ -69,11 +85,16 @@ def render_venue(venue: Venue) -> event_pb2.Venue:
     )
 
 
+def event_category(number: int) -> common_pb2.EventCategory:
+    """A category number as the proto enum (the generated stubs type enum fields by their enum, not int)."""
+    return cast("common_pb2.EventCategory", number)
+
+
 def render_performer(performer: Performer) -> event_pb2.Performer:
     return event_pb2.Performer(
         performer_id=str(performer.performer_id),
         name=performer.name,
-        category=performer.category,
+        category=event_category(performer.category),
         genre=performer.genre,
     )
 
@@ -82,6 +103,10 @@ def money(currency: str, amount_minor: int) -> common_pb2.Money:
     return common_pb2.Money(currency_code=currency, amount_minor=amount_minor)
 
 
+@overload
+def timestamp(moment: datetime | float) -> Timestamp: ...
+@overload
+def timestamp(moment: None) -> None: ...
 def timestamp(moment: datetime | float | None) -> Timestamp | None:
     """A datetime or a Unix time in seconds as a protobuf Timestamp; None stays None (the field is left unset)."""
     if moment is None:

@@ -1,21 +1,26 @@
-"""The ``tix`` command: migrations, demo data, tokens, running services and the local mesh, operations."""
+"""The ``tix`` command: the runtime's own commands (``db upgrade``, ``serve``) and the ones packages register.
+
+Other commands arrive through the ``tix.commands`` entry points, each a ``register(app)`` function: the booking
+service adds ``bookings reconcile``; the development tooling (the tix-dev distribution, never in the production
+image) adds ``seed``, ``up``, ``token`` and ``edge config``. So the runtime imports no service and no development
+module, and a command exists exactly where the package that implements it is installed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
 
 from tix.settings import TixSettings
 
+COMMANDS_GROUP = "tix.commands"
+
 app = typer.Typer(help="Tix: ticketing as a gRPC service mesh.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-bookings_app = typer.Typer(help="Booking operations.", no_args_is_help=True)
-edge_app = typer.Typer(help="The Envoy edge.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(bookings_app, name="bookings")
-app.add_typer(edge_app, name="edge")
 
 
 @db_app.command("upgrade")
@@ -41,10 +46,13 @@ def serve(
     from tix.server import serve as run
     from tix.services import SERVICES, load_definition
 
-    definition = load_definition(service)
+    try:
+        definition = load_definition(service)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="SERVICE") from error
     entry = SERVICES[service]
-    overrides: dict[str, object] = {}
     settings = definition.settings_type()
+    overrides: dict[str, object] = {}
     if "port" not in settings.model_fields_set:
         overrides["port"] = entry.port
     if "metrics_port" not in settings.model_fields_set:
@@ -56,68 +64,16 @@ def serve(
     run(definition, settings.model_copy(update=overrides))
 
 
-@app.command()
-def token(
-    user: Annotated[str, typer.Argument(help="The user id to put in the token's subject.")],
-    hours: int = 24,
-) -> None:
-    """Print a development JWT for USER, signed with the local key Envoy trusts."""
-    from tix.identity import issue_token
-
-    typer.echo(issue_token(TixSettings().var_dir, user, ttl_seconds=hours * 3600))
+def register_commands(target: typer.Typer = app) -> None:
+    """Let every installed package that declares a ``tix.commands`` entry point add its commands."""
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry.load()(target)
 
 
-@app.command()
-def seed(
-    events: Annotated[int, typer.Option(help="How many events to create.")] = 5000,
-    random_seed: Annotated[int, typer.Option("--seed", help="Same seed, same catalog.")] = 42,
-    if_empty: Annotated[bool, typer.Option(help="Do nothing when the catalog has events already.")] = False,
-) -> None:
-    """Build the deterministic demo catalog: cities, venues with seat layouts, performers and events."""
-    from tix.seed import CatalogNotEmpty, seed_catalog
-
-    settings = TixSettings()
-    try:
-        report = asyncio.run(seed_catalog(settings.database_url, events=events, seed=random_seed, if_empty=if_empty))
-    except CatalogNotEmpty as exc:
-        typer.echo(f"tix seed: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(report.summary())
-
-
-@app.command()
-def up() -> None:
-    """Run the whole mesh locally: stores, localstripe, the four services and Envoy on 127.0.0.1:8080."""
-    from tix.up import run_mesh
-
-    raise typer.Exit(run_mesh())
-
-
-@edge_app.command("config")
-def edge_config(
-    target: Annotated[str, typer.Option(help="local or k8s")] = "local",
-    output: Annotated[str | None, typer.Option(help="File to write; stdout when omitted.")] = None,
-) -> None:
-    """Render the Envoy configuration for TARGET from the service registry and the descriptor set."""
-    from tix.edge import render_config
-
-    text = render_config(target)
-    if output:
-        with open(output, "w") as f:
-            f.write(text)
-    else:
-        typer.echo(text)
-
-
-@bookings_app.command("reconcile")
-def bookings_reconcile(
-    apply: Annotated[bool, typer.Option(help="Repair the drift found; without it, only report.")] = True,
-) -> None:
-    """Compare bookings with their Stripe PaymentIntents and repair drift (no fan paid without a ticket)."""
-    from booking_svc.reconcile import run_reconcile
-
-    raise typer.Exit(asyncio.run(run_reconcile(apply=apply)))
+def main() -> None:
+    register_commands()
+    app()
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -61,10 +61,6 @@ class NotFound(DomainError):
     code = ErrorCode.NOT_FOUND
 
 
-class AlreadyExists(DomainError):
-    code = ErrorCode.ALREADY_EXISTS
-
-
 class PermissionDenied(DomainError):
     code = ErrorCode.PERMISSION_DENIED
 

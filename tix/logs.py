@@ -10,12 +10,12 @@ import structlog
 
 def configure_logging(level: str = "INFO", fmt: str = "json", service: str | None = None) -> None:
     """Route structlog and the standard library's logging through one JSON (or console) renderer."""
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer = (
+    renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
@@ -26,7 +26,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer])
+        structlog.stdlib.ProcessorFormatter(
+            processors=[*shared[1:], structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -38,4 +40,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
 
 
 def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

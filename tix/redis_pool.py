@@ -18,3 +18,13 @@ def create_redis(url: str, *, max_connections: int = 200, wait_seconds: float = 
         health_check_interval=30,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+def as_text(reply: bytes | str) -> str:
+    """A Redis reply as text. The clients of ``create_redis`` decode replies already; this also takes raw bytes, so
+    callers hold one type whichever client they were given."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+def as_optional_text(reply: bytes | str | None) -> str | None:
+    return None if reply is None else as_text(reply)

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Sequence,
@@ -207,17 +206,6 @@ stripe_events = Table(
     Column("stripe_event_id", Text, primary_key=True),
     Column("type", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-idempotency_records = Table(
-    "idempotency_records",
-    metadata,
-    # "<rpc>:<user>" so one fan's request ids never collide with another's.
-    Column("scope", Text, nullable=False),
-    Column("request_id", Text, nullable=False),
-    Column("response", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("scope", "request_id"),
 )
 
 outbox = Table(

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -34,12 +34,15 @@ from tix.settings import ServiceSettings
 
 log = get_logger("tix.server")
 
+S = TypeVar("S", bound=ServiceSettings)
+
 
 @dataclass
-class Runtime:
-    """What a service's setup gets: settings, the stores, and a place to run and stop background work."""
+class Runtime(Generic[S]):
+    """What a service's setup gets: its own settings (built once, by ``tix serve`` or a test), the stores, and a
+    place to run and stop background work."""
 
-    settings: ServiceSettings
+    settings: S
     engine: AsyncEngine
     redis: Redis
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -62,7 +65,7 @@ class Runtime:
         for closer in reversed(self._closers):
             try:
                 await closer()
-            except Exception:  # noqa: BLE001 - shutdown must go on
+            except Exception:  # shutdown must go on
                 log.exception("close_failed", closer=repr(closer))
         await self.redis.aclose()
         await self.engine.dispose()
@@ -74,13 +77,22 @@ def _log_task_end(task: asyncio.Task) -> None:
 
 
 @dataclass(frozen=True)
-class ServiceDefinition:
-    """One service: its short name, the full gRPC service names it serves, and how to add them to a server."""
+class ServiceDefinition(Generic[S]):
+    """One service: its short name, the full gRPC service names it serves, its settings class, and how to add its
+    servicers to a server."""
 
     name: str
     service_names: tuple[str, ...]
-    settings_type: type[ServiceSettings]
-    setup: Callable[[grpc.aio.Server, Runtime], Awaitable[None]]
+    settings_type: type[S]
+    setup: Callable[[grpc.aio.Server, Runtime[S]], Awaitable[None]]
+
+    def check_settings(self, settings: ServiceSettings) -> S:
+        """The one narrowing: a service runs only with its own settings class."""
+        if not isinstance(settings, self.settings_type):
+            raise TypeError(
+                f"the {self.name} service needs {self.settings_type.__name__}, not {type(settings).__name__}"
+            )
+        return settings
 
 
 def status_for(error: DomainError) -> grpc.Status:
@@ -117,7 +129,11 @@ _INTERNAL = status_pb2.Status(
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """The one place where domain errors become statuses, and where every RPC is timed, counted and logged."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None or not (handler.unary_unary or handler.unary_stream):
             return handler
@@ -127,10 +143,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if service in ("Health", "ServerReflection"):
             return handler
 
+        # grpc.aio handlers are coroutine functions (async generators for streams); the stubs type them as sync.
         if handler.unary_unary:
-            inner = handler.unary_unary
+            inner: Any = handler.unary_unary
 
-            async def unary(request, context):
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started = time.perf_counter()
                 RPC_IN_FLIGHT.labels(service, method).inc()
                 code = "OK"
@@ -149,9 +166,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
 
-        inner_stream = handler.unary_stream
+        inner_stream: Any = handler.unary_stream
 
-        async def stream(request, context) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             RPC_IN_FLIGHT.labels(service, method).inc()
             code = "OK"
@@ -177,8 +194,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> str:
     if isinstance(exc, grpc.aio.AbortError):
-        code = context.code()
-        return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+        code: grpc.StatusCode | None = context.code()  # None when the servicer aborted without a code
+        return code.name if code is not None else "UNKNOWN"
     if isinstance(exc, DomainError):
         return exc.code.value
     if isinstance(exc, NotImplementedError):
@@ -256,13 +273,14 @@ def _server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
 
 
 async def start_server(
-    definition: ServiceDefinition,
-    settings: ServiceSettings,
+    definition: ServiceDefinition[S],
+    settings: S,
     *,
     engine: AsyncEngine | None = None,
     redis: Redis | None = None,
 ) -> RunningServer:
     """Build and start one server in this event loop (tests use this directly)."""
+    settings = definition.check_settings(settings)
     runtime = Runtime(
         settings=settings,
         engine=engine or create_engine(settings),

@@ -1,17 +1,23 @@
-"""The services of the mesh, by short name: where their definitions live and their local ports."""
+"""The services of the mesh, by short name, with their local ports; their definitions come from entry points.
+
+Each service package declares its ``ServiceDefinition`` under the ``tix.services`` entry-point group (see
+``pyproject.toml``), so the runtime finds ``tix serve booking`` without importing any service itself, and loads
+only the one it was asked for.
+"""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from tix.server import ServiceDefinition
+
+SERVICES_GROUP = "tix.services"
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
     name: str
-    module: str
     port: int
     metrics_port: int
 
@@ -19,18 +25,23 @@ class ServiceEntry:
 SERVICES: dict[str, ServiceEntry] = {
     entry.name: entry
     for entry in (
-        ServiceEntry("event", "event_svc.server", 50051, 9101),
-        ServiceEntry("search", "search_svc.server", 50052, 9102),
-        ServiceEntry("booking", "booking_svc.server", 50053, 9103),
-        ServiceEntry("queue", "queue_svc.server", 50054, 9104),
+        ServiceEntry("event", 50051, 9101),
+        ServiceEntry("search", 50052, 9102),
+        ServiceEntry("booking", 50053, 9103),
+        ServiceEntry("queue", 50054, 9104),
     )
 }
 
 
 def load_definition(name: str) -> ServiceDefinition:
-    """Import a service's ``SERVICE`` definition lazily, so one service never imports another."""
-    try:
-        entry = SERVICES[name]
-    except KeyError:
-        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}") from None
-    return importlib.import_module(entry.module).SERVICE
+    """Import one service's ``ServiceDefinition`` (its ``server`` module) through its entry point."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    found = entry_points(group=SERVICES_GROUP, name=name)
+    if not found:
+        raise ValueError(f"service {name!r} is not installed (no {SERVICES_GROUP} entry point)")
+    (entry,) = found
+    definition = entry.load()
+    if not isinstance(definition, ServiceDefinition):
+        raise TypeError(f"{entry.value} is not a ServiceDefinition")
+    return definition

@@ -1,14 +1,28 @@
-"""Settings shared by every service: one pydantic-settings base, env prefix ``TIX_``, safe local defaults."""
+"""Settings: one pydantic-settings base, env prefix ``TIX_``, safe local defaults; one subclass per service.
+
+The pattern: every setting a process reads is a field declared on its class (``EventSettings``, ``SearchSettings``,
+``BookingSettings``, ``QueueSettings`` in each service's ``settings.py``, on :class:`ServiceSettings`). ``tix
+serve`` builds that class once from the environment, the server bootstrap hands it to the service's ``setup``
+(typed: ``Runtime[BookingSettings]``), and modules receive settings, or the values they need, from there; no module
+builds settings of its own.
+
+The ``DEVELOPMENT_*`` constants are the local stand-ins for secrets (localstripe's key, the webhook and admission
+secrets): the defaults here, what the development tooling configures localstripe with, and what a production
+process must never run with.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+DEVELOPMENT_ADMISSION_SECRET = "dev-admission-secret-change-me-in-production"
+DEVELOPMENT_STRIPE_API_KEY = "sk_test_tix_local"
+DEVELOPMENT_STRIPE_WEBHOOK_SECRET = "whsec_tix_local"
+# localstripe on its local port (not a secret, but never the API of a production process).
+DEVELOPMENT_STRIPE_API_BASE = "http://127.0.0.1:8420"
 
 
 class TixSettings(BaseSettings):
@@ -21,14 +35,6 @@ class TixSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
-    # Where development keys (JWT signing key, JWKS) and local state live.
-    var_dir: Path = REPO_ROOT / "var"
-    # Signs admission tokens (queue service) and verifies them (booking service).
-    admission_secret: str = "dev-admission-secret-change-me-in-production"
-    admission_ttl_seconds: int = 600
-    stripe_api_key: str = "sk_test_tix_local"
-    stripe_api_base: str = "http://127.0.0.1:8420"
-    stripe_webhook_secret: str = "whsec_tix_local"
 
 
 class ServiceSettings(TixSettings):
@@ -48,3 +54,10 @@ class ServiceSettings(TixSettings):
     max_concurrent_streams: int = 10_000
     # Calls the core may hold before the server's loop accepts them (see tix.server._server_options).
     max_pending_calls: int = 20_000
+
+
+class AdmissionSettings(ServiceSettings):
+    """The services on both ends of an admission token: the queue signs it, booking verifies it."""
+
+    admission_secret: str = DEVELOPMENT_ADMISSION_SECRET
+    admission_ttl_seconds: int = 600

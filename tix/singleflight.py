@@ -3,12 +3,20 @@
 A stampede on one event (thousands of fans reserving, joining or watching at once) would otherwise send the same
 query thousands of times at the instant its cache entry is missing. The load runs as its own task: a caller that
 gives up (a cancelled RPC) does not cancel it for the others, and its outcome, result or exception, reaches every
-caller waiting at the time.
+caller waiting at the time. At most one load of a key runs at a time.
+
+``run(key, load)`` shares any load in progress: right for data that may be a moment old. A caller that needs data
+read after some moment takes a ``mark()`` then (for a seat watcher: once its subscription is live) and passes it
+as ``not_before``: it shares only a load that starts reading after that mark, queued behind the one in progress.
+A burst of 2,000 new watchers of one event thus costs a few queries, not 2,000, and no watcher misses a change
+published between its subscription and its snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -16,23 +24,50 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+class _Flight(Generic[V]):
+    __slots__ = ("began", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[V] | None = None
+        # The mark taken when the load actually started reading; None while it waits for its turn.
+        self.began: int | None = None
+
+
 class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
-        self._running: dict[K, asyncio.Task[V]] = {}
+        self._ticks = itertools.count(1)
+        self._flights: dict[K, _Flight[V]] = {}
+
+    def mark(self) -> int:
+        """A point in time: a load that begins reading after it sees every change made before it."""
+        return next(self._ticks)
 
     def in_flight(self, key: K) -> bool:
-        return key in self._running
+        return key in self._flights
 
-    async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        task = self._running.get(key)
-        if task is None:
-            task = asyncio.ensure_future(load())
-            self._running[key] = task
-            task.add_done_callback(lambda done, key=key: self._land(key, done))
-        return await asyncio.shield(task)
+    async def run(self, key: K, load: Callable[[], Awaitable[V]], *, not_before: int | None = None) -> V:
+        flight = self._flights.get(key)
+        stale = (
+            flight is not None and not_before is not None and flight.began is not None and flight.began <= not_before
+        )
+        if flight is None or stale:
+            running = flight.task if flight is not None else None
+            flight = _Flight()
+            flight.task = asyncio.ensure_future(self._fly(flight, load, running))
+            self._flights[key] = flight
+            flight.task.add_done_callback(functools.partial(self._land, key, flight))
+        assert flight.task is not None
+        # One caller giving up (a cancelled stream) must not cancel the load the others wait for.
+        return await asyncio.shield(flight.task)
 
-    def _land(self, key: K, task: asyncio.Task[V]) -> None:
-        if self._running.get(key) is task:
-            del self._running[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: when every caller has gone, nobody else will look at it
+    async def _fly(self, flight: _Flight[V], load: Callable[[], Awaitable[V]], running: asyncio.Task[V] | None) -> V:
+        if running is not None and not running.done():
+            await asyncio.wait([running])  # one read of a key at a time; its outcome is not ours
+        flight.began = self.mark()
+        return await load()
+
+    def _land(self, key: K, flight: _Flight[V], done: asyncio.Task[V]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: when every caller has gone, nobody else will look at it

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import free_port
 from tests.factories import TestEvent, create_event
-from tix.identity import issue_token
 from tix.services import SERVICES
-from tix.up import Mesh, MeshPorts
+from tix_dev.readiness import free_port
+from tix_dev.tokens import issue_token
+from tix_dev.up import Mesh, MeshPorts
 
 
 # Package scope: the mesh (with its sweeper and outbox indexer) stops when the e2e tests end, instead of querying
@@ -29,7 +29,7 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         stripe=free_port(),
         services={name: free_port() for name in SERVICES},
         # No metrics listeners: the ports would only be more to find free.
-        metrics={name: 0 for name in SERVICES},
+        metrics=dict.fromkeys(SERVICES, 0),
     )
     env = {
         **settings_env,

@@ -14,11 +14,11 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.e2e.conftest import access_log_entries
-from tix.edge import DESCRIPTOR_PATH, http_routes, render_config
 from tix.services import SERVICES
-from tix.up import Mesh, envoy_binary
+from tix_dev.edge import DESCRIPTOR_PATH, http_routes, render_config
+from tix_dev.readiness import free_port
+from tix_dev.up import Mesh, envoy_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -102,7 +102,7 @@ async def test_booking_without_a_token_is_401_with_a_json_status(http: httpx.Asy
 
 
 async def test_token_signed_by_another_key_is_401(http: httpx.AsyncClient, tmp_path):
-    from tix.identity import issue_token
+    from tix_dev.tokens import issue_token
 
     forged = issue_token(tmp_path, "mallory")
     response = await http.get("/v1/bookings/b-1", headers={"Authorization": f"Bearer {forged}"})
@@ -173,17 +173,16 @@ async def test_malformed_event_id_is_a_400_status_with_error_info(mesh: Mesh, ht
 
 
 async def test_seat_watch_streams_server_sent_events(mesh: Mesh, edge_url: str, catalog_event):
-    async with httpx.AsyncClient(base_url=edge_url, timeout=10) as client:
-        async with client.stream(
-            "GET", f"/v1/events/{catalog_event.event_id}/seats:watch", headers={"Accept": "text/event-stream"}
-        ) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            buffer = ""
-            async for chunk in response.aiter_text():
-                buffer += chunk
-                if "\n\n" in buffer:
-                    break
+    async with httpx.AsyncClient(base_url=edge_url, timeout=10) as client, client.stream(
+        "GET", f"/v1/events/{catalog_event.event_id}/seats:watch", headers={"Accept": "text/event-stream"}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        buffer = ""
+        async for chunk in response.aiter_text():
+            buffer += chunk
+            if "\n\n" in buffer:
+                break
     frame = buffer.split("\n\n", 1)[0]
     assert frame.startswith("data: ")
     first = json.loads(frame.removeprefix("data: "))
@@ -193,8 +192,10 @@ async def test_seat_watch_streams_server_sent_events(mesh: Mesh, edge_url: str, 
 async def test_seat_watch_streams_newline_delimited_json_to_other_clients(
     mesh: Mesh, edge_url: str, catalog_event
 ):
-    async with httpx.AsyncClient(base_url=edge_url, timeout=10) as client:
-        async with client.stream("GET", f"/v1/events/{catalog_event.event_id}/seats:watch") as response:
+    async with (
+        httpx.AsyncClient(base_url=edge_url, timeout=10) as client,
+        client.stream("GET", f"/v1/events/{catalog_event.event_id}/seats:watch") as response,
+    ):
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("application/json")
             buffer = ""

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from tests.conftest import free_port
-from tix.up import Mesh, MeshError, MeshPorts
+from tix_dev.readiness import free_port
+from tix_dev.up import Mesh, MeshError, MeshPorts
 
 pytestmark = pytest.mark.e2e
 

@@ -23,22 +23,22 @@ from booking_svc.payments import PaymentGateway
 from booking_svc.repository import BookingRepository
 from booking_svc.settings import BookingSettings
 from tix.redis_pool import create_redis
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
 
 WEBHOOK_SECRET = "whsec_booking_tests"
-STRIPE_KEY = "sk_test_tix_local"
 
 
 def booking_settings(localstripe_url: str, **overrides) -> BookingSettings:
-    values = dict(
-        stripe_api_base=localstripe_url,
-        stripe_api_key=STRIPE_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_requests_per_second=1000.0,
-        stripe_max_backlog=2000,
-        stripe_max_wait_seconds=30.0,
-        sweeper_interval_seconds=0.2,
-        event_cache_seconds=0.5,
-    )
+    values = {
+        "stripe_api_base": localstripe_url,
+        "stripe_api_key": DEVELOPMENT_STRIPE_API_KEY,
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+        "stripe_requests_per_second": 1000.0,
+        "stripe_max_backlog": 2000,
+        "stripe_max_wait_seconds": 30.0,
+        "sweeper_interval_seconds": 0.2,
+        "event_cache_seconds": 0.5,
+    }
     values.update(overrides)
     return BookingSettings(**values)
 
@@ -85,7 +85,7 @@ def named(user_id: str, event_id: int, *seat_ids: str, request_id: str | None = 
 async def pay_as_fan(localstripe_url: str, payment_intent_id: str, payment_method: str = "pm_card_visa") -> dict:
     """What Stripe.js does on the fan's device: attach a test card, then confirm (localstripe cannot take the
     payment method in the confirm call itself)."""
-    async with httpx.AsyncClient(base_url=localstripe_url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as http:
+    async with httpx.AsyncClient(base_url=localstripe_url, headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"}) as http:
         attached = await http.post(f"/v1/payment_intents/{payment_intent_id}", data={"payment_method": payment_method})
         attached.raise_for_status()
         confirmed = await http.post(f"/v1/payment_intents/{payment_intent_id}/confirm")
@@ -93,7 +93,7 @@ async def pay_as_fan(localstripe_url: str, payment_intent_id: str, payment_metho
 
 
 async def refunds_of(localstripe_url: str, payment_intent_id: str) -> list[dict]:
-    async with httpx.AsyncClient(base_url=localstripe_url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as http:
+    async with httpx.AsyncClient(base_url=localstripe_url, headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"}) as http:
         found = await http.get("/v1/refunds", params={"payment_intent": payment_intent_id})
         found.raise_for_status()
         return found.json()["data"]
@@ -121,7 +121,7 @@ def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = N
 
 
 async def intent_object(localstripe_url: str, payment_intent_id: str) -> dict:
-    async with httpx.AsyncClient(base_url=localstripe_url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as http:
+    async with httpx.AsyncClient(base_url=localstripe_url, headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"}) as http:
         found = await http.get(f"/v1/payment_intents/{payment_intent_id}")
         found.raise_for_status()
         return found.json()

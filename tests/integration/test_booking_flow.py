@@ -71,7 +71,8 @@ async def test_paying_then_confirming_books_the_seats_and_marks_them_sold_in_red
     assert await redis.pttl(key) > 24 * 3600 * 1000  # until the event starts, 30 days out
 
     again = await world.service.confirm_booking("fan-1", booking.booking_id)
-    assert again.status == "confirmed" and again.confirmed_at == confirmed.confirmed_at
+    assert again.status == "confirmed"
+    assert again.confirmed_at == confirmed.confirmed_at
     with pytest.raises(FailedPrecondition) as paid:
         await world.service.cancel_booking("fan-1", booking.booking_id)
     assert paid.value.reason == "BOOKING_CONFIRMED"
@@ -191,7 +192,8 @@ async def test_best_available_holds_adjacent_seats_without_stranding_one(world, 
     )
     rows = {s.row_label for s in quad.seats}
     numbers = sorted(s.number for s in quad.seats)
-    assert len(rows) == 1 and numbers == list(range(numbers[0], numbers[0] + 4))
+    assert len(rows) == 1
+    assert numbers == list(range(numbers[0], numbers[0] + 4))
     with pytest.raises(Aborted) as none_left:
         await world.service.reserve_seats(
             SeatRequest(user_id="fan-3", event_id=event.event_id, best_available=BestAvailable(4))
@@ -294,7 +296,8 @@ async def test_fans_late_for_a_sold_seat_lose_in_redis_and_a_retry_of_the_purcha
     assert _bookings_counter("refused_by_database") == refused_before
 
     replay = await world.service.reserve_seats(named("fan-1", event.event_id, seat, request_id="buy-1"))
-    assert replay.booking_id == bought.booking_id and replay.status == "confirmed"
+    assert replay.booking_id == bought.booking_id
+    assert replay.status == "confirmed"
     assert await redis.get(hold_key(event.event_id, seat)) == f"sold:{bought.booking_id}"
 
     # Redis forgetting the sale costs a database round trip, never a second sale.

@@ -12,7 +12,6 @@ from sqlalchemy import text
 from booking_svc.reconcile import reconcile_bookings
 from booking_svc.repository import SettleOutcome
 from booking_svc.sweeper import sweep_once
-from tests.conftest import free_port
 from tests.factories import create_event
 from tests.integration.booking_harness import (
     age_booking,
@@ -29,6 +28,7 @@ from tests.integration.booking_harness import (
     ticket_states,
 )
 from tix.errors import InvalidArgument, Unavailable
+from tix_dev.readiness import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -124,7 +124,8 @@ async def test_payment_after_expiry_with_the_seat_resold_is_refunded(world, db, 
     refunded = await world.service.get_booking("slow-fan", slow.booking_id)
     assert refunded.status == "refunded"
     assert "sold to someone else" in refunded.status_reason
-    assert refunded.refund_id and refunded.payment_status == "refunded"
+    assert refunded.refund_id
+    assert refunded.payment_status == "refunded"
     refunds = await refunds_of(localstripe_url, slow.payment_intent_id)
     assert [r["id"] for r in refunds] == [refunded.refund_id]
     assert refunds[0]["amount"] == slow.total_minor
@@ -143,7 +144,8 @@ async def test_the_sweeper_refunds_a_payment_that_raced_the_expiry_and_lost_the_
     # The webhook is lost; the sweeper expires the booking, tries to cancel the intent, finds it paid.
     await sweep_once(world.service)
     refunded = await world.service.get_booking("slow-fan", slow.booking_id)
-    assert refunded.status == "refunded" and refunded.refund_id
+    assert refunded.status == "refunded"
+    assert refunded.refund_id
     assert len(await refunds_of(localstripe_url, slow.payment_intent_id)) == 1
     await assert_never_sold_twice(db, event.event_id)
 
@@ -208,12 +210,14 @@ async def test_reconcile_repairs_a_lost_webhook(world, db, redis, localstripe_ur
     await pay_as_fan(localstripe_url, lost.payment_intent_id)
 
     dry = await reconcile_bookings(world.service, world.repository, world.payments, apply=False)
-    assert dry.paid_not_confirmed == 2 and not dry.consistent(applied=False)
+    assert dry.paid_not_confirmed == 2
+    assert not dry.consistent(applied=False)
     report = await reconcile_bookings(world.service, world.repository, world.payments, apply=True)
     assert report.consistent(applied=True), report.summary()
     assert (await world.service.get_booking("fan-1", kept.booking_id)).status == "confirmed"
     refunded = await world.service.get_booking("fan-2", lost.booking_id)
-    assert refunded.status == "refunded" and refunded.refund_id
+    assert refunded.status == "refunded"
+    assert refunded.refund_id
     again = await reconcile_bookings(world.service, world.repository, world.payments, apply=False)
     assert again.consistent(applied=False), again.summary()
     await assert_never_sold_twice(db, event.event_id)
@@ -249,18 +253,20 @@ async def test_the_reconcile_command_repairs_and_exits_zero_when_consistent(
     world, db, localstripe_url, settings_env, monkeypatch, capsys
 ):
     from booking_svc.reconcile import run_reconcile
+    from booking_svc.settings import BookingSettings
 
     monkeypatch.setenv("TIX_STRIPE_API_BASE", localstripe_url)
     event = await create_event(db)
     booking = await world.service.reserve_seats(named("fan-1", event.event_id, event.seat_ids[0]))
     await pay_as_fan(localstripe_url, booking.payment_intent_id)  # and the webhook never came
 
-    assert await run_reconcile(apply=False) == 1
-    assert await run_reconcile(apply=True) == 0
+    assert await run_reconcile(BookingSettings(), apply=False) == 1
+    assert await run_reconcile(BookingSettings(), apply=True) == 0
     out = capsys.readouterr().out
-    assert "paid but not confirmed: 1" in out and out.rstrip().endswith("consistent")
+    assert "paid but not confirmed: 1" in out
+    assert out.rstrip().endswith("consistent")
     assert (await world.service.get_booking("fan-1", booking.booking_id)).status == "confirmed"
-    assert await run_reconcile(apply=False) == 0
+    assert await run_reconcile(BookingSettings(), apply=False) == 0
 
 
 async def test_a_burst_of_fans_beyond_the_stripe_rate_is_paced_into_bookings_not_failed(

@@ -27,7 +27,7 @@ from event_svc.settings import EventSettings
 from tests.factories import create_event
 from tix import seatfeed
 from tix.inventory import ensure_tickets
-from tix.v1 import common_pb2, event_pb2, event_pb2_grpc
+from tixpb.v1 import common_pb2, event_pb2, event_pb2_grpc
 
 
 @pytest.fixture
@@ -73,7 +73,8 @@ async def set_seats(engine, event_id: int, seat_ids: list[str], status: str, *, 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     info = error_details_pb2.ErrorInfo()
     status = rpc_status.from_call(error)
-    assert status is not None and status.details[0].Unpack(info)
+    assert status is not None
+    assert status.details[0].Unpack(info)
     return info.reason
 
 
@@ -91,11 +92,15 @@ async def test_event_page_shows_details_prices_and_live_availability(db, events)
     assert page.event_id == str(event.event_id)
     assert page.name == "The Test Band Live"
     assert page.category == common_pb2.EVENT_CATEGORY_CONCERT
-    assert page.venue.venue_id == str(event.venue_id) and page.venue.city == "Chicago"
-    assert page.venue.capacity == 100 and page.venue.layout_name == "test-hall"
-    assert page.performer.performer_id == str(event.performer_id) and page.performer.name == "The Test Band"
+    assert page.venue.venue_id == str(event.venue_id)
+    assert page.venue.city == "Chicago"
+    assert page.venue.capacity == 100
+    assert page.venue.layout_name == "test-hall"
+    assert page.performer.performer_id == str(event.performer_id)
+    assert page.performer.name == "The Test Band"
     assert page.sale_status == event_pb2.SALE_STATUS_ON_SALE
-    assert page.waiting_room.enabled and page.waiting_room.admission_rate_per_second == 50
+    assert page.waiting_room.enabled
+    assert page.waiting_room.admission_rate_per_second == 50
     assert page.max_seats_per_user == 4
     assert (page.min_price.amount_minor, page.max_price.amount_minor) == (7500, 12500)
     assert page.min_price.currency_code == "USD"
@@ -105,7 +110,8 @@ async def test_event_page_shows_details_prices_and_live_availability(db, events)
     # The expired reservation counts as available again.
     assert (by_section["S1"].available_count, by_section["S1"].total_count) == (47, 50)
     assert (by_section["S2"].available_count, by_section["S2"].total_count) == (48, 50)
-    assert by_section["S1"].price.amount_minor == 7500 and by_section["S1"].name == "Section 1"
+    assert by_section["S1"].price.amount_minor == 7500
+    assert by_section["S1"].name == "Section 1"
     assert page.start_time.ToDatetime(UTC) > datetime.now(UTC)
 
 
@@ -210,7 +216,8 @@ async def test_compact_seat_map_has_one_status_string_per_row(db, redis, events)
 
     seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id)))
 
-    assert seat_map.event_id == str(event.event_id) and seat_map.version == 2
+    assert seat_map.event_id == str(event.event_id)
+    assert seat_map.version == 2
     assert [s.section_id for s in seat_map.sections] == ["S1", "S2"]
     s1, s2 = seat_map.sections
     assert [row.row_label for row in s1.rows] == ["A", "B", "C", "D", "E"]
@@ -219,7 +226,8 @@ async def test_compact_seat_map_has_one_status_string_per_row(db, redis, events)
     assert s1.rows[1].status_codes == "A" * 10
     assert s2.rows[4].status_codes == "BAAAAAAAAA"
     assert (s1.available_count, s1.total_count, s2.available_count) == (47, 50, 49)
-    assert s1.price.amount_minor == 7500 and not s1.rows[0].seats
+    assert s1.price.amount_minor == 7500
+    assert not s1.rows[0].seats
 
 
 async def test_full_seat_map_lists_every_seat_with_position_and_price(db, events):
@@ -233,7 +241,8 @@ async def test_full_seat_map_lists_every_seat_with_position_and_price(db, events
     front, back = seats["S2-A-5"], seats["S1-E-3"]
     assert (front.section_id, front.row_label, front.number) == ("S2", "A", 5)
     assert front.status == common_pb2.SEAT_STATUS_BOOKED
-    assert front.price.amount_minor == 12500 and back.price.amount_minor == 7500
+    assert front.price.amount_minor == 12500
+    assert back.price.amount_minor == 7500
     assert (front.x, front.y) == (17.0, 1.0)
     assert back.status == common_pb2.SEAT_STATUS_AVAILABLE
 
@@ -282,7 +291,7 @@ async def test_a_20000_seat_compact_map_is_fast(db, events):
 
 
 async def test_pages_and_seat_maps_are_served_from_postgresql_when_redis_is_down(settings_env, db):
-    from tests.conftest import free_port
+    from tix_dev.readiness import free_port
 
     event = await create_event(db)
     await set_seats(db, event.event_id, ["S1-A-1"], "booked")
@@ -330,7 +339,8 @@ async def test_watch_sends_a_snapshot_then_the_changes_published_after_it(db, re
     await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "reserved"), ("S1-A-3", "reserved")])
     await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "available")])
     second, third = await call.read(), await call.read()
-    assert second.version == 2 and second.WhichOneof("update") == "changes"
+    assert second.version == 2
+    assert second.WhichOneof("update") == "changes"
     assert [(c.seat_id, c.status) for c in second.changes.changes] == [
         ("S1-A-2", common_pb2.SEAT_STATUS_RESERVED), ("S1-A-3", common_pb2.SEAT_STATUS_RESERVED)
     ]
@@ -438,7 +448,8 @@ async def test_a_watcher_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_ba
     event = await create_event(db)
     stream = hub.watch(event.event_id)
     snapshot = await anext(stream)
-    assert isinstance(snapshot, SeatMap) and snapshot.version == 0
+    assert isinstance(snapshot, SeatMap)
+    assert snapshot.version == 0
 
     for number in range(1, 7):  # more than the watcher's buffer of 3, while it is not reading
         await set_seats(db, event.event_id, [f"S1-A-{number}"], "booked")
@@ -446,11 +457,13 @@ async def test_a_watcher_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_ba
     await asyncio.sleep(0.2)
 
     fresh = await anext(stream)
-    assert isinstance(fresh, SeatMap) and fresh.version == 6
+    assert isinstance(fresh, SeatMap)
+    assert fresh.version == 6
     assert fresh.sections[0].rows[0].status_codes == "BBBBBBAAAA"
     await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-7", "reserved")])
     change = await asyncio.wait_for(anext(stream), 5)
-    assert isinstance(change, seatfeed.SeatFeedMessage) and change.version == 7
+    assert isinstance(change, seatfeed.SeatFeedMessage)
+    assert change.version == 7
     await stream.aclose()
     assert hub.watcher_count(event.event_id) == 0
 
@@ -463,7 +476,8 @@ async def test_a_lost_change_makes_the_watcher_start_again_from_a_snapshot(db, r
     await redis.incr(seatfeed.version_key(event.event_id))  # version 1 was "published" but never arrived
     await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "reserved")])
     recovered = await asyncio.wait_for(anext(stream), 5)
-    assert isinstance(recovered, SeatMap) and recovered.version == 2
+    assert isinstance(recovered, SeatMap)
+    assert recovered.version == 2
     await stream.aclose()
 
 

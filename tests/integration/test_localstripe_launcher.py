@@ -12,17 +12,17 @@ import pytest
 import stripe
 from aiohttp import web
 
-from tests.conftest import free_port
-from tix.localstripe_launcher import configure_webhook, start_localstripe, stop_localstripe
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
+from tix_dev.localstripe import configure_webhook, start_localstripe, stop_localstripe
+from tix_dev.readiness import free_port
 
-API_KEY = "sk_test_tix_local"
 PICKLE = "/tmp/localstripe.pickle"
 
 
 def _call(api_base: str, method: str, path: str, form: dict[str, str] | None = None) -> dict:
     data = urllib.parse.urlencode(form).encode() if form is not None else None
     request = urllib.request.Request(
-        f"{api_base}{path}", data=data, method=method, headers={"Authorization": f"Bearer {API_KEY}"}
+        f"{api_base}{path}", data=data, method=method, headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())

@@ -15,9 +15,11 @@ import pytest
 from aiohttp import web
 
 from booking_svc.payments import PaymentGateway, PaymentIntentInfo
-from tests.conftest import free_port
+from booking_svc.settings import BookingSettings
 from tix.errors import InvalidArgument, Unavailable
-from tix.localstripe_launcher import configure_webhook
+from tix.settings import DEVELOPMENT_STRIPE_API_KEY
+from tix_dev.localstripe import configure_webhook
+from tix_dev.readiness import free_port
 
 WEBHOOK_SECRET = "whsec_payments_test"
 
@@ -25,16 +27,15 @@ WEBHOOK_SECRET = "whsec_payments_test"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 
-def _settings(api_base: str, **overrides) -> SimpleNamespace:
+def _settings(api_base: str, **overrides) -> BookingSettings:
     values = {
-        "stripe_api_key": "sk_test_tix_local",
         "stripe_api_base": api_base,
         "stripe_webhook_secret": WEBHOOK_SECRET,
         "stripe_max_requests_per_second": 1000,
         "stripe_max_backlog": 1000,
     }
     values.update(overrides)
-    return SimpleNamespace(**values)
+    return BookingSettings(**values)
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ async def _create(gw: PaymentGateway, booking_id: str | None = None, amount: int
 async def _pay_as_fan(api_base: str, payment_intent_id: str, payment_method: str = "pm_card_visa") -> dict:
     """What Stripe.js does for a fan: attach a test card, then confirm. (localstripe cannot take the payment method
     in the confirm call itself, so it is attached first.)"""
-    async with httpx.AsyncClient(base_url=api_base, headers={"Authorization": "Bearer sk_test_tix_local"}) as http:
+    async with httpx.AsyncClient(base_url=api_base, headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"}) as http:
         attached = await http.post(f"/v1/payment_intents/{payment_intent_id}", data={"payment_method": payment_method})
         attached.raise_for_status()
         confirmed = await http.post(f"/v1/payment_intents/{payment_intent_id}/confirm")
@@ -278,7 +279,8 @@ async def test_a_backlog_beyond_the_limit_fails_fast_with_payments_busy(localstr
         await gw.aclose()
     busy = [r for r in results if isinstance(r, Unavailable)]
     assert len([r for r in results if isinstance(r, PaymentIntentInfo)]) == 3
-    assert len(busy) == 3 and all(b.reason == "PAYMENTS_BUSY" for b in busy)
+    assert len(busy) == 3
+    assert all(b.reason == "PAYMENTS_BUSY" for b in busy)
     assert 0.9 < elapsed < 3
 
 

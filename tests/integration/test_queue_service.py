@@ -15,11 +15,11 @@ from sqlalchemy import text
 
 from queue_svc.server import SERVICE
 from queue_svc.settings import QueueSettings
-from tests.conftest import free_port
 from tests.factories import create_event
 from tix.admission import verify_admission_token
 from tix.server import start_server
-from tix.v1 import queue_pb2, queue_pb2_grpc
+from tix_dev.readiness import free_port
+from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
 SECRET = "queue-test-admission-secret-32-bytes!!"
 ADMITTED = queue_pb2.QUEUE_TICKET_STATE_ADMITTED
@@ -84,7 +84,8 @@ async def test_joining_twice_returns_the_same_ticket_and_others_cannot_watch_it(
     first = await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("fan-a"))
     again = await queue[1].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("fan-a"))
     assert first.ticket_id == again.ticket_id
-    assert first.state == queue_pb2.QUEUE_TICKET_STATE_WAITING and first.position == 1
+    assert first.state == queue_pb2.QUEUE_TICKET_STATE_WAITING
+    assert first.position == 1
     call = queue[0].WatchQueue(
         queue_pb2.WatchQueueRequest(event_id=str(event_id), ticket_id=first.ticket_id), metadata=_md("fan-b")
     )
@@ -101,7 +102,8 @@ async def test_fans_are_admitted_at_the_configured_rate_across_processes_with_va
         for i in range(fans)
     ))
     positions = sorted(t.position for t in tickets)
-    assert positions[-1] <= fans and len({t.ticket_id for t in tickets}) == fans
+    assert positions[-1] <= fans
+    assert len({t.ticket_id for t in tickets}) == fans
     started = time.monotonic()
     streams = await asyncio.gather(*(
         _watch_until_admitted(queue[i % 2], event_id, t.ticket_id, f"fan-{i}") for i, t in enumerate(tickets)
@@ -112,7 +114,8 @@ async def test_fans_are_admitted_at_the_configured_rate_across_processes_with_va
     assert elapsed < (fans / rate) * 2 + 2, elapsed
     for i, updates in enumerate(streams):
         last = updates[-1]
-        assert last.state == ADMITTED and last.position == 0
+        assert last.state == ADMITTED
+        assert last.position == 0
         assert last.admission_expire_time.seconds > time.time()
         token = verify_admission_token(SECRET, last.admission_token, user_id=f"fan-{i}", event_id=event_id)
         assert token.ticket_id == tickets[i].ticket_id
@@ -149,7 +152,8 @@ async def test_pre_queue_is_shuffled_at_opening_and_later_fans_queue_behind_it(q
     assert {t.state for t in early} == {queue_pb2.QUEUE_TICKET_STATE_PRE_QUEUE}
     await asyncio.sleep(1.3)
     late = await queue[1].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("late"))
-    assert late.state == queue_pb2.QUEUE_TICKET_STATE_WAITING and late.position == 31
+    assert late.state == queue_pb2.QUEUE_TICKET_STATE_WAITING
+    assert late.position == 31
     placed = []
     for i, ticket in enumerate(early):
         call = queue[0].WatchQueue(

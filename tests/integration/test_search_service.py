@@ -20,7 +20,7 @@ from search_svc.settings import SearchSettings
 from tests.factories import TEST_LAYOUT_ID, ensure_layout
 from tix import schema
 from tix.server import start_server
-from tix.v1 import common_pb2, event_pb2, search_pb2, search_pb2_grpc
+from tixpb.v1 import common_pb2, event_pb2, search_pb2, search_pb2_grpc
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CHICAGO_LOOP = (41.8781, -87.6298)
@@ -140,8 +140,10 @@ async def test_keywords_match_names_venues_and_prefixes_with_the_best_match_firs
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(query="bulls celtics"))
     assert names(found) == ["Chicago Bulls vs Boston Celtics@Chicago"]
     hit = found.events[0]
-    assert hit.category == common_pb2.EVENT_CATEGORY_SPORTS and hit.performer.name == "Chicago Bulls"
-    assert hit.venue.name == "United Center" and hit.venue.layout_name == TEST_LAYOUT_ID
+    assert hit.category == common_pb2.EVENT_CATEGORY_SPORTS
+    assert hit.performer.name == "Chicago Bulls"
+    assert hit.venue.name == "United Center"
+    assert hit.venue.layout_name == TEST_LAYOUT_ID
     assert (hit.min_price.amount_minor, hit.min_price.currency_code) == (4900, "USD")
     assert hit.sale_status == event_pb2.SALE_STATUS_ON_SALE
     assert not hit.HasField("distance_km")
@@ -160,7 +162,8 @@ async def test_no_query_lists_upcoming_events_soonest_first(catalog, search):
 
 async def test_filters_by_city_category_performer_and_dates(catalog, search):
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(city="chicago"))
-    assert {e.venue.city for e in found.events} == {"Chicago"} and found.total_size == 3
+    assert {e.venue.city for e in found.events} == {"Chicago"}
+    assert found.total_size == 3
 
     found = await search.SearchEvents(
         search_pb2.SearchEventsRequest(city="CHICAGO", category=common_pb2.EVENT_CATEGORY_THEATER)
@@ -190,7 +193,9 @@ async def test_a_radius_keeps_nearby_events_nearest_first_with_their_distance(ca
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(latitude=lat, longitude=lon, radius_km=20))
     assert [e.venue.name for e in found.events] == ["CIBC Theatre", "Soldier Field", "United Center"]
     distances = [e.distance_km for e in found.events]
-    assert distances == sorted(distances) and distances[0] < 0.5 and 1.5 < distances[1] < 3.0
+    assert distances == sorted(distances)
+    assert distances[0] < 0.5
+    assert 1.5 < distances[1] < 3.0
     assert all(e.HasField("distance_km") for e in found.events)
 
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(latitude=lat, longitude=lon, radius_km=1200))
@@ -200,7 +205,8 @@ async def test_a_radius_keeps_nearby_events_nearest_first_with_their_distance(ca
 
     # A point without a radius orders by distance and fills it, without filtering.
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(latitude=40.75, longitude=-73.99))
-    assert found.total_size == 6 and found.events[0].venue.name == "Madison Square Garden"
+    assert found.total_size == 6
+    assert found.events[0].venue.name == "Madison Square Garden"
 
 
 # --- paging ----------------------------------------------------------------------------------------------------
@@ -216,7 +222,8 @@ async def test_pages_walk_every_match_once_and_tokens_stay_with_their_query(cata
         token = page.next_page_token
         if not token:
             break
-    assert pages == 2 and sorted(seen) == sorted(str(i) for i in catalog.values())
+    assert pages == 2
+    assert sorted(seen) == sorted(str(i) for i in catalog.values())
 
     first = await search.SearchEvents(search_pb2.SearchEventsRequest(page_size=1, city="Chicago"))
     assert first.next_page_token
@@ -226,7 +233,8 @@ async def test_pages_walk_every_match_once_and_tokens_stay_with_their_query(cata
     second = await search.SearchEvents(
         search_pb2.SearchEventsRequest(page_size=2, city="Chicago", page_token=first.next_page_token)
     )
-    assert len(second.events) == 2 and not second.next_page_token
+    assert len(second.events) == 2
+    assert not second.next_page_token
     assert first.events[0].event_id not in {e.event_id for e in second.events}
 
 
@@ -261,7 +269,8 @@ async def test_page_size_is_capped_at_100(db, search):
     for i in range(3):
         await add_listing(db, Listing(f"Show {i}", "Company", 3, "Hall", "Paris", 48.85, 2.35, i + 1))
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(page_size=1000))
-    assert len(found.events) == 3 and not found.next_page_token
+    assert len(found.events) == 3
+    assert not found.next_page_token
 
 
 async def test_a_popular_query_is_answered_from_the_cache_for_a_few_seconds(catalog, search, db):
@@ -285,7 +294,8 @@ async def test_rebuilding_a_document_follows_catalog_changes(db, catalog):
         document = (
             await conn.execute(text("SELECT city, search_text FROM search_documents WHERE event_id = :e"), {"e": event_id})
         ).one()
-        assert document.city == "Evanston" and "evanston" in document.search_text
+        assert document.city == "Evanston"
+        assert "evanston" in document.search_text
         await conn.execute(text("DELETE FROM events WHERE event_id = :e"), {"e": event_id})
         await rebuild_search_document(conn, event_id)
         assert await conn.scalar(text("SELECT count(*) FROM search_documents WHERE event_id = :e"), {"e": event_id}) == 0

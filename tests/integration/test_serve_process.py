@@ -17,13 +17,14 @@ import grpc
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
-from tests.conftest import PG_BASE, free_port
+from tests.conftest import PG_BASE
 from tix.db import create_engine, drop_database
 from tix.migrate import alembic_config
 from tix.settings import TixSettings
+from tix_dev.readiness import free_port, grpc_serving, wait_until
+from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
 
 def _start(service: str, env: dict[str, str], port: int, metrics_port: int, workers: int) -> subprocess.Popen:
@@ -36,18 +37,7 @@ def _start(service: str, env: dict[str, str], port: int, metrics_port: int, work
 
 
 async def _wait_serving(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.aio.AioRpcError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing SERVING on {port}")
-        await asyncio.sleep(0.2)
+    await asyncio.to_thread(wait_until, lambda: grpc_serving(port), what=f"tix serve on {port}", timeout=timeout)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -59,12 +49,9 @@ async def test_serve_runs_workers_exposes_metrics_and_drains_on_sigterm(settings
         # New connections are spread over the workers by the kernel (SO_REUSEPORT); every one answers.
         for _ in range(6):
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = queue_pb2_grpc.QueueServiceStub(channel)
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    from tix.v1 import queue_pb2, queue_pb2_grpc
-
-                    await queue_pb2_grpc.QueueServiceStub(channel).JoinQueue(
-                        queue_pb2.JoinQueueRequest(event_id="1"), timeout=5
-                    )
+                    await stub.JoinQueue(queue_pb2.JoinQueueRequest(event_id="1"), timeout=5)
                 assert caught.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED)
         async with httpx.AsyncClient() as client:
             body = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
@@ -118,8 +105,6 @@ async def test_every_call_is_logged_as_json_at_debug_level(settings_env):
     )
     try:
         await _wait_serving(port)
-        from tix.v1 import queue_pb2, queue_pb2_grpc
-
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError):
                 await queue_pb2_grpc.QueueServiceStub(channel).JoinQueue(queue_pb2.JoinQueueRequest(event_id="1"))
@@ -127,7 +112,9 @@ async def test_every_call_is_logged_as_json_at_debug_level(settings_env):
         process.wait(timeout=15)
         lines = [json.loads(line) for line in process.stdout.read().decode().splitlines() if line.startswith("{")]
         calls = [line for line in lines if line.get("event") == "rpc"]
-        assert calls and calls[0]["method"] == "JoinQueue" and calls[0]["code"] == "UNAUTHENTICATED"
+        assert calls
+        assert calls[0]["method"] == "JoinQueue"
+        assert calls[0]["code"] == "UNAUTHENTICATED"
         assert {"timestamp", "level", "service", "ms"} <= set(calls[0])
     finally:
         if process.poll() is None:

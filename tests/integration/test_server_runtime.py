@@ -11,7 +11,7 @@ from grpc_status import rpc_status
 from queue_svc.settings import QueueSettings
 from tix.errors import FailedPrecondition, InvalidArgument
 from tix.server import Runtime, ServiceDefinition, start_server, status_for
-from tix.v1 import event_pb2, event_pb2_grpc, queue_pb2, queue_pb2_grpc
+from tixpb.v1 import event_pb2, event_pb2_grpc, queue_pb2, queue_pb2_grpc
 
 
 class _FailingEvents(event_pb2_grpc.EventServiceServicer):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from tix.edge import http_routes, render_config
-from tix.settings import REPO_ROOT
+from tix_dev.edge import http_routes, render_config
+from tix_dev.settings import REPO_ROOT
 
 COMMITTED_K8S_CONFIG = REPO_ROOT / "k8s" / "base" / "edge" / "envoy.yaml"
 

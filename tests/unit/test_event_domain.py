@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from event_svc.domain import (
     EventCatalogEntry,
-    FreshFlights,
     LayoutSeat,
     Performer,
     SaleStatus,
@@ -32,26 +29,26 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def entry(**changes) -> EventCatalogEntry:
-    fields = dict(
-        event_id=7,
-        name="Night Show",
-        description="",
-        category=1,
-        starts_at=NOW + timedelta(days=10),
-        ends_at=NOW + timedelta(days=10, hours=3),
-        sale_starts_at=NOW - timedelta(days=1),
-        cancelled=False,
-        currency="EUR",
-        tier_prices=(9000, 4000),
-        max_seats_per_user=6,
-        waiting_room=WaitingRoom(False, 50, 1000),
-        venue=Venue(3, "Hall", "Lyon", "", "FR", 45.76, 4.83, "Europe/Paris", 6, "hall", "Hall"),
-        performer=Performer(4, "Band", 1, "rock"),
-        sections=(
+    fields = {
+        "event_id": 7,
+        "name": "Night Show",
+        "description": "",
+        "category": 1,
+        "starts_at": NOW + timedelta(days=10),
+        "ends_at": NOW + timedelta(days=10, hours=3),
+        "sale_starts_at": NOW - timedelta(days=1),
+        "cancelled": False,
+        "currency": "EUR",
+        "tier_prices": (9000, 4000),
+        "max_seats_per_user": 6,
+        "waiting_room": WaitingRoom(False, 50, 1000),
+        "venue": Venue(3, "Hall", "Lyon", "", "FR", 45.76, 4.83, "Europe/Paris", 6, "hall", "Hall"),
+        "performer": Performer(4, "Band", 1, "rock"),
+        "sections": (
             SectionPrice("P1", "Parterre", 2, 4000, 9000, 4),
             SectionPrice("P2", "Balcony", 2, 4000, 4000, 2),
         ),
-    )
+    }
     fields.update(changes)
     return EventCatalogEntry(**fields)
 
@@ -112,60 +109,6 @@ def test_full_map_carries_each_seat_with_its_price_and_status():
 def test_cached_catalog_entries_round_trip_through_json():
     original = entry()
     assert decode_entry(encode_entry(original)) == original
-
-
-async def test_concurrent_loads_share_one_read():
-    flights = FreshFlights()
-    calls = 0
-
-    async def load():
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.01)
-        return calls
-
-    results = await asyncio.gather(*(flights.run("k", load) for _ in range(50)))
-    assert results == [1] * 50 and calls == 1
-
-
-async def test_a_caller_needing_fresh_data_never_shares_a_read_that_began_before_it_asked():
-    flights = FreshFlights()
-    started = asyncio.Event()
-    release = asyncio.Event()
-    reads = []
-
-    async def load():
-        reads.append(flights.mark())
-        started.set()
-        await release.wait()
-        return len(reads)
-
-    early = asyncio.create_task(flights.run("k", load, not_before=flights.mark()))
-    await started.wait()
-    mark = flights.mark()
-    late = [asyncio.create_task(flights.run("k", load, not_before=mark)) for _ in range(20)]
-    await asyncio.sleep(0.01)
-    assert len(reads) == 1  # the second read waits for the first: one read of a key at a time
-    release.set()
-    assert await early == 1
-    assert await asyncio.gather(*late) == [2] * 20
-    assert reads[1] > mark
-
-
-async def test_a_caller_giving_up_does_not_cancel_the_shared_read():
-    flights = FreshFlights()
-
-    async def load():
-        await asyncio.sleep(0.02)
-        return "map"
-
-    quitter = asyncio.create_task(flights.run("k", load))
-    stayer = asyncio.create_task(flights.run("k", load))
-    await asyncio.sleep(0)
-    quitter.cancel()
-    assert await stayer == "map"
-    with pytest.raises(asyncio.CancelledError):
-        await quitter
 
 
 @st.composite

@@ -234,7 +234,8 @@ def test_every_grpc_service_has_a_service_an_autoscaler_and_a_disruption_budget(
         service_account = _named(
             docs, "ServiceAccount", deployment["spec"]["template"]["spec"]["serviceAccountName"]
         )
-        assert service_account is not None and service_account["automountServiceAccountToken"] is False
+        assert service_account is not None
+        assert service_account["automountServiceAccountToken"] is False
 
         if not deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith(TIX_IMAGE):
             continue
@@ -290,7 +291,7 @@ def test_every_referenced_config_map_and_secret_is_rendered(
     # Production expects the operator to create tix-secrets; everywhere else the placeholder is rendered.
     external = {("Secret", "tix-secrets")} if target == "overlays/production" else set()
     missing = set()
-    for workload, pod in _pod_templates(docs):
+    for _workload, pod in _pod_templates(docs):
         for volume in pod["spec"].get("volumes", []):
             if "configMap" in volume:
                 missing.add(("ConfigMap", volume["configMap"]["name"]))
@@ -339,7 +340,8 @@ def test_search_backend_follows_the_elasticsearch_component(
 def test_redlock_gets_three_independent_redis_nodes(renders: dict[str, list[Doc]]) -> None:
     docs = renders["overlays/production"]
     redis = _named(docs, "StatefulSet", "redis")
-    assert redis is not None and redis["spec"]["replicas"] == 3
+    assert redis is not None
+    assert redis["spec"]["replicas"] == 3
     assert _named(docs, "Service", "redis")["spec"]["clusterIP"] == "None"
     config = _named(docs, "ConfigMap", _container_env_source(docs, "event"))
     lock_urls = json.loads(config["data"]["TIX_REDIS_LOCK_URLS"])
@@ -366,9 +368,8 @@ def test_images_are_pinned(renders: dict[str, list[Doc]], target: str) -> None:
     for workload, pod in _pod_templates(renders[target]):
         for container in _containers(pod):
             image = container["image"]
-            assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), (
-                f"{_ident(workload)}: {image}"
-            )
+            assert ":" in image.rsplit("/", 1)[-1], f"{_ident(workload)}: {image}"
+            assert not image.endswith(":latest"), f"{_ident(workload)}: {image}"
 
 
 @kubectl
@@ -412,7 +413,8 @@ def test_edge_config_reaches_the_rendered_services_and_mounts(renders: dict[str,
     mounts = [m["mountPath"] for m in edge["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]]
     text = (K8S / ENVOY_CONFIG).read_text()
     for path in ("/etc/tix/descriptor/tix.pb", "/etc/tix/jwks/jwks.json"):
-        assert path in text and any(path.startswith(mount + "/") for mount in mounts)
+        assert path in text
+        assert any(path.startswith(mount + "/") for mount in mounts)
     admin_port = bootstrap["admin"]["address"]["socket_address"]["port_value"]
     probe_port = edge["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"]
     container_ports = {
@@ -468,7 +470,8 @@ def test_envoy_accepts_the_edge_config_maps_as_mounted(
 @pytest.mark.parametrize("path", ["base/edge/jwks.json", "overlays/production/jwks.json"])
 def test_every_jwks_has_a_key_because_envoy_refuses_an_empty_set(path: str) -> None:
     keys = json.loads((K8S / path).read_text())["keys"]
-    assert keys and all(key["kty"] and key["kid"] for key in keys)
+    assert keys
+    assert all(key["kty"] and key["kid"] for key in keys)
 
 
 def test_the_descriptor_copy_in_k8s_matches_gen() -> None:

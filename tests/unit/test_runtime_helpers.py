@@ -12,9 +12,10 @@ from grpc_status import rpc_status
 
 from tix.admission import issue_admission_token, verify_admission_token
 from tix.errors import Aborted, InvalidArgument, PermissionDenied, Unauthenticated
-from tix.identity import ensure_dev_keys, issue_token, require_user_id, user_id_from_metadata
+from tix.identity import require_user_id, user_id_from_metadata
 from tix.server import status_for
 from tix.validation import optional_request_id, page_size, require_numeric_id, require_uuid
+from tix_dev.tokens import ensure_dev_keys, issue_token
 
 SECRET = "test-admission-secret-of-at-least-32-bytes"
 
@@ -86,5 +87,6 @@ def test_domain_errors_map_to_codes_with_error_info():
     info = error_details_pb2.ErrorInfo()
     proto = rpc_status.status_pb2.Status.FromString(dict(status.trailing_metadata)["grpc-status-details-bin"])
     assert proto.details[0].Unpack(info)
-    assert info.reason == "SEAT_UNAVAILABLE" and info.domain == "tix.dev"
+    assert info.reason == "SEAT_UNAVAILABLE"
+    assert info.domain == "tix.dev"
     assert status_for(InvalidArgument("seat_ids", "empty")).code == grpc.StatusCode.INVALID_ARGUMENT

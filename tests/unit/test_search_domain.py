@@ -45,7 +45,8 @@ def test_geo_arguments_must_come_together_and_within_range():
     assert field_of(SearchRequest(latitude=-91.0, longitude=1.0)) == "latitude"
     assert field_of(SearchRequest(latitude=1.0, longitude=181.0)) == "longitude"
     query = parse_request(SearchRequest(latitude=0.0, longitude=0.0, radius_km=20_000))
-    assert query.geo is not None and query.geo.radius_km == 20_000
+    assert query.geo is not None
+    assert query.geo.radius_km == 20_000
 
 
 def test_time_window_page_size_category_and_query_length_are_checked():
@@ -61,7 +62,8 @@ def test_time_window_page_size_category_and_query_length_are_checked():
 def test_text_and_names_are_normalised_so_equal_searches_share_a_fingerprint():
     a = parse_request(SearchRequest(text="  Metallica   Chicago ", city=" Chicago"))
     b = parse_request(SearchRequest(text="Metallica Chicago", city="Chicago"))
-    assert a == b and a.fingerprint() == b.fingerprint()
+    assert a == b
+    assert a.fingerprint() == b.fingerprint()
 
 
 def test_a_page_token_continues_only_the_query_it_came_from():
@@ -77,12 +79,12 @@ def test_a_page_token_continues_only_the_query_it_came_from():
 
 
 def hit(event_id: int, **changes) -> SearchHit:
-    fields = dict(
-        event_id=event_id, name="Show", category=1, starts_at=NOW + timedelta(days=3),
-        sale_starts_at=NOW - timedelta(days=1), cancelled=False,
-        venue=Venue(1, "Hall", "Lyon", "", "FR", 45.7, 4.8, "Europe/Paris", 100, "hall", "hall"),
-        performer=Performer(2, "Band", 1, "rock"), min_price_minor=4000, currency="EUR", distance_km=None,
-    )
+    fields = {
+        "event_id": event_id, "name": "Show", "category": 1, "starts_at": NOW + timedelta(days=3),
+        "sale_starts_at": NOW - timedelta(days=1), "cancelled": False,
+        "venue": Venue(1, "Hall", "Lyon", "", "FR", 45.7, 4.8, "Europe/Paris", 100, "hall", "hall"),
+        "performer": Performer(2, "Band", 1, "rock"), "min_price_minor": 4000, "currency": "EUR", "distance_km": None,
+    }
     fields.update(changes)
     return SearchHit(**fields)
 
@@ -126,22 +128,28 @@ async def test_next_page_token_is_given_until_the_last_page_and_answers_are_cach
     backend, cache = ListBackend([hit(i) for i in range(5)]), DictCache()
     search = EventSearch(backend, cache)
     first = await search.search(SearchRequest(page_size=2))
-    assert [h.event_id for h in first.hits] == [0, 1] and first.total_size == 5 and first.next_page_token
+    assert [h.event_id for h in first.hits] == [0, 1]
+    assert first.total_size == 5
+    assert first.next_page_token
     second = await search.search(SearchRequest(page_size=2, page_token=first.next_page_token))
     third = await search.search(SearchRequest(page_size=2, page_token=second.next_page_token))
-    assert [h.event_id for h in third.hits] == [4] and not third.next_page_token
+    assert [h.event_id for h in third.hits] == [4]
+    assert not third.next_page_token
     again = await search.search(SearchRequest(page_size=2))
-    assert again == first and backend.calls == 3
+    assert again == first
+    assert backend.calls == 3
 
 
 async def test_exactly_full_last_page_has_no_next_token():
     search = EventSearch(ListBackend([hit(i) for i in range(4)]), DictCache())
     first = await search.search(SearchRequest(page_size=2))
     second = await search.search(SearchRequest(page_size=2, page_token=first.next_page_token))
-    assert len(second.hits) == 2 and not second.next_page_token
+    assert len(second.hits) == 2
+    assert not second.next_page_token
 
 
 def test_queries_differing_only_in_slice_share_a_fingerprint_but_not_a_cache_key():
     query = parse_request(SearchRequest(text="muse"))
     later = replace(query, offset=20)
-    assert query.fingerprint() == later.fingerprint() and query.cache_key() != later.cache_key()
+    assert query.fingerprint() == later.fingerprint()
+    assert query.cache_key() != later.cache_key()

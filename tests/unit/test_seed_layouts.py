@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
 
-from tix.catalog_layouts import build_layouts
-from tix.seed import COMEDY, CONCERT, FAMILY, SPORTS, THEATER, EventGenerator, plan_catalog
+from tix_dev.catalog_layouts import build_layouts
+from tix_dev.seed import COMEDY, CONCERT, FAMILY, SPORTS, THEATER, EventGenerator, plan_catalog
 
 DOCUMENTED_CAPACITY = {
     "club-500": 500,
@@ -34,8 +35,11 @@ def test_seat_ids_are_unique_and_spell_section_row_and_number(layout_id):
     assert len({s.seat_id for s in seats}) == len(seats)
     for s in seats:
         assert s.seat_id == f"{s.section_id}-{s.row_label}-{s.number}"
-        assert "-" not in s.section_id and "-" not in s.row_label
-        assert len(s.seat_id) <= 40 and len(s.section_id) <= 20 and len(s.row_label) <= 8
+        assert "-" not in s.section_id
+        assert "-" not in s.row_label
+        assert len(s.seat_id) <= 40
+        assert len(s.section_id) <= 20
+        assert len(s.row_label) <= 8
         assert s.section_name
 
 
@@ -50,7 +54,7 @@ def test_seats_of_a_row_are_numbered_consecutively_in_one_tier(layout_id):
         assert len({s.price_tier for s in seats}) == 1, key
         # Consecutive numbers are neighbours on the drawing, half a metre apart.
         ordered = sorted(seats, key=lambda s: s.number)
-        for a, b in zip(ordered, ordered[1:]):
+        for a, b in itertools.pairwise(ordered):
             assert 0.3 < ((a.x - b.x) ** 2 + (a.y - b.y) ** 2) ** 0.5 < 0.7, key
 
 
@@ -75,7 +79,8 @@ def test_three_to_five_tiers_priced_by_distance_and_ranks_best_first(layout_id):
 def test_bowls_have_the_usual_section_numbering():
     stadium = {s.section_id for s in LAYOUTS["stadium-70000"].seats}
     for level in (100, 200, 300):
-        assert str(level + 1) in stadium and str(level + 20) in stadium
+        assert str(level + 1) in stadium
+        assert str(level + 20) in stadium
     arena = {s.section_id for s in LAYOUTS["arena-18000"].seats}
     assert {"101", "124", "201", "228"} <= arena
     assert any(section.startswith("FL") for section in arena)
@@ -96,7 +101,8 @@ def test_generated_events_are_plausible():
     plan = plan_catalog(42, 5_000, ANCHOR)
     venues = {v.venue_id: v for v in plan.venues}
     performers = {p.performer_id: p for p in plan.performers}
-    assert len(plan.cities) >= 200 and len(performers) >= 1_500
+    assert len(plan.cities) >= 200
+    assert len(performers) >= 1_500
     assert len({p.name for p in performers.values()}) == len(performers)
     allowed = {
         "stadium": {SPORTS, CONCERT, FAMILY},
@@ -119,24 +125,29 @@ def test_generated_events_are_plausible():
             sale,
             currency,
             prices,
-            limit,
+            _limit,
             queued,
             _,
             _,
         ) = line.rstrip("\n").split("\t")
         venue, performer = venues[int(venue_id)], performers[int(performer_id)]
         category = int(category)
-        assert category == performer.category and category in allowed[venue.kind]
+        assert category == performer.category
+        assert category in allowed[venue.kind]
         starts_at, ends_at, sale_at = (datetime.fromisoformat(t) for t in (starts, ends, sale))
         assert sale_at < starts_at < ends_at
         tier_prices = [int(p) for p in prices.strip("{}").split(",")]
-        assert len(tier_prices) == venue.layout.tier_count and tier_prices == sorted(
+        assert len(tier_prices) == venue.layout.tier_count
+        assert tier_prices == sorted(
             tier_prices, reverse=True
         )
-        assert name and description and currency == venue.city.currency
+        assert name
+        assert description
+        assert currency == venue.city.currency
         if category == SPORTS:
             home, away = name.split(" vs ")
-            assert home == performer.name and away != home
+            assert home == performer.name
+            assert away != home
         counts["past"] += starts_at < ANCHOR
         counts["scheduled"] += sale_at > ANCHOR
         counts["queued"] += queued == "t"

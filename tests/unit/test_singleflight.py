@@ -60,3 +60,27 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_load_for_the_others():
     with pytest.raises(asyncio.CancelledError):
         await impatient
     assert await patient == "loaded"
+
+
+async def test_a_caller_needing_fresh_data_never_shares_a_read_that_began_before_it_asked():
+    flights: SingleFlight[str, int] = SingleFlight()
+    started = asyncio.Event()
+    release = asyncio.Event()
+    reads = []
+
+    async def load():
+        reads.append(flights.mark())
+        started.set()
+        await release.wait()
+        return len(reads)
+
+    early = asyncio.create_task(flights.run("k", load, not_before=flights.mark()))
+    await started.wait()
+    mark = flights.mark()
+    late = [asyncio.create_task(flights.run("k", load, not_before=mark)) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    assert len(reads) == 1  # the second read waits for the first: one read of a key at a time
+    release.set()
+    assert await early == 1
+    assert await asyncio.gather(*late) == [2] * 20
+    assert reads[1] > mark

@@ -17,20 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
+from tix.catalog import LayoutSeat
+
 SEAT_WIDTH_M = 0.5
-
-
-@dataclass(frozen=True)
-class LayoutSeat:
-    seat_id: str
-    section_id: str
-    section_name: str
-    row_label: str
-    number: int
-    price_tier: int
-    x: float
-    y: float
-    rank: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +112,7 @@ def _assemble(
         tier_of_row[i] = tier + 1
         placed += len(rows[i].points)
 
-    drafts = []
+    drafts: list[tuple[float, float, int, str, _Row, int, int, float, float]] = []
     for i, row in enumerate(rows):
         for k, (x, y) in enumerate(row.points):
             number = row.first_number + k
@@ -204,8 +193,8 @@ def amphitheater() -> VenueLayout:
             rows.append(_Row(f"{101 + s}", f"Section {101 + s}", label, 1, seats))
     for r, label in enumerate(numbered_rows(22)):
         for s in range(9):
-            deg_from = -67.5 + s * 15
-            seats = _fan_row(42.0 + r * 0.85, deg_from + 0.7, deg_from + 14.3)
+            upper_from = -67.5 + s * 15
+            seats = _fan_row(42.0 + r * 0.85, upper_from + 0.7, upper_from + 14.3)
             rows.append(_Row(f"{201 + s}", f"Section {201 + s}", label, 1, seats))
     return _assemble(
         "amphitheater-8000",

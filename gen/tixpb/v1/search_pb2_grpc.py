@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from tix.v1 import search_pb2 as tix_dot_v1_dot_search__pb2
+from . import search_pb2 as tix_dot_v1_dot_search__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

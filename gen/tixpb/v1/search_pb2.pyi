@@ -2,8 +2,8 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from tix.v1 import common_pb2 as _common_pb2
-from tix.v1 import event_pb2 as _event_pb2
+from . import common_pb2 as _common_pb2
+from . import event_pb2 as _event_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

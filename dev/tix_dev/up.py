@@ -9,32 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from tix.edge import render_config, service_full_names
-from tix.identity import ensure_dev_keys
 from tix.logs import get_logger
-from tix.processes import die_with_parent_hook
 from tix.services import SERVICES
-from tix.settings import REPO_ROOT, TixSettings
+from tix.settings import DEVELOPMENT_STRIPE_WEBHOOK_SECRET, TixSettings
+from tix_dev.edge import render_config, service_full_names
+from tix_dev.localstripe import configure_webhook
+from tix_dev.processes import die_with_parent_hook
+from tix_dev.readiness import NotReady, grpc_serving, http_answers, http_ok, port_open, wait_until
+from tix_dev.settings import REPO_ROOT, DevSettings
+from tix_dev.tokens import ensure_dev_keys
 
-log = get_logger("tix.up")
+log = get_logger("tix_dev.up")
 
 DEFAULT_SEED_EVENTS = 2000
 STRIPE_PORT = 8420
@@ -58,7 +54,7 @@ def envoy_binary() -> str:
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path
 
     def tail(self, lines: int = 30) -> str:
@@ -91,7 +87,7 @@ class Mesh:
     services: tuple[str, ...] = tuple(SERVICES)
     with_localstripe: bool = True
     # localstripe signs the webhooks it sends with this; the booking service verifies them with the same secret.
-    stripe_webhook_secret: str = field(default_factory=lambda: TixSettings().stripe_webhook_secret)
+    stripe_webhook_secret: str = DEVELOPMENT_STRIPE_WEBHOOK_SECRET
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -140,7 +136,7 @@ class Mesh:
             if self.with_localstripe:
                 self._spawn(
                     "localstripe",
-                    [sys.executable, "-m", "tix.localstripe_launcher", "--host", "127.0.0.1",
+                    [sys.executable, "-m", "tix_dev.localstripe", "--host", "127.0.0.1",
                      "--port", str(self.ports.stripe)],
                     child_env,
                 )
@@ -193,36 +189,34 @@ class Mesh:
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Wait until every service is SERVING, localstripe answers and Envoy is ready; returns the seconds taken."""
-        started = time.monotonic()
-        deadline = started + timeout
         full_names = service_full_names()
         pending = set(self.services)
-        stripe_ready = not self.with_localstripe
-        webhook_configured = not self.with_localstripe
-        edge_ready = False
-        while True:
+        state = {"stripe": not self.with_localstripe, "webhook": not self.with_localstripe, "edge": False}
+
+        def ready() -> bool:
             self.raise_if_dead()
             for name in sorted(pending):
-                if _grpc_serving(self.ports.services[name], full_names[name]):
+                if grpc_serving(self.ports.services[name], full_names[name]):
                     pending.discard(name)
-            if not stripe_ready:
-                stripe_ready = _http_answers(f"{self.stripe_api_base}/v1/balance")
-            if stripe_ready and not webhook_configured:
-                from tix.localstripe_launcher import configure_webhook
-
+            if not state["stripe"]:
+                state["stripe"] = http_answers(f"{self.stripe_api_base}/v1/balance")
+            if state["stripe"] and not state["webhook"]:
                 configure_webhook(
                     self.stripe_api_base, f"{self.edge_url}/v1/webhooks/stripe", self.stripe_webhook_secret
                 )
-                webhook_configured = True
-            if not edge_ready:
-                edge_ready = _http_ok(f"http://127.0.0.1:{self.ports.admin}/ready")
-            if not pending and webhook_configured and edge_ready:
-                return time.monotonic() - started
-            if time.monotonic() > deadline:
-                waiting = sorted(pending) + ([] if edge_ready else ["envoy"]) + ([] if stripe_ready else ["localstripe"])
-                tails = "\n".join(f"--- {c.name} ---\n{c.tail(10)}" for c in self.children if c.name in waiting)
-                raise MeshError(f"not ready after {timeout:.0f}s: {', '.join(waiting)}\n{tails}")
-            time.sleep(0.1)
+                state["webhook"] = True
+            if not state["edge"]:
+                state["edge"] = http_ok(f"http://127.0.0.1:{self.ports.admin}/ready")
+            return not pending and state["webhook"] and state["edge"]
+
+        try:
+            return wait_until(ready, what="the mesh", timeout=timeout, interval=0.1)
+        except NotReady:
+            waiting = sorted(pending) + ([] if state["edge"] else ["envoy"]) + (
+                [] if state["stripe"] else ["localstripe"]
+            )
+            tails = "\n".join(f"--- {c.name} ---\n{c.tail(10)}" for c in self.children if c.name in waiting)
+            raise MeshError(f"not ready after {timeout:.0f}s: {', '.join(waiting)}\n{tails}") from None
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM the edge first (no new calls), then the services (they drain), then localstripe; each phase
@@ -248,51 +242,20 @@ class Mesh:
         self.children.clear()
 
 
-def _grpc_serving(port: int, service: str) -> bool:
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-    except grpc.RpcError:
-        return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
-        return False
-
-
-def _http_answers(url: str) -> bool:
-    """Any HTTP answer (localstripe says 401 to an unauthenticated call once it is up)."""
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
-        return False
-    return True
-
-
 # --- make up ------------------------------------------------------------------------------------------------------
 
 
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url.replace("+psycopg", ""))
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((parsed.hostname or "127.0.0.1", parsed.port or default_port)) == 0
+    return port_open(parsed.port or default_port, parsed.hostname or "127.0.0.1")
 
 
 def _wait_reachable(url: str, default_port: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _reachable(url, default_port):
-            return True
-        time.sleep(0.2)
-    return False
+    try:
+        wait_until(lambda: _reachable(url, default_port), what=url, timeout=timeout, interval=0.2)
+    except NotReady:
+        return False
+    return True
 
 
 def _run_store_command(argv: list[str]) -> None:
@@ -329,10 +292,7 @@ def prepare_database(settings: TixSettings, seed_events: int) -> None:
     if asyncio.run(ensure_database(settings.database_url)):
         print("created the database", flush=True)
     upgrade(settings.database_url)
-    if importlib.util.find_spec("tix.seed") is None:
-        print("tix.seed is not there yet: the catalog is not seeded", flush=True)
-        return
-    from tix.seed import seed_catalog
+    from tix_dev.seed import seed_catalog
 
     asyncio.run(
         seed_catalog(
@@ -404,7 +364,7 @@ def _print_welcome(mesh: Mesh, settings: TixSettings, seconds: float, total: flo
 def run_mesh(seed_events: int = DEFAULT_SEED_EVENTS) -> int:
     """Run the mesh until Ctrl-C or SIGTERM (exit 0), or until a child dies (its log is printed, exit 1)."""
     started = time.monotonic()
-    settings = TixSettings()
+    settings = DevSettings()
     stop_requested = False
 
     def request_stop(_signum: int, _frame: object) -> None:
@@ -413,10 +373,7 @@ def run_mesh(seed_events: int = DEFAULT_SEED_EVENTS) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    mesh = Mesh(
-        var_dir=settings.var_dir,
-        stripe_webhook_secret=settings.stripe_webhook_secret,
-    )
+    mesh = Mesh(var_dir=settings.var_dir)
     processes_started: float | None = None
     try:
         ensure_stores(settings)

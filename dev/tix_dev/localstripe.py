@@ -6,7 +6,7 @@ O(store size) and leaks state between runs; its list endpoints also scan the who
 lists the charge's refunds that way. This launcher serves the same aiohttp application on one host and port, keeps
 the store in memory only with a per-type index, and silences the per-request access log.
 
-    python -m tix.localstripe_launcher --host 127.0.0.1 --port 8420
+    python -m tix_dev.localstripe --host 127.0.0.1 --port 8420
 
 localstripe also ignores idempotency keys and sends each webhook once, about a second after the event, without
 retries: callers must not rely on either for correctness.
@@ -19,18 +19,17 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
-from tix.processes import stop_process
+from tix_dev.processes import stop_process
+from tix_dev.readiness import http_answers, wait_until
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8420
+DEFAULT_PORT = 8420  # the port of DEVELOPMENT_STRIPE_API_BASE
 DEFAULT_WEBHOOK_EVENTS = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
@@ -39,7 +38,7 @@ DEFAULT_WEBHOOK_EVENTS = (
 )
 
 
-def _memory_only_app():
+def _memory_only_app() -> Any:
     """localstripe's aiohttp app, its store kept in memory only and indexed by object type."""
     from localstripe import resources
     from localstripe.errors import UserError
@@ -53,8 +52,9 @@ def _memory_only_app():
         def dump_to_disk(self) -> None:
             pass
 
-        def of_type(self, object_name: str) -> dict:
-            return self.__dict__.setdefault("by_type", {}).setdefault(object_name, {})
+        def of_type(self, object_name: str) -> dict[str, object]:
+            by_type: dict[str, dict[str, object]] = self.__dict__.setdefault("by_type", {})
+            return by_type.setdefault(object_name, {})
 
         def __setitem__(self, key: str, value: object) -> None:
             dict.__setitem__(self, key, value)
@@ -73,15 +73,16 @@ def _memory_only_app():
     for key, value in dict.items(store):
         store.of_type(key.split(":", 1)[0])[key] = value
 
-    @classmethod
-    def list_all(cls, url, limit=None, starting_after=None, **kwargs):
+    def list_all(
+        cls: Any, url: str, limit: int | None = None, starting_after: str | None = None, **kwargs: object
+    ) -> Any:
         if kwargs:
             raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
         listed = resources.List(url, limit=limit, starting_after=starting_after)
         listed._list = list(store.of_type(cls.object).values())
         return listed
 
-    resources.StripeObject._api_list_all = list_all
+    resources.StripeObject._api_list_all = classmethod(list_all)
     # try_load_from_disk() is never called, so no stale pickle is read either.
     return app
 
@@ -105,24 +106,6 @@ async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
         await runner.cleanup()
 
 
-def _wait_until_answering(process: subprocess.Popen, api_base: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"localstripe exited with code {process.returncode} before answering")
-        try:
-            # An unauthenticated API call answers 401 as soon as the app is up.
-            urllib.request.urlopen(f"{api_base}/v1/balance", timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
-            time.sleep(0.05)
-    process.kill()
-    process.wait(5)
-    raise RuntimeError(f"localstripe did not answer on {api_base} within {timeout:.0f}s")
-
-
 def start_localstripe(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
@@ -132,13 +115,20 @@ def start_localstripe(
 ) -> subprocess.Popen:
     """Start a private localstripe process and return it once it answers HTTP. The caller terminates it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tix.localstripe_launcher", "--host", host, "--port", str(port)],
+        [sys.executable, "-m", "tix_dev.localstripe", "--host", host, "--port", str(port)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    _wait_until_answering(process, f"http://{host}:{port}", timeout)
+    api_base = f"http://{host}:{port}"
+    try:
+        # An unauthenticated API call answers 401 as soon as the app is up.
+        wait_until(lambda: http_answers(f"{api_base}/v1/balance"), what=f"localstripe on {api_base}",
+                   timeout=timeout, process=process)
+    except BaseException:
+        stop_process(process, 5)
+        raise
     return process
 
 
@@ -180,7 +170,7 @@ def flush_localstripe(api_base: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tix.localstripe_launcher", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tix_dev.localstripe", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to bind (default: %(default)s)")
     args = parser.parse_args(argv)

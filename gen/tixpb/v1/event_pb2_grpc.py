@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from tix.v1 import event_pb2 as tix_dot_v1_dot_event__pb2
+from . import event_pb2 as tix_dot_v1_dot_event__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

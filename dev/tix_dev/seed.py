@@ -18,15 +18,21 @@ import math
 import random
 import time
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from tix.catalog_layouts import VenueLayout, build_layouts
+from psycopg import AsyncConnection
+from tqdm import tqdm
+
 from tix.search_documents import insert_documents_sql
+from tix_dev.catalog_layouts import VenueLayout, build_layouts
+
+T = TypeVar("T")
 
 # tix.v1.EventCategory numbers.
 CONCERT, SPORTS, THEATER, COMEDY, FAMILY = 1, 2, 3, 4, 5
@@ -79,54 +85,11 @@ class SeedReport:
 # several performers and a typo has several near neighbours.
 # --------------------------------------------------------------------------------------------------------------
 
-ADJECTIVES = tuple(
-    """
-    Velvet Electric Midnight Golden Silver Crimson Neon Wild Silent Lucky Broken Hollow Burning Frozen
-    Restless Crystal Scarlet Violet Amber Cosmic Lonely Rusty Paper Iron Painted Hidden Northern
-    Southern Western Eastern Sleepy Savage Gentle Bright Dark Royal Sweet Bitter Blue Black White Green
-    Purple Young Ancient Modern Secret Magic Atomic Lunar Solar Stormy Dusty Glass Honey Marble Copper
-    Rebel Lost Endless Howling Dancing Falling Rising Drifting Shining Roaring Whispering Wandering
-    Tender
-    """.split()
-)
-NOUNS = tuple(
-    """
-    Fox Harbor Tiger River Mountain Canyon Ocean Comet Rocket Raven Wolf Falcon Dragon Lantern Mirror
-    Garden Horizon Thunder Shadow Echo Phantom Signal Engine Satellite Machine Parade Circus Carnival
-    Desert Forest Island Meadow Prairie Highway Railroad Bridge Tower Castle Palace Cathedral Diamond
-    Pearl Crown Heart Ghost Angel Saint Sailor Pilot Cowboy Stranger Dreamer Runner Hunter Outlaw
-    Prophet Poet Monarch Sparrow Hawk Lion Panther Bear Stallion Viper Moth Firefly Orchid Rose Lily
-    Willow Cedar Maple Thorn Flame Spark Wave Tide Star Planet Galaxy Moon Sun Cloud Rain Storm Winter
-    Summer Autumn Spring
-    """.split()
-)
-FIRST_NAMES = tuple(
-    """
-    Ava Liam Olivia Noah Emma Mateo Sofia Lucas Mia Ethan Isabella Leo Chloe Jack Zoe Oscar Lily Hugo
-    Nora Felix Ruby Theo Hazel Miles Ivy Jonah Stella Caleb Aurora Elijah Maya Julian Luna Gabriel Clara
-    Diego Elena Marcus Naomi Rafael Grace Samuel Alice Tobias Iris Victor June Owen Layla Isaac Willa
-    Adrian Priya Kenji Yuki Aisha Omar Lena Nico Freya Jasper Camila Dante Carmen Rosa Malik Tessa
-    Reggie Dolly Buddy Etta Otis Nina Ray Billie Frankie Sonny Mavis Lola Ziggy Max Sadie Benny Harriet
-    Eddie Josie Walter Nell Curtis Wanda Percy Greta Abel Beatrix Cyrus Delia Ezra Fern Gus
-    """.split()
-)
-LAST_NAMES = tuple(
-    """
-    Rivers Stone Hart Fox Knight Wilde Lane Moon Blake Cole Gray Marsh Vance Rhodes Monroe Hayes Carter
-    Brooks Bell Reyes Santos Nakamura Okafor Lindqvist Moreau Rossi Kowalski Novak Jensen Murphy O'Neill
-    Walsh Byrne Kaur Patel Khan Silva Costa Ortega Vargas Castillo Mendes Tanaka Sato Kim Park Chen Wong
-    Nguyen Baptiste Dubois Laurent Weber Fischer Schneider Larsen Berg Holm Quinn Sterling Winters
-    Summers Frost Rains Dale Wolfe Hawkins Crane Finch Sparrow Holloway Whitfield Ashford Harlow Everly
-    Cash Haggard Presley Valentine Diamond Goldberg Silverman Black White Greene Brown Jackson
-    Washington Mercer Bishop Abbott Barnes Doyle Ellison Fleming Garner Hughes Ingram Jarvis Kemp
-    """.split()
-)
-ANIMALS = tuple(
-    """
-    Penguin Unicorn Dinosaur Dolphin Panda Puppy Kitten Bunny Elephant Giraffe Owl Octopus Koala Monkey
-    Turtle Zebra
-    """.split()
-)
+ADJECTIVES = ("Velvet", "Electric", "Midnight", "Golden", "Silver", "Crimson", "Neon", "Wild", "Silent", "Lucky", "Broken", "Hollow", "Burning", "Frozen", "Restless", "Crystal", "Scarlet", "Violet", "Amber", "Cosmic", "Lonely", "Rusty", "Paper", "Iron", "Painted", "Hidden", "Northern", "Southern", "Western", "Eastern", "Sleepy", "Savage", "Gentle", "Bright", "Dark", "Royal", "Sweet", "Bitter", "Blue", "Black", "White", "Green", "Purple", "Young", "Ancient", "Modern", "Secret", "Magic", "Atomic", "Lunar", "Solar", "Stormy", "Dusty", "Glass", "Honey", "Marble", "Copper", "Rebel", "Lost", "Endless", "Howling", "Dancing", "Falling", "Rising", "Drifting", "Shining", "Roaring", "Whispering", "Wandering", "Tender")
+NOUNS = ("Fox", "Harbor", "Tiger", "River", "Mountain", "Canyon", "Ocean", "Comet", "Rocket", "Raven", "Wolf", "Falcon", "Dragon", "Lantern", "Mirror", "Garden", "Horizon", "Thunder", "Shadow", "Echo", "Phantom", "Signal", "Engine", "Satellite", "Machine", "Parade", "Circus", "Carnival", "Desert", "Forest", "Island", "Meadow", "Prairie", "Highway", "Railroad", "Bridge", "Tower", "Castle", "Palace", "Cathedral", "Diamond", "Pearl", "Crown", "Heart", "Ghost", "Angel", "Saint", "Sailor", "Pilot", "Cowboy", "Stranger", "Dreamer", "Runner", "Hunter", "Outlaw", "Prophet", "Poet", "Monarch", "Sparrow", "Hawk", "Lion", "Panther", "Bear", "Stallion", "Viper", "Moth", "Firefly", "Orchid", "Rose", "Lily", "Willow", "Cedar", "Maple", "Thorn", "Flame", "Spark", "Wave", "Tide", "Star", "Planet", "Galaxy", "Moon", "Sun", "Cloud", "Rain", "Storm", "Winter", "Summer", "Autumn", "Spring")
+FIRST_NAMES = ("Ava", "Liam", "Olivia", "Noah", "Emma", "Mateo", "Sofia", "Lucas", "Mia", "Ethan", "Isabella", "Leo", "Chloe", "Jack", "Zoe", "Oscar", "Lily", "Hugo", "Nora", "Felix", "Ruby", "Theo", "Hazel", "Miles", "Ivy", "Jonah", "Stella", "Caleb", "Aurora", "Elijah", "Maya", "Julian", "Luna", "Gabriel", "Clara", "Diego", "Elena", "Marcus", "Naomi", "Rafael", "Grace", "Samuel", "Alice", "Tobias", "Iris", "Victor", "June", "Owen", "Layla", "Isaac", "Willa", "Adrian", "Priya", "Kenji", "Yuki", "Aisha", "Omar", "Lena", "Nico", "Freya", "Jasper", "Camila", "Dante", "Carmen", "Rosa", "Malik", "Tessa", "Reggie", "Dolly", "Buddy", "Etta", "Otis", "Nina", "Ray", "Billie", "Frankie", "Sonny", "Mavis", "Lola", "Ziggy", "Max", "Sadie", "Benny", "Harriet", "Eddie", "Josie", "Walter", "Nell", "Curtis", "Wanda", "Percy", "Greta", "Abel", "Beatrix", "Cyrus", "Delia", "Ezra", "Fern", "Gus")
+LAST_NAMES = ("Rivers", "Stone", "Hart", "Fox", "Knight", "Wilde", "Lane", "Moon", "Blake", "Cole", "Gray", "Marsh", "Vance", "Rhodes", "Monroe", "Hayes", "Carter", "Brooks", "Bell", "Reyes", "Santos", "Nakamura", "Okafor", "Lindqvist", "Moreau", "Rossi", "Kowalski", "Novak", "Jensen", "Murphy", "O'Neill", "Walsh", "Byrne", "Kaur", "Patel", "Khan", "Silva", "Costa", "Ortega", "Vargas", "Castillo", "Mendes", "Tanaka", "Sato", "Kim", "Park", "Chen", "Wong", "Nguyen", "Baptiste", "Dubois", "Laurent", "Weber", "Fischer", "Schneider", "Larsen", "Berg", "Holm", "Quinn", "Sterling", "Winters", "Summers", "Frost", "Rains", "Dale", "Wolfe", "Hawkins", "Crane", "Finch", "Sparrow", "Holloway", "Whitfield", "Ashford", "Harlow", "Everly", "Cash", "Haggard", "Presley", "Valentine", "Diamond", "Goldberg", "Silverman", "Black", "White", "Greene", "Brown", "Jackson", "Washington", "Mercer", "Bishop", "Abbott", "Barnes", "Doyle", "Ellison", "Fleming", "Garner", "Hughes", "Ingram", "Jarvis", "Kemp")
+ANIMALS = ("Penguin", "Unicorn", "Dinosaur", "Dolphin", "Panda", "Puppy", "Kitten", "Bunny", "Elephant", "Giraffe", "Owl", "Octopus", "Koala", "Monkey", "Turtle", "Zebra")
 CONCERT_GENRES = (
     ("Rock", 14), ("Pop", 16), ("Hip-Hop", 12), ("Country", 9), ("Electronic", 7), ("R&B", 7), ("Indie", 8),
     ("Alternative", 6), ("Latin", 7), ("Metal", 5), ("Jazz", 4), ("Folk", 4), ("Blues", 2), ("Classical", 3),
@@ -162,14 +125,7 @@ LEAGUES = (
     ("Southern Rugby Championship", "Rugby", ("AU", "NZ", "GB", "IE", "FR"), "stadium", 16, "mascot"),
     ("Pacific Baseball League", "Baseball", ("JP",), "stadium", 12, "mascot"),
 )
-MASCOTS = tuple(
-    """
-    Falcons Bears Lions Tigers Wolves Hawks Eagles Sharks Stallions Comets Rockets Thunder Storm Blaze
-    Knights Pirates Raiders Titans Giants Kings Monarchs Mariners Pioneers Rangers Outlaws Vipers
-    Panthers Cougars Mustangs Bison Grizzlies Owls Ravens Condors Cyclones Hurricanes Lightning Express
-    Miners Foxes Dragons Phoenix Spartans Huskies Coyotes Jaguars Orcas Stingrays Admirals Generals
-    """.split()
-)
+MASCOTS = ("Falcons", "Bears", "Lions", "Tigers", "Wolves", "Hawks", "Eagles", "Sharks", "Stallions", "Comets", "Rockets", "Thunder", "Storm", "Blaze", "Knights", "Pirates", "Raiders", "Titans", "Giants", "Kings", "Monarchs", "Mariners", "Pioneers", "Rangers", "Outlaws", "Vipers", "Panthers", "Cougars", "Mustangs", "Bison", "Grizzlies", "Owls", "Ravens", "Condors", "Cyclones", "Hurricanes", "Lightning", "Express", "Miners", "Foxes", "Dragons", "Phoenix", "Spartans", "Huskies", "Coyotes", "Jaguars", "Orcas", "Stingrays", "Admirals", "Generals")
 CLUB_STYLES = (
     "{city} FC", "FC {city}", "{city} United", "Real {city}", "Sporting {city}", "Athletic {city}",
     "{city} City", "Racing {city}", "{city} Wanderers", "Olympique {city}", "Dynamo {city}"
@@ -476,7 +432,7 @@ def _venue_name(rng: random.Random, kind: str, city: City, taken: set[str]) -> s
             "{city} Olympic Stadium",
         ),
     }[kind]
-    for attempt in range(50):
+    for _attempt in range(50):
         name = rng.choice(patterns).format(
             adj=rng.choice(ADJECTIVES),
             noun=rng.choice(NOUNS),
@@ -519,7 +475,7 @@ def _popularity(rng: random.Random) -> str:
     return POPULARITY[-1][0]
 
 
-def _unique(rng: random.Random, taken: set[str], make) -> str:
+def _unique(rng: random.Random, taken: set[str], make: Callable[[], str]) -> str:
     for _ in range(200):
         name = make()
         if name not in taken:
@@ -632,9 +588,9 @@ def plan_performers(
             continue  # a league needs an opponent
         for city_name in grounds[:most]:
             if style == "club":
-                name = _unique(rng, taken, lambda: rng.choice(CLUB_STYLES).format(city=city_name))
+                name = _unique(rng, taken, lambda: rng.choice(CLUB_STYLES).format(city=city_name))  # noqa: B023 - _unique calls it at once
             else:
-                name = _unique(rng, taken, lambda: f"{city_name} {rng.choice(MASCOTS)}")
+                name = _unique(rng, taken, lambda: f"{city_name} {rng.choice(MASCOTS)}")  # noqa: B023 - _unique calls it at once
             team = Performer(len(performers) + 1, name, SPORTS, sport, "headliner", league, city_name)
             performers.append(team)
             team_list.append(team)
@@ -649,17 +605,17 @@ def plan_performers(
     remaining = max(count - len(performers), len(mix))
     quotas = [max(1, remaining * share // 100) for _, share, _ in mix]
     quotas[0] += remaining - sum(quotas)
-    for (category, _, genres), quota in zip(mix, quotas):
+    for (category, _, genres), quota in zip(mix, quotas, strict=True):
         for _ in range(quota):
             genre = _weighted(rng, genres)
             if category == CONCERT:
-                name = _unique(rng, taken, lambda: _band_name(rng, genre))
+                name = _unique(rng, taken, lambda: _band_name(rng, genre))  # noqa: B023 - _unique calls it at once
             elif category == THEATER:
-                name = _unique(rng, taken, lambda: _show_name(rng, genre))
+                name = _unique(rng, taken, lambda: _show_name(rng, genre))  # noqa: B023 - _unique calls it at once
             elif category == COMEDY:
                 name = _unique(rng, taken, lambda: f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}")
             else:
-                name = _unique(rng, taken, lambda: _family_name(rng, genre))
+                name = _unique(rng, taken, lambda: _family_name(rng, genre))  # noqa: B023 - _unique calls it at once
             popularity = _popularity(rng)
             tagline = _tagline(rng, category, name, year) if category in (CONCERT, COMEDY) else ""
             performers.append(
@@ -682,7 +638,7 @@ def _money(cents: float, factor: float) -> int:
     """US cents to a plausible price tag in minor units of the local currency."""
     local = cents * factor
     step = 100 if factor >= 5 else 50
-    return max(step, int(round(local / step)) * step)
+    return max(step, round(local / step) * step)
 
 
 class EventGenerator:
@@ -699,14 +655,14 @@ class EventGenerator:
             members = [p for p in plan.performers if p.category == category]
             self.by_category[category] = (members, list(accumulate(weight[p.popularity] for p in members)))
         self.categories = [c for c, _ in CATEGORY_SHARE]
-        self.category_weights = list(accumulate(w for _, w in CATEGORY_SHARE))
+        self.category_weights: list[float] = list(accumulate(w for _, w in CATEGORY_SHARE))
         # Touring acts go where the people are: venues of a kind weighted by the square root of the city size.
         self.venues_by_kind: dict[str, tuple[list[Venue], list[float]]] = {}
         for kind in LAYOUT_OF_KIND:
-            members = [v for v in plan.venues if v.kind == kind]
+            venues = [v for v in plan.venues if v.kind == kind]
             self.venues_by_kind[kind] = (
-                members,
-                list(accumulate(math.sqrt(v.city.population) for v in members)),
+                venues,
+                list(accumulate(math.sqrt(v.city.population) for v in venues)),
             )
         self.home_ground: dict[tuple[str, str], list[Venue]] = {}
         for venue in plan.venues:
@@ -719,7 +675,7 @@ class EventGenerator:
         self.zones: dict[str, ZoneInfo] = {}
         self.price_multiplier = {name: m for name, _, _, m in POPULARITY}
 
-    def _pick(self, items: list, cumulative: list[float]):
+    def _pick(self, items: Sequence[T], cumulative: Sequence[float]) -> T:
         return items[bisect_right(cumulative, self.rng.random() * cumulative[-1])]
 
     def _zone(self, name: str) -> ZoneInfo:
@@ -838,7 +794,7 @@ class _Phases:
         self.report = report
 
     @contextmanager
-    def __call__(self, name: str):
+    def __call__(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
             yield
@@ -846,9 +802,7 @@ class _Phases:
             self.report.seconds[name] = self.report.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
-def _progress(total: int, description: str, enabled: bool, unit: str = " rows"):
-    from tqdm import tqdm
-
+def _progress(total: int, description: str, enabled: bool, unit: str = " rows") -> tqdm[Any]:
     return tqdm(total=total, desc=description, unit=unit, unit_scale=True, disable=not enabled, leave=True)
 
 
@@ -856,7 +810,7 @@ def _layout_fingerprint(layout: VenueLayout) -> tuple[int, int]:
     return layout.capacity, sum(s.rank * s.number + s.price_tier for s in layout.seats)
 
 
-async def upsert_layouts(conn, layouts: Sequence[VenueLayout], progress: bool) -> int:
+async def upsert_layouts(conn: AsyncConnection[Any], layouts: Sequence[VenueLayout], progress: bool) -> int:
     """Insert or refresh the layout templates; a template whose seats are already stored as generated is left
     alone, so re-running the seed never rewrites 100k seat rows. Returns the seat rows written."""
     written = 0
@@ -873,7 +827,9 @@ async def upsert_layouts(conn, layouts: Sequence[VenueLayout], progress: bool) -
                 "WHERE layout_id = %s",
                 (layout.layout_id,),
             )
-            if tuple(await cur.fetchone()) == _layout_fingerprint(layout):
+            stored = await cur.fetchone()
+            assert stored is not None  # an aggregate answers one row
+            if tuple(stored) == _layout_fingerprint(layout):
                 continue
             await conn.execute("DELETE FROM layout_seats WHERE layout_id = %s", (layout.layout_id,))
             with _progress(layout.capacity, f"layout {layout.layout_id}", progress) as bar:
@@ -892,7 +848,7 @@ async def upsert_layouts(conn, layouts: Sequence[VenueLayout], progress: bool) -
     return written
 
 
-async def _copy_lines(conn, statement: str, lines: Iterable[str], bar) -> int:
+async def _copy_lines(conn: AsyncConnection[Any], statement: str, lines: Iterable[str], bar: tqdm[Any]) -> int:
     rows = 0
     async with conn.cursor().copy(statement) as copy:
         batch: list[str] = []
@@ -910,7 +866,7 @@ async def _copy_lines(conn, statement: str, lines: Iterable[str], bar) -> int:
     return rows
 
 
-async def _secondary_indexes(conn, tables: Sequence[str]) -> list[tuple[str, str]]:
+async def _secondary_indexes(conn: AsyncConnection[Any], tables: Sequence[str]) -> list[tuple[str, str]]:
     """(name, CREATE INDEX statement) of every index of ``tables`` that backs no constraint."""
     cur = await conn.execute(
         "SELECT i.indexname, i.indexdef FROM pg_indexes i "
@@ -921,7 +877,7 @@ async def _secondary_indexes(conn, tables: Sequence[str]) -> list[tuple[str, str
     return [(name, definition) for name, definition in await cur.fetchall()]
 
 
-async def _foreign_keys(conn, tables: Sequence[str]) -> list[tuple[str, str, str]]:
+async def _foreign_keys(conn: AsyncConnection[Any], tables: Sequence[str]) -> list[tuple[str, str, str]]:
     """(table, constraint name, definition) of the foreign keys declared on ``tables``."""
     cur = await conn.execute(
         "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
@@ -931,13 +887,15 @@ async def _foreign_keys(conn, tables: Sequence[str]) -> list[tuple[str, str, str
     return [(table, name, definition) for table, name, definition in await cur.fetchall()]
 
 
-async def _counts(conn) -> dict[str, int]:
+async def _counts(conn: AsyncConnection[Any]) -> dict[str, int]:
     cur = await conn.execute(
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1) e), "
         "(SELECT count(*) FROM (SELECT 1 FROM venues LIMIT 1) v), "
         "(SELECT count(*) FROM (SELECT 1 FROM performers LIMIT 1) p)"
     )
-    events, venues, performers = await cur.fetchone()
+    row = await cur.fetchone()
+    assert row is not None  # an aggregate answers one row
+    events, venues, performers = row
     return {"events": events, "venues": venues, "performers": performers}
 
 
@@ -956,7 +914,7 @@ def _refuse_or_skip(existing: dict[str, int], if_empty: bool) -> bool:
 
 def default_anchor() -> datetime:
     """Midnight UTC today: the catalog's 'now', so a re-seed on the same day is identical."""
-    today = date.today()
+    today = datetime.now(UTC).date()
     return datetime(today.year, today.month, today.day, tzinfo=UTC)
 
 
@@ -1058,25 +1016,23 @@ async def seed_catalog(
                         conn, f"COPY events ({EVENT_COLUMNS}) FROM STDIN", generator.rows(events), bar
                     )
 
-            with phase("search documents"):
-                with _progress(events, "search documents", progress) as bar:
-                    for first in range(1, events + 1, SEARCH_CHUNK):
-                        last = min(events, first + SEARCH_CHUNK - 1)
-                        cur = await conn.execute(SEARCH_DOCUMENTS_SQL, (first, last))
-                        report.search_documents += cur.rowcount
-                        bar.update(last - first + 1)
+            with phase("search documents"), _progress(events, "search documents", progress) as bar:
+                for first in range(1, events + 1, SEARCH_CHUNK):
+                    last = min(events, first + SEARCH_CHUNK - 1)
+                    cur = await conn.execute(SEARCH_DOCUMENTS_SQL, (first, last))
+                    report.search_documents += cur.rowcount
+                    bar.update(last - first + 1)
 
             if rebuild or foreign_keys:
-                with phase("build indexes"):
-                    with _progress(
-                        len(rebuild) + len(foreign_keys), "indexes and keys", progress, unit=" indexes"
-                    ) as bar:
-                        for _, definition in rebuild:
-                            await conn.execute(definition)
-                            bar.update(1)
-                        for table, name, definition in foreign_keys:
-                            await conn.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
-                            bar.update(1)
+                with phase("build indexes"), _progress(
+                    len(rebuild) + len(foreign_keys), "indexes and keys", progress, unit=" indexes"
+                ) as bar:
+                    for _, definition in rebuild:
+                        await conn.execute(definition)
+                        bar.update(1)
+                    for table, name, definition in foreign_keys:
+                        await conn.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+                        bar.update(1)
 
             for table, column in (
                 ("venues", "venue_id"),

@@ -16,11 +16,11 @@ import yaml
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
-from tix.identity import JWT_AUDIENCE, JWT_ISSUER, USER_ID_METADATA, dev_key_paths
+from tix.identity import JWT_AUDIENCE, JWT_ISSUER, USER_ID_METADATA
 from tix.services import SERVICES
-from tix.settings import REPO_ROOT, TixSettings
+from tix_dev.settings import DESCRIPTOR_PATH, DevSettings
+from tix_dev.tokens import dev_key_paths
 
-DESCRIPTOR_PATH = REPO_ROOT / "gen" / "tix.pb"
 PROTO_PACKAGE = "tix.v1"
 JWT_PROVIDER = "tix"
 # The edge's defaults for local runs; tests pass free ports instead.
@@ -128,7 +128,7 @@ def local_target(
         upstreams={name: ("127.0.0.1", port) for name, port in ports.items()},
         cluster_discovery="STATIC",
         descriptor_path=str(descriptor_path.resolve()),
-        jwks_path=str((jwks_path or dev_key_paths(TixSettings().var_dir)[1]).resolve()),
+        jwks_path=str((jwks_path or dev_key_paths(DevSettings().var_dir)[1]).resolve()),
         health_check_interval="2s",
         booking_rate_limit=dict(booking_rate_limit or BOOKING_RATE_LIMIT),
     )
@@ -165,10 +165,10 @@ def render_config(target: str | EdgeTarget = "local", **overrides: Any) -> str:
         edge = k8s_target()
     else:
         raise ValueError(f"unknown edge target {target!r}; local or k8s")
-    rendered_by = f"`tix edge config --target {target}`" if isinstance(target, str) else "tix.edge.render_config"
+    rendered_by = f"`tix edge config --target {target}`" if isinstance(target, str) else "tix_dev.edge.render_config"
     header = (
-        f"# The Tix Envoy edge, rendered by {rendered_by} from tix/edge.py.\n"
-        "# Do not edit by hand: change tix/edge.py and render again. envoy/README.md explains it.\n"
+        f"# The Tix Envoy edge, rendered by {rendered_by} from dev/tix_dev/edge.py.\n"
+        "# Do not edit by hand: change dev/tix_dev/edge.py and render again. envoy/README.md explains it.\n"
     )
     return header + yaml.safe_dump(bootstrap(edge), sort_keys=False, default_flow_style=False, width=120)
 

@@ -1,0 +1,26 @@
+"""The booking service's operator commands, registered with the ``tix`` CLI through the ``tix.commands`` entry
+point (``tix bookings reconcile``). Importing this module is cheap: the command imports its work when it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+bookings_app = typer.Typer(help="Booking operations.", no_args_is_help=True)
+
+
+@bookings_app.command("reconcile")
+def bookings_reconcile(
+    apply: Annotated[bool, typer.Option(help="Repair the drift found; without it, only report.")] = True,
+) -> None:
+    """Compare bookings with their Stripe PaymentIntents and repair drift (no fan paid without a ticket)."""
+    from booking_svc.reconcile import run_reconcile
+    from booking_svc.settings import BookingSettings
+
+    raise typer.Exit(asyncio.run(run_reconcile(BookingSettings(), apply=apply)))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bookings_app, name="bookings")

@@ -1,0 +1,70 @@
+"""Child processes of the mesh runner, the tests and the benchmarks: started so they die with their parent, and
+stopped politely first; and a private ``redis-server``, which tests and benchmarks start instead of sharing one."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import subprocess
+from collections.abc import Callable
+
+from tix_dev.readiness import free_port, port_open, wait_until
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook giving the child SIGTERM if its parent dies without stopping it (Linux), so nothing is left
+    behind. ``prctl`` is looked up here, in the parent: the hook itself only calls it between fork and exec, where
+    loading a library could deadlock on a lock another thread held at fork time."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+class RedisServer:
+    """A private ``redis-server`` on a spare loopback port, without persistence: nothing shared with other runs or
+    with ``make up``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # A test run or benchmark that is killed must not leave redis-servers behind.
+            preexec_fn=die_with_parent_hook(),
+        )
+        try:
+            wait_until(lambda: port_open(self.port), what=f"redis-server on port {self.port}", timeout=timeout,
+                       process=self.process)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process, 5)

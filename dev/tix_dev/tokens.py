@@ -1,0 +1,48 @@
+"""Development tokens: the RSA key pair that signs JWTs locally (``tix token USER``, the tests, the benchmarks) and
+the JWKS the local Envoy verifies them against. Production tokens come from a real identity provider; nothing here
+runs in a service.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tix.identity import JWT_AUDIENCE, JWT_ISSUER
+
+KEY_ID = "tix-dev-1"
+
+
+def dev_key_paths(var_dir: Path) -> tuple[Path, Path]:
+    return var_dir / "jwt-private.pem", var_dir / "jwks.json"
+
+
+def ensure_dev_keys(var_dir: Path) -> tuple[Path, Path]:
+    """Create the development RSA key pair and its JWKS once; never committed (var/ is ignored)."""
+    private_path, jwks_path = dev_key_paths(var_dir)
+    if private_path.exists() and jwks_path.exists():
+        return private_path, jwks_path
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": KEY_ID, "alg": "RS256", "use": "sig"})
+    private_path.write_bytes(pem)
+    private_path.chmod(0o600)
+    jwks_path.write_text(json.dumps({"keys": [jwk]}, indent=2))
+    return private_path, jwks_path
+
+
+def issue_token(var_dir: Path, user_id: str, *, ttl_seconds: int = 24 * 3600) -> str:
+    private_path, _ = ensure_dev_keys(var_dir)
+    now = int(time.time())
+    claims = {"sub": user_id, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, private_path.read_bytes(), algorithm="RS256", headers={"kid": KEY_ID})
