@@ -7,7 +7,9 @@ PROTOS := $(sort $(wildcard proto/tix/v1/*.proto))
 GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 GRPC_TOOLS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
 
-.PHONY: help install proto proto-check up test test-unit test-integration test-e2e bench lint k8s-validate clean
+BUF := node_modules/.bin/buf
+
+.PHONY: help install proto proto-check contracts up test test-unit test-integration test-e2e bench lint k8s-validate clean
 
 help:
 	@echo "make up      - install, migrate, seed and run the whole mesh (edge on http://127.0.0.1:8080)"
@@ -22,7 +24,12 @@ $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' -e ./dev
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+# npm tools (buf), pinned in package.json + package-lock.json.
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP) $(BUF)
 
 # Generated code (import root tixpb: `from tixpb.v1 import booking_pb2`) and the descriptor set that Envoy
 # transcodes with. Committed; proto-check fails on drift. protoc writes tix/v1/ with absolute imports of the proto
@@ -42,10 +49,16 @@ proto-check: proto
 	@git diff --exit-code --stat -- gen || { echo "gen/ has drifted from proto/: run 'make proto' and commit gen/"; exit 1; }
 	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ has untracked generated files: commit them"; git status --porcelain -- gen; exit 1; }
 
+# The contracts: buf lint (buf.yaml) and buf breaking against main's committed descriptor set (see
+# dev/tix_dev/contracts.py for how the baseline is chosen on a branch and on main).
+contracts: $(STAMP) $(BUF) proto
+	$(PY) -m tix_dev.contracts lint
+	$(PY) -m tix_dev.contracts breaking
+
 up: $(STAMP)
 	$(VENV)/bin/tix up
 
-test: $(STAMP) proto-check lint
+test: $(STAMP) proto-check contracts lint
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)

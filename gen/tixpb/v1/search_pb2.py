@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import common_pb2 as tix_dot_v1_dot_common__pb2
 from . import event_pb2 as tix_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tix/v1/search.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\x1a\x12tix/v1/event.proto\"\xe3\x02\n\x13SearchEventsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x15\n\x08latitude\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tlongitude\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tradius_km\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x11\n\tperformer\x18\x08 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\t \x01(\x0e\x32\x15.tix.v1.EventCategory\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x12\n\npage_token\x18\x0b \x01(\tB\x0b\n\t_latitudeB\x0c\n\n_longitudeB\x0c\n\n_radius_km\"\xc0\x02\n\x0c\x45ventSummary\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05venue\x18\x05 \x01(\x0b\x32\r.tix.v1.Venue\x12$\n\tperformer\x18\x06 \x01(\x0b\x32\x11.tix.v1.Performer\x12\'\n\x0bsale_status\x18\x07 \x01(\x0e\x32\x12.tix.v1.SaleStatus\x12 \n\tmin_price\x18\x08 \x01(\x0b\x32\r.tix.v1.Money\x12\x18\n\x0b\x64istance_km\x18\t \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_distance_km\"i\n\x14SearchEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.tix.v1.EventSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32u\n\rSearchService\x12\x64\n\x0cSearchEvents\x12\x1b.tix.v1.SearchEventsRequest\x1a\x1c.tix.v1.SearchEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/events:searchB(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tix/v1/search.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\x1a\x12tix/v1/event.proto\"\xa5\x03\n\x13SearchEventsRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x12\n\x04\x63ity\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\x08latitude\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1c\n\tlongitude\x18\x06 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x1c\n\tradius_km\x18\x07 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tperformer\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12-\n\x08\x63\x61tegory\x18\t \x01(\x0e\x32\x15.tix.v1.EventCategoryB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitudeB\x0c\n\n_radius_km\"\xc0\x02\n\x0c\x45ventSummary\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05venue\x18\x05 \x01(\x0b\x32\r.tix.v1.Venue\x12$\n\tperformer\x18\x06 \x01(\x0b\x32\x11.tix.v1.Performer\x12\'\n\x0bsale_status\x18\x07 \x01(\x0e\x32\x12.tix.v1.SaleStatus\x12 \n\tmin_price\x18\x08 \x01(\x0b\x32\r.tix.v1.Money\x12\x18\n\x0b\x64istance_km\x18\t \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_distance_km\"i\n\x14SearchEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.tix.v1.EventSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32u\n\rSearchService\x12\x64\n\x0cSearchEvents\x12\x1b.tix.v1.SearchEventsRequest\x1a\x1c.tix.v1.SearchEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/events:searchB(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +37,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tix.v1.search_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\ndev.tix.v1P\001Z\030tix.dev/gen/tix/v1;tixv1'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['query']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['query']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['city']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['city']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['latitude']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['latitude']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['longitude']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['longitude']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['radius_km']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['radius_km']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['performer']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['performer']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['category']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['category']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
   _globals['_SEARCHSERVICE'].methods_by_name['SearchEvents']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['SearchEvents']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/events:search'
-  _globals['_SEARCHEVENTSREQUEST']._serialized_start=136
-  _globals['_SEARCHEVENTSREQUEST']._serialized_end=491
-  _globals['_EVENTSUMMARY']._serialized_start=494
-  _globals['_EVENTSUMMARY']._serialized_end=814
-  _globals['_SEARCHEVENTSRESPONSE']._serialized_start=816
-  _globals['_SEARCHEVENTSRESPONSE']._serialized_end=921
-  _globals['_SEARCHSERVICE']._serialized_start=923
-  _globals['_SEARCHSERVICE']._serialized_end=1040
+  _globals['_SEARCHEVENTSREQUEST']._serialized_start=169
+  _globals['_SEARCHEVENTSREQUEST']._serialized_end=590
+  _globals['_EVENTSUMMARY']._serialized_start=593
+  _globals['_EVENTSUMMARY']._serialized_end=913
+  _globals['_SEARCHEVENTSRESPONSE']._serialized_start=915
+  _globals['_SEARCHEVENTSRESPONSE']._serialized_end=1020
+  _globals['_SEARCHSERVICE']._serialized_start=1022
+  _globals['_SEARCHSERVICE']._serialized_end=1139
 # @@protoc_insertion_point(module_scope)

@@ -47,7 +47,9 @@ class SearchServiceServicer:
     """
 
     def SearchEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Upcoming events matching every given filter, paged: best match first for keywords, else nearest first for a
+        place, else soonest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
