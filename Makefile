@@ -80,7 +80,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 k8s-validate: $(STAMP)
-	$(PY) -m pytest -q tests/unit/test_k8s_manifests.py
+	$(PY) -m pytest -q tests/integration/test_k8s_manifests.py
 
 clean:
 	rm -rf gen/tixpb gen/tix.pb var .pytest_cache

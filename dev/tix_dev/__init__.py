@@ -3,5 +3,5 @@
 generation step, and the helpers tests and benchmarks share (free ports, readiness, child processes).
 
 It is the tix-dev distribution (``dev/pyproject.toml``), installed by ``make install`` and never into the
-production image; services never import it (``tests/unit/test_import_boundaries.py`` checks).
+production image; services never import it (``tests/integration/test_import_boundaries.py`` checks).
 """

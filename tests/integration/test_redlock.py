@@ -77,11 +77,16 @@ async def test_a_majority_of_three_nodes_wins_and_a_minority_is_released(clients
 
 
 async def test_a_hold_whose_validity_ran_out_is_not_won_and_is_released(clients):
-    holds = SeatHolds(clients, drift_factor=0.01)
-    # A TTL shorter than the drift allowance (2 ms) leaves no validity: Redlock must not claim the lock.
-    result = await holds.hold(7, ["A-9"], "booking-1", 1)
+    # A drift allowance as long as the TTL leaves no validity however fast the nodes grant: Redlock must not claim
+    # the lock. The keys were granted with a minute to live, so only the release can have removed them.
+    holds = SeatHolds(clients, drift_factor=1.0)
+    result = await holds.hold(7, ["A-9"], "booking-1", TTL_MS)
     assert result.outcome is HoldOutcome.LOST
     assert [await c.get(hold_key(7, "A-9")) for c in clients] == [None, None, None]
+    # A rival's hold of the same seat is not what gets released.
+    await clients[0].set(hold_key(7, "A-8"), "rival", px=TTL_MS)
+    assert (await holds.hold(7, ["A-8"], "booking-1", TTL_MS)).outcome is HoldOutcome.LOST
+    assert await clients[0].get(hold_key(7, "A-8")) == "rival"
 
 
 async def test_one_dead_node_of_three_still_decides_two_dead_nodes_degrade():

