@@ -403,7 +403,8 @@ class _RestScenario(_Scenario):
 
     async def open(self) -> None:
         import aiohttp
-        from cryptography.hazmat.primitives import serialization
+
+        from tix_dev.tokens import TokenSigner
 
         self.concurrency = max(1, _share(self.spec.concurrency, self.spec.procs, self.index))
         self.http = aiohttp.ClientSession(
@@ -411,7 +412,7 @@ class _RestScenario(_Scenario):
             connector=aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=120),
             timeout=aiohttp.ClientTimeout(total=60),
         )
-        self.signing_key = serialization.load_pem_private_key(Path(self.spec.signing_key_path).read_bytes(), None)
+        self.signer = TokenSigner(Path(self.spec.signing_key_path))
         # Open the pool's connections before the clock starts (Envoy refuses a call without a token itself).
         await asyncio.gather(*(self.call("GET", "/v1/bookings/not-a-uuid", None, None) for _ in range(self.concurrency)))
 
@@ -419,15 +420,8 @@ class _RestScenario(_Scenario):
         await self.http.close()
 
     def sign(self, user_id: str) -> str:
-        """A fan's bearer token, as ``tix.identity.issue_token`` makes it (with the key loaded once)."""
-        import jwt
-
-        from tix.identity import JWT_AUDIENCE, JWT_ISSUER
-        from tix_dev.tokens import KEY_ID
-
-        now = int(time.time())
-        claims = {"sub": user_id, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 6 * 3600}
-        return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": KEY_ID})
+        """A fan's bearer token, as ``tix token`` makes it."""
+        return self.signer.sign(user_id, ttl_seconds=6 * 3600)
 
     async def call(self, method: str, path: str, token: str | None, body: bytes | None) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}

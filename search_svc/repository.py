@@ -1,7 +1,7 @@
 """Storage for search: the PostgreSQL backend over ``search_documents``, the Redis cache of popular queries, and the
 outbox indexer that keeps the documents in step with the catalog.
 
-Documents use the 'simple' text search configuration (as tix.seed does): names are proper nouns, which stemming
+Documents use the 'simple' text search configuration (as the seed does): names are proper nouns, which stemming
 and stop words would mangle ("The Who"). Keywords match through ``websearch_to_tsquery`` and prefixes (type-ahead),
 typos through pg_trgm word similarity on ``search_text``; both feed the rank.
 """
