@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
 from prometheus_client import Counter
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from booking_svc.holds import HoldOutcome, SeatHolds
 from booking_svc.payments import PaymentGateway, PaymentIntentInfo
@@ -53,7 +51,7 @@ from tix.errors import (
     Unavailable,
 )
 from tix.logs import get_logger
-from tix.seatfeed import publish_seat_changes
+from tix.seatfeed import SeatFeedPublisher
 from tix.singleflight import SingleFlight
 
 log = get_logger("booking_svc.domain")
@@ -188,7 +186,7 @@ class BookingService:
         repository: BookingRepository,
         holds: SeatHolds,
         payments: PaymentGateway,
-        seat_feed: Redis,
+        seat_feed: SeatFeedPublisher,
     ) -> None:
         self._settings = settings
         self._repository = repository
@@ -324,7 +322,7 @@ class BookingService:
         payment_intent_id, client_secret, payment_status = await self._repository.attach_payment_intent(
             booking_id, intent.payment_intent_id, intent.client_secret, _payment_status(intent)
         )
-        await self._publish(event_id, [(s, "reserved") for s in seat_ids])
+        await self._seat_feed.publish(event_id, result.version, result.seat_changes)
         # Everything the answer needs is at hand: no need to read the booking back.
         return _with_seat_details(
             replace(
@@ -469,7 +467,7 @@ class BookingService:
                 await self._holds.mark_sold(
                     result.event_id, result.seat_ids, str(booking_id), await self._sold_marker_ttl_ms(result.event_id)
                 )
-            await self._publish(result.event_id, result.seat_changes)
+            await self._seat_feed.publish(result.event_id, result.version, result.seat_changes)
         if result.outcome is SettleOutcome.REFUND_OWED:
             await self.refund(booking_id)
         return result
@@ -539,7 +537,7 @@ class BookingService:
         """Seats went back on sale: tell Redis and watchers, and stop the PaymentIntent (or, if the fan paid in
         the meantime, take the late-payment path)."""
         await self._holds.release(released.event_id, released.seat_ids, str(released.booking_id))
-        await self._publish(released.event_id, [(s, "available") for s in released.freed_seat_ids])
+        await self._seat_feed.publish(released.event_id, released.version, released.seat_changes)
         if released.payment_intent_id:
             await self.cancel_payment(released.booking_id, released.payment_intent_id)
 
@@ -578,15 +576,6 @@ class BookingService:
         if seats is not None and all(seat in seats for seat in record.seat_ids):
             return _with_seat_details(record, seats)
         return await self._repository.with_seat_details(record)
-
-    async def _publish(self, event_id: int, changes: Sequence[tuple[str, str]]) -> None:
-        if not changes:
-            return
-        try:
-            await publish_seat_changes(self._seat_feed, event_id, changes)
-        except (RedisError, OSError) as error:
-            # The live seat map is a convenience; a Redis outage must not fail a booking already committed.
-            log.warning("seat_feed_unavailable", event_id=event_id, error=repr(error))
 
 
 def _validate(request: SeatRequest) -> None:

@@ -23,6 +23,7 @@ from tix.db import create_engine
 from tix.errors import DomainError
 from tix.logs import get_logger
 from tix.redis_pool import create_redis
+from tix.seatfeed import SeatFeedPublisher
 
 log = get_logger("booking_svc.reconcile")
 
@@ -106,19 +107,19 @@ async def reconcile_bookings(
 async def run_reconcile(settings: BookingSettings, apply: bool = True) -> int:
     """Entry point of ``tix bookings reconcile``: prints a summary; returns the exit code."""
     engine = create_engine(settings, pool_size=5)
-    seat_feed = create_redis(settings.redis_url)
+    redis = create_redis(settings.redis_url)
     holds = SeatHolds.from_urls(
         settings.lock_urls(), drift_factor=settings.lock_drift_factor, node_timeout=settings.lock_node_timeout_seconds
     )
     payments = PaymentGateway(settings)
     repository = BookingRepository(engine)
-    bookings = BookingService(settings, repository, holds, payments, seat_feed)
+    bookings = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine))
     try:
         report = await reconcile_bookings(bookings, repository, payments, apply=apply)
     finally:
         await payments.aclose()
         await holds.aclose()
-        await seat_feed.aclose()
+        await redis.aclose()
         await engine.dispose()
     print(report.summary())
     consistent = report.consistent(apply)

@@ -21,6 +21,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tix.inventory import ensure_tickets
+from tix.seatfeed import NEXT_VERSION, SeatChange
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class ReserveResult:
     active_seats: int = 0
     # RESERVED: the new booking (without its PaymentIntent and seat details yet).
     record: BookingRecord | None = None
+    # RESERVED: the seats' status changes and the seat-map version they carry (see tix.seatfeed).
+    seat_changes: tuple[SeatChange, ...] = ()
+    version: int = 0
 
 
 class SettleOutcome(enum.Enum):
@@ -124,8 +128,9 @@ class SettleResult:
     booking_id: uuid.UUID | None = None
     event_id: int = 0
     seat_ids: tuple[str, ...] = ()
-    # Seat status changes to publish: (seat_id, status).
-    seat_changes: tuple[tuple[str, str], ...] = ()
+    # Seat status changes to publish, and their seat-map version.
+    seat_changes: tuple[SeatChange, ...] = ()
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,9 @@ class ReleasedBooking:
     freed_seat_ids: tuple[str, ...]
     payment_intent_id: str | None
     status_before: str = "reserved"
+    # The freed seats' status changes and their seat-map version.
+    seat_changes: tuple[SeatChange, ...] = ()
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,21 +204,21 @@ _SEAT_DETAILS = text(
 # Rows are locked in seat order first, so two overlapping requests queue instead of deadlocking; the UPDATE then
 # re-checks each row's latest version (READ COMMITTED re-evaluation) before moving it.
 _RESERVE_TICKETS = text(
-    """
+    f"""
     WITH fence AS MATERIALIZED (SELECT nextval('booking_fence_seq') AS value),
     target AS (
-        SELECT seat_id FROM tickets
+        SELECT seat_id, status FROM tickets
         WHERE event_id = :event_id AND seat_id = ANY(:seat_ids)
         ORDER BY seat_id
         FOR UPDATE
     )
     UPDATE tickets t
     SET status = 'reserved', booking_id = :booking_id, fence = fence.value,
-        reserved_until = now() + make_interval(secs => :hold_seconds)
+        reserved_until = now() + make_interval(secs => :hold_seconds), version = {NEXT_VERSION}
     FROM target, fence
     WHERE t.event_id = :event_id AND t.seat_id = target.seat_id AND t.fence < fence.value
       AND (t.status = 'available' OR (t.status = 'reserved' AND t.reserved_until < now()))
-    RETURNING t.seat_id, t.price_minor, fence.value AS fence
+    RETURNING t.seat_id, t.price_minor, fence.value AS fence, t.section_id, target.status AS previous, t.version
     """
 )
 
@@ -241,30 +249,38 @@ _INSERT_BOOKING = text(
 
 # Late payment: the booking's own rows, or rows free again, become booked under a new fence.
 _REBOOK_TICKETS = text(
-    """
+    f"""
     WITH target AS (
-        SELECT seat_id FROM tickets
+        SELECT seat_id, status FROM tickets
         WHERE event_id = :event_id AND seat_id = ANY(:seat_ids)
         ORDER BY seat_id
         FOR UPDATE
     )
     UPDATE tickets t
-    SET status = 'booked', booking_id = :booking_id, fence = :fence, reserved_until = NULL
+    SET status = 'booked', booking_id = :booking_id, fence = :fence, reserved_until = NULL,
+        version = {NEXT_VERSION}
     FROM target
     WHERE t.event_id = :event_id AND t.seat_id = target.seat_id AND t.fence < :fence
       AND (t.booking_id = :booking_id OR t.status = 'available'
            OR (t.status = 'reserved' AND t.reserved_until < now()))
-    RETURNING t.seat_id
+    RETURNING t.seat_id, t.section_id, target.status AS previous, t.version
     """
 )
 
 _FREE_TICKETS = text(
-    """
-    UPDATE tickets SET status = 'available', booking_id = NULL, reserved_until = NULL
+    f"""
+    UPDATE tickets SET status = 'available', booking_id = NULL, reserved_until = NULL, version = {NEXT_VERSION}
     WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence AND status = 'reserved'
-    RETURNING seat_id
+    RETURNING seat_id, section_id, 'reserved' AS previous, version
     """
 )
+
+
+def _seat_changes(rows: Sequence[Row[Any]], status: str) -> tuple[tuple[SeatChange, ...], int]:
+    """Rows returned by a ticket update (seat_id, section_id, previous, version) as published changes, and the
+    batch's seat-map version."""
+    changes = tuple(SeatChange(r.seat_id, r.section_id, r.previous, status) for r in rows)
+    return changes, max((int(r.version) for r in rows), default=0)
 
 
 def _record(row: Row[Any]) -> BookingRecord:
@@ -416,7 +432,11 @@ class BookingRepository:
                     await tx.rollback()
                     return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
         record = _record(created)
-        return ReserveResult(ReserveOutcome.RESERVED, booking_id=booking_id, fence=fence, record=record)
+        changes, version = _seat_changes(moved_rows, "reserved")
+        return ReserveResult(
+            ReserveOutcome.RESERVED, booking_id=booking_id, fence=fence, record=record, seat_changes=changes,
+            version=version,
+        )
 
     async def booking_id_for_request(self, user_id: str, request_id: str) -> uuid.UUID | None:
         async with self._single.connect() as conn:
@@ -441,13 +461,18 @@ class BookingRepository:
             ).first()
             if row is None:
                 return None
-            freed = await conn.scalars(
-                _FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence}
-            )
-            freed_ids = tuple(freed)
+            freed = (
+                await conn.execute(
+                    _FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence}
+                )
+            ).all()
             await conn.execute(text("DELETE FROM payments WHERE booking_id = :b"), {"b": booking_id})
             await conn.execute(text("DELETE FROM bookings WHERE booking_id = :b"), {"b": booking_id})
-        return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), freed_ids, None)
+        changes, version = _seat_changes(freed, "available")
+        return ReleasedBooking(
+            booking_id, row.event_id, tuple(row.seat_ids), tuple(r.seat_id for r in freed), None,
+            seat_changes=changes, version=version,
+        )
 
     async def attach_payment_intent(
         self, booking_id: uuid.UUID, payment_intent_id: str, client_secret: str, status: str
@@ -534,46 +559,47 @@ class BookingRepository:
 
             if row.status == "reserved":
                 savepoint = await conn.begin_nested()
-                booked = await conn.scalars(
-                    text(
-                        "UPDATE tickets SET status = 'booked', reserved_until = NULL"
-                        " WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence"
-                        " AND status = 'reserved' RETURNING seat_id"
-                    ),
-                    {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence},
-                )
-                if len(list(booked)) == len(seat_ids):
+                booked = (
+                    await conn.execute(
+                        text(
+                            f"UPDATE tickets SET status = 'booked', reserved_until = NULL, version = {NEXT_VERSION}"
+                            " WHERE event_id = :event_id AND booking_id = :booking_id AND fence = :fence"
+                            " AND status = 'reserved' RETURNING seat_id, section_id, 'reserved' AS previous,"
+                            " version"
+                        ),
+                        {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence},
+                    )
+                ).all()
+                if len(booked) == len(seat_ids):
                     await savepoint.commit()
                     await self._confirm(conn, booking_id, row.fence, reason="")
-                    return SettleResult(
-                        SettleOutcome.CONFIRMED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
-                    )
+                    changes, version = _seat_changes(booked, "booked")
+                    return SettleResult(SettleOutcome.CONFIRMED, **base, seat_changes=changes, version=version)
                 await savepoint.rollback()
 
             # Late payment: the hold ended (or part of it was resold) before the money arrived.
             fence = int(await conn.scalar(text("SELECT nextval('booking_fence_seq')")))
             savepoint = await conn.begin_nested()
-            rebooked = list(
-                await conn.scalars(
+            rebooked = (
+                await conn.execute(
                     _REBOOK_TICKETS,
                     {"event_id": row.event_id, "seat_ids": list(seat_ids), "booking_id": booking_id,
                      "fence": fence},
                 )
-            )
+            ).all()
             if len(rebooked) == len(seat_ids):
                 await savepoint.commit()
                 await self._confirm(
                     conn, booking_id, fence,
                     reason="paid after the hold ended; the same seats were still free and are booked",
                 )
-                return SettleResult(
-                    SettleOutcome.REBOOKED, **base, seat_changes=tuple((s, "booked") for s in seat_ids)
-                )
+                changes, version = _seat_changes(rebooked, "booked")
+                return SettleResult(SettleOutcome.REBOOKED, **base, seat_changes=changes, version=version)
             await savepoint.rollback()
-            freed = list(
-                await conn.scalars(_FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id,
+            freed = (
+                await conn.execute(_FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id,
                                                    "fence": row.fence})
-            )
+            ).all()
             await conn.execute(
                 text(
                     "UPDATE bookings SET status = 'refunded', status_reason = :reason, updated_at = now()"
@@ -586,9 +612,8 @@ class BookingRepository:
                 },
             )
             await self._set_payment_status(conn, booking_id, "succeeded")
-            return SettleResult(
-                SettleOutcome.REFUND_OWED, **base, seat_changes=tuple((s, "available") for s in freed)
-            )
+            changes, version = _seat_changes(freed, "available")
+            return SettleResult(SettleOutcome.REFUND_OWED, **base, seat_changes=changes, version=version)
 
     async def _confirm(self, conn: AsyncConnection, booking_id: uuid.UUID, fence: int, *, reason: str) -> None:
         await conn.execute(
@@ -683,11 +708,11 @@ class BookingRepository:
             if row.status != "reserved":
                 return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), (), row.payment_intent_id,
                                        status_before=row.status)
-            freed = tuple(
-                await conn.scalars(
+            freed = (
+                await conn.execute(
                     _FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence}
                 )
-            )
+            ).all()
             await conn.execute(
                 text(
                     "UPDATE bookings SET status = 'cancelled', status_reason = :reason, updated_at = now()"
@@ -695,7 +720,11 @@ class BookingRepository:
                 ),
                 {"b": booking_id, "reason": reason},
             )
-        return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), freed, row.payment_intent_id)
+        changes, version = _seat_changes(freed, "available")
+        return ReleasedBooking(
+            booking_id, row.event_id, tuple(row.seat_ids), tuple(r.seat_id for r in freed), row.payment_intent_id,
+            seat_changes=changes, version=version,
+        )
 
     async def expire_overdue(self, limit: int) -> list[ReleasedBooking]:
         """Expire one batch of reserved bookings past their deadline. Replicas share the work: rows another
@@ -723,19 +752,20 @@ class BookingRepository:
             )
             if not expired:
                 return []
-            freed: dict[uuid.UUID, list[str]] = {}
+            freed: dict[uuid.UUID, list[Row[Any]]] = {}
             for r in await conn.execute(
                 text(
-                    """
-                    UPDATE tickets t SET status = 'available', booking_id = NULL, reserved_until = NULL
+                    f"""
+                    UPDATE tickets t SET status = 'available', booking_id = NULL, reserved_until = NULL,
+                                         version = {NEXT_VERSION}
                     FROM unnest(CAST(:ids AS uuid[]), CAST(:fences AS bigint[])) AS x(booking_id, fence)
                     WHERE t.booking_id = x.booking_id AND t.fence = x.fence AND t.status = 'reserved'
-                    RETURNING x.booking_id, t.seat_id
+                    RETURNING x.booking_id, t.seat_id, t.section_id, 'reserved' AS previous, t.version
                     """
                 ),
                 {"ids": [r.booking_id for r in expired], "fences": [r.fence for r in expired]},
             ):
-                freed.setdefault(r.booking_id, []).append(r.seat_id)
+                freed.setdefault(r.booking_id, []).append(r)
             intents = {
                 r.booking_id: r.payment_intent_id
                 for r in await conn.execute(
@@ -743,11 +773,17 @@ class BookingRepository:
                     {"ids": [r.booking_id for r in expired]},
                 )
             }
-        return [
-            ReleasedBooking(r.booking_id, r.event_id, tuple(r.seat_ids), tuple(freed.get(r.booking_id, ())),
-                            intents.get(r.booking_id))
-            for r in expired
-        ]
+        released = []
+        for r in expired:
+            rows = freed.get(r.booking_id, [])
+            changes, version = _seat_changes(rows, "available")
+            released.append(
+                ReleasedBooking(
+                    r.booking_id, r.event_id, tuple(r.seat_ids), tuple(f.seat_id for f in rows),
+                    intents.get(r.booking_id), seat_changes=changes, version=version,
+                )
+            )
+        return released
 
     # --- reconciliation ------------------------------------------------------------------------------------
 

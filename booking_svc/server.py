@@ -11,6 +11,7 @@ from booking_svc.repository import BookingRepository
 from booking_svc.servicer import BookingServicer
 from booking_svc.settings import BookingSettings
 from booking_svc.sweeper import run_sweeper
+from tix.seatfeed import SeatFeedPublisher
 from tix.server import Runtime, ServiceDefinition
 from tixpb.v1 import booking_pb2, booking_pb2_grpc
 
@@ -22,7 +23,8 @@ def build_booking_service(settings: BookingSettings, runtime: Runtime[BookingSet
     payments = PaymentGateway(settings)
     runtime.on_close(holds.aclose)
     runtime.on_close(payments.aclose)
-    return BookingService(settings, BookingRepository(runtime.engine), holds, payments, runtime.redis)
+    seat_feed = SeatFeedPublisher(runtime.redis, runtime.engine)
+    return BookingService(settings, BookingRepository(runtime.engine), holds, payments, seat_feed)
 
 
 async def setup(server: grpc.aio.Server, runtime: Runtime[BookingSettings]) -> None:

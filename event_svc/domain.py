@@ -16,6 +16,7 @@ from typing import NamedTuple, Protocol
 
 from cachetools import LRUCache
 
+from tix.availability import AvailabilityBand, AvailabilityCounts, availability_band
 from tix.catalog import LayoutSeat, Performer, Venue
 from tix.errors import NotFound
 from tix.singleflight import SingleFlight
@@ -124,6 +125,7 @@ class EventPage:
     entry: EventCatalogEntry
     sale_status: SaleStatus
     sections: tuple[SectionAvailability, ...]
+    band: AvailabilityBand
 
     @property
     def available_count(self) -> int:
@@ -209,10 +211,7 @@ def build_layout(layout_id: str, seats: Sequence[LayoutSeat]) -> SeatLayout:
 
 @dataclass(frozen=True, eq=False)
 class SeatState:
-    """The seats of an event that are not available, read after the seat feed's ``version``.
-
-    Every change with a version up to ``version`` is included; later changes may be too (applying them again is
-    harmless: a change sets a status, it does not toggle one)."""
+    """The seats of an event that are not available, and the seat-map version they were read at (tix.seatfeed)."""
 
     event_id: int
     version: int
@@ -324,21 +323,19 @@ class CatalogStore(Protocol):
     async def load_event(self, event_id: int) -> EventCatalogEntry | None: ...
     async def load_layout(self, layout_id: str) -> list[LayoutSeat]: ...
     async def layout_ids(self) -> list[str]: ...
-    async def taken_seats(self, event_id: int) -> dict[str, SeatStatus]: ...
-    async def taken_by_section(self, event_id: int) -> dict[str, int]: ...
+    async def seat_state(self, event_id: int) -> SeatState: ...
 
 
 class CatalogCache(Protocol):
     async def get_event(self, event_id: int, load: Callable[[], Awaitable[EventCatalogEntry | None]]) -> (
         EventCatalogEntry | None
     ): ...
-    async def get_taken_by_section(self, event_id: int, load: Callable[[], Awaitable[dict[str, int]]]) -> (
-        dict[str, int]
-    ): ...
 
 
-class SeatVersions(Protocol):
-    async def current_version(self, event_id: int) -> int: ...
+class AvailabilityCounter(Protocol):
+    """Taken seats per section, maintained as booking changes them (None: no such event)."""
+
+    async def counts(self, event_id: int) -> AvailabilityCounts | None: ...
 
 
 class LayoutCache:
@@ -373,11 +370,11 @@ class EventViewing:
 
     store: CatalogStore
     cache: CatalogCache
-    versions: SeatVersions
+    availability: AvailabilityCounter
     layouts: LayoutCache
     clock: Callable[[], datetime]
     _catalog_flights: SingleFlight[int, EventCatalogEntry | None] = field(default_factory=SingleFlight)
-    _count_flights: SingleFlight[int, dict[str, int]] = field(default_factory=SingleFlight)
+    _count_flights: SingleFlight[int, AvailabilityCounts | None] = field(default_factory=SingleFlight)
     _seat_flights: SingleFlight[int, SeatState] = field(default_factory=SingleFlight)
     _snapshot_flights: SingleFlight[int, SeatMap] = field(default_factory=SingleFlight)
 
@@ -392,16 +389,17 @@ class EventViewing:
 
     async def event_page(self, event_id: int) -> EventPage:
         entry = await self.catalog_entry(event_id)
-        taken = await self._count_flights.run(
-            event_id,
-            lambda: self.cache.get_taken_by_section(event_id, lambda: self.store.taken_by_section(event_id)),
-        )
+        counts = await self._count_flights.run(event_id, lambda: self.availability.counts(event_id))
+        taken = counts.taken_by_section if counts is not None else {}
         sections = tuple(
             SectionAvailability(section, max(0, section.total_count - taken.get(section.section_id, 0)))
             for section in entry.sections
         )
         available = sum(s.available_count for s in sections)
-        return EventPage(entry, sale_status(entry, available, self.clock()), sections)
+        return EventPage(
+            entry, sale_status(entry, available, self.clock()), sections,
+            availability_band(available, entry.total_count),
+        )
 
     async def seat_map(
         self, event_id: int, *, section_id: str | None = None, view: SeatMapView = SeatMapView.COMPACT
@@ -432,7 +430,4 @@ class EventViewing:
         return await self._snapshot_flights.run(event_id, build, not_before=not_before)
 
     async def _read_seat_state(self, event_id: int) -> SeatState:
-        # The version first: every change up to it is then already in the rows read next.
-        version = await self.versions.current_version(event_id)
-        taken = await self.store.taken_seats(event_id)
-        return SeatState(event_id, version, taken)
+        return await self.store.seat_state(event_id)

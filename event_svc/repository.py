@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from event_svc.domain import (
     EventCatalogEntry,
     LayoutSeat,
+    SeatState,
     SeatStatus,
     SectionPrice,
     WaitingRoom,
     natural_key,
 )
 from tix import seatfeed
+from tix.availability import AvailabilityCounts
 from tix.catalog import Performer, Venue, venue_and_performer
 from tix.logs import get_logger
 from tix.redis_pool import as_text
@@ -65,11 +67,14 @@ _LAYOUT = text(
 
 _LAYOUTS_IN_USE = text("SELECT layout_id FROM venues GROUP BY layout_id ORDER BY count(*) DESC")
 
-# A reservation whose deadline has passed is available again, whether or not a sweeper has released it yet.
-_TAKEN = "(status = 'booked' OR (status = 'reserved' AND reserved_until > now()))"
-_TAKEN_SEATS = text(f"SELECT seat_id, status FROM tickets WHERE event_id = :event_id AND {_TAKEN}")
-_TAKEN_BY_SECTION = text(
-    f"SELECT section_id, count(*) FROM tickets WHERE event_id = :event_id AND {_TAKEN} GROUP BY section_id"
+# The map shows the rows' statuses as of their version: a reservation past its deadline shows as reserved until
+# booking's sweeper frees it (seconds later, with a new version), so one version always means one map.
+_SEAT_STATE = text(
+    """
+    SELECT coalesce((SELECT max(version) FROM tickets WHERE event_id = :event_id), 0) AS version,
+           coalesce(array_agg(seat_id), '{}') AS seat_ids, coalesce(array_agg(status), '{}') AS statuses
+    FROM tickets WHERE event_id = :event_id AND status <> 'available'
+    """
 )
 
 
@@ -115,16 +120,19 @@ class CatalogRepository:
         async with self._engine.connect() as conn:
             return list(await conn.scalars(_LAYOUTS_IN_USE))
 
-    async def taken_seats(self, event_id: int) -> dict[str, SeatStatus]:
+    async def seat_state(self, event_id: int) -> SeatState:
+        """The taken seats and the map version they are at, read in one statement (one snapshot)."""
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_TAKEN_SEATS, {"event_id": event_id})).all()
+            row = (await conn.execute(_SEAT_STATE, {"event_id": event_id})).one()
         statuses = {status.value: status for status in SeatStatus}
-        return {seat_id: statuses[status] for seat_id, status in rows}
+        taken = {seat_id: statuses[status] for seat_id, status in zip(row.seat_ids, row.statuses, strict=True)}
+        return SeatState(event_id, int(row.version), taken)
 
-    async def taken_by_section(self, event_id: int) -> dict[str, int]:
+    async def availability(self, event_id: int) -> AvailabilityCounts | None:
+        """Counted in PostgreSQL: the fallback when the counters in Redis are unreachable."""
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_TAKEN_BY_SECTION, {"event_id": event_id})).all()
-        return dict(rows)
+            counted = await seatfeed.count_availability(conn, event_id)
+        return counted[1] if counted else None
 
 
 def _section_prices(tiers: Sequence[Any], tier_prices: tuple[int, ...]) -> tuple[SectionPrice, ...]:
@@ -161,17 +169,10 @@ def _catalog_key(event_id: int, generation: str, version: str) -> str:
     return f"tix:event:{event_id}:catalog:{generation}.{version}"
 
 
-def _taken_key(event_id: int) -> str:
-    return f"tix:event:{event_id}:taken-by-section"
-
-
 async def invalidate_event(redis: Redis, event_id: int) -> None:
     """Call after any change to an event, its venue or its performer. Bumping a version (rather than deleting
     the entry) means a reader that loaded the old rows just before the change can never store them as current."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.incr(_catalog_version_key(event_id))
-        pipe.delete(_taken_key(event_id))
-        await pipe.execute()
+    await redis.incr(_catalog_version_key(event_id))
 
 
 async def invalidate_catalog(redis: Redis) -> None:
@@ -183,17 +184,14 @@ _MISSING = "-"
 
 
 class RedisCatalogCache:
-    """Event details for long (versioned, see invalidate_event) and taken-seat counts for about a second.
+    """Event details, cached for long (versioned, see invalidate_event).
 
     Redis being down slows pages down but does not break them: every miss or error falls through to PostgreSQL."""
 
-    def __init__(
-        self, redis: Redis, *, catalog_seconds: int, missing_seconds: float, availability_seconds: float
-    ) -> None:
+    def __init__(self, redis: Redis, *, catalog_seconds: int, missing_seconds: float) -> None:
         self._redis = redis
         self._catalog_seconds = catalog_seconds
         self._missing_ms = max(1, int(missing_seconds * 1000))
-        self._availability_ms = max(1, int(availability_seconds * 1000))
 
     async def get_event(
         self, event_id: int, load: Callable[[], Awaitable[EventCatalogEntry | None]]
@@ -217,36 +215,25 @@ class RedisCatalogCache:
             log.warning("catalog_cache_unavailable", event_id=event_id, error=repr(exc))
         return entry
 
-    async def get_taken_by_section(
-        self, event_id: int, load: Callable[[], Awaitable[dict[str, int]]]
-    ) -> dict[str, int]:
-        try:
-            raw = await self._redis.get(_taken_key(event_id))
-        except RedisError as exc:
-            log.warning("availability_cache_unavailable", event_id=event_id, error=repr(exc))
-            return await load()
-        if raw is not None:
-            taken: dict[str, int] = json.loads(raw)
-            return taken
-        taken = await load()
-        try:
-            await self._redis.set(_taken_key(event_id), json.dumps(taken), px=self._availability_ms)
-        except RedisError as exc:
-            log.warning("availability_cache_unavailable", event_id=event_id, error=repr(exc))
-        return taken
+class RedisAvailability:
+    """Availability counts from the counters booking keeps in Redis (built from PostgreSQL when missing, see
+    tix.seatfeed); counted in PostgreSQL when Redis is unreachable."""
 
-
-class RedisSeatVersions:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, engine: AsyncEngine, fallback: CatalogRepository) -> None:
         self._redis = redis
+        self._engine = engine
+        self._fallback = fallback
 
-    async def current_version(self, event_id: int) -> int:
-        """0 when Redis is unreachable: the map is still right, and a watcher seeing a later version resyncs."""
+    async def counts(self, event_id: int) -> AvailabilityCounts | None:
         try:
-            return await seatfeed.current_version(self._redis, event_id)
+            counts = await seatfeed.read_counters(self._redis, event_id)
+            if counts is not None:
+                return counts
+            async with self._engine.connect() as conn:
+                return await seatfeed.ensure_counters(self._redis, conn, event_id)
         except RedisError as exc:
-            log.warning("seat_version_unavailable", event_id=event_id, error=repr(exc))
-            return 0
+            log.warning("availability_counters_unavailable", event_id=event_id, error=repr(exc))
+            return await self._fallback.availability(event_id)
 
 
 def encode_entry(entry: EventCatalogEntry) -> str:

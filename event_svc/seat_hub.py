@@ -2,8 +2,8 @@
 
 One Redis pub/sub connection per process, and on it one subscription per event that has watchers here: the first
 watcher of an event subscribes, the last one to leave unsubscribes. Each published change is parsed once and
-handed to every watcher's bounded buffer; a watcher that falls too far behind (or misses a version) is sent a fresh
-snapshot instead of growing memory. Snapshots for watchers arriving together share one database read (see
+handed to every watcher's bounded buffer; a watcher that falls too far behind (or misses a publication: each names
+the one before it, see tix.seatfeed) is sent a fresh snapshot instead of growing memory. Snapshots for watchers arriving together share one database read (see
 ``EventViewing.snapshot``), so a burst of new streams costs a few queries, and a change costs none.
 """
 
@@ -83,16 +83,20 @@ class SeatHub:
         watcher = _Watcher(self._queue_size)
         try:
             await self._join(event_id, watcher)
-            version = 0
+            # The last publication passed on; None right after a snapshot, whatever came before it.
+            last: int | None = None
             watcher.resync = True
             while True:
                 if watcher.resync:
                     watcher.resync = False
                     watcher.pending.clear()
                     # Taken after the subscription is live: changes from here on are buffered or in the snapshot.
+                    # Buffered ones may be in it too (the snapshot's version cannot tell a change committed just
+                    # before the read from one just after): they are passed on, and setting a status twice is
+                    # harmless.
                     mark = self._viewing.mark()
                     snapshot = await self._viewing.snapshot(event_id, not_before=mark)
-                    version = snapshot.version
+                    last = None
                     yield snapshot
                     continue
                 if not watcher.pending:
@@ -100,13 +104,11 @@ class SeatHub:
                     await watcher.wakeup.wait()
                     continue
                 message = watcher.pending.popleft()
-                if message.version <= version:
-                    continue  # already in the snapshot
-                if message.version > version + 1:
-                    # Pub/sub delivers at most once: a gap means a lost change, so start again from the database.
+                if last is not None and message.prev != last:
+                    # Pub/sub delivers at most once: a broken chain means a lost change; start again.
                     watcher.request_resync()
                     continue
-                version = message.version
+                last = message.version
                 yield message
         finally:
             self._leave(event_id, watcher)

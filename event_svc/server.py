@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import grpc
 
 from event_svc.domain import EventViewing, LayoutCache
-from event_svc.repository import CatalogRepository, RedisCatalogCache, RedisSeatVersions
+from event_svc.repository import CatalogRepository, RedisAvailability, RedisCatalogCache
 from event_svc.seat_hub import SeatHub
 from event_svc.servicer import EventServicer
 from event_svc.settings import EventSettings
@@ -29,9 +29,8 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[EventSettings]) -> Non
             runtime.redis,
             catalog_seconds=settings.catalog_cache_seconds,
             missing_seconds=settings.missing_event_cache_seconds,
-            availability_seconds=settings.availability_cache_seconds,
         ),
-        versions=RedisSeatVersions(runtime.redis),
+        availability=RedisAvailability(runtime.redis, runtime.engine, store),
         layouts=layouts,
         clock=_now,
     )

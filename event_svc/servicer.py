@@ -10,6 +10,7 @@ import grpc
 from event_svc.domain import EventPage, EventViewing, SaleStatus, SeatMap, SeatMapView, SeatStatus
 from event_svc.seat_hub import SeatHub
 from tix import seatfeed
+from tix.availability import AvailabilityBand
 from tix.catalog import event_category, money, render_performer, render_venue, timestamp
 from tix.errors import InvalidArgument
 from tix.validation import require_numeric_id
@@ -28,6 +29,11 @@ SEAT_STATUSES = {
     SeatStatus.BOOKED: common_pb2.SEAT_STATUS_BOOKED,
 }
 _FEED_STATUSES = {status.value: SEAT_STATUSES[status] for status in SeatStatus}
+_BANDS = {
+    AvailabilityBand.AVAILABLE: common_pb2.AVAILABILITY_BAND_AVAILABLE,
+    AvailabilityBand.FEW_LEFT: common_pb2.AVAILABILITY_BAND_FEW_LEFT,
+    AvailabilityBand.SOLD_OUT: common_pb2.AVAILABILITY_BAND_SOLD_OUT,
+}
 _VIEWS = {
     event_pb2.SEAT_MAP_VIEW_UNSPECIFIED: SeatMapView.COMPACT,
     event_pb2.SEAT_MAP_VIEW_COMPACT: SeatMapView.COMPACT,
@@ -78,6 +84,10 @@ def changes_response(message: seatfeed.SeatFeedMessage) -> event_pb2.WatchSeatsR
     return event_pb2.WatchSeatsResponse(version=message.version, changes=event_pb2.SeatChanges(changes=changes))
 
 
+def render_band(band: AvailabilityBand) -> common_pb2.AvailabilityBand:
+    return _BANDS[band]
+
+
 def render_event(page: EventPage) -> event_pb2.Event:
     entry = page.entry
     currency = entry.currency
@@ -101,6 +111,7 @@ def render_event(page: EventPage) -> event_pb2.Event:
         max_price=money(currency, entry.max_price_minor),
         available_count=page.available_count,
         total_count=entry.total_count,
+        availability_band=render_band(page.band),
         sections=[
             event_pb2.SectionAvailability(
                 section_id=s.section.section_id,

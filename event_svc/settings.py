@@ -12,8 +12,6 @@ class EventSettings(ServiceSettings):
     catalog_cache_seconds: int = 3600
     # Unknown ids are remembered briefly so a crawler probing ids does not reach PostgreSQL every time.
     missing_event_cache_seconds: float = 5.0
-    # Availability counts are shared by every viewer of an event for this long: one count query per period.
-    availability_cache_seconds: float = 1.0
     # Seat layouts kept in process memory (they are shared templates: a handful of kinds of venue).
     layout_cache_size: int = 16
     # Seat changes buffered per watcher; a watcher that falls this far behind gets a fresh snapshot instead.

@@ -128,9 +128,13 @@ events = Table(
     Column("queue_max_active", Integer, nullable=False, server_default=text("1000")),
     # True once the event's tickets rows exist (materialised from the layout).
     Column("tickets_ready", Boolean, nullable=False, server_default=text("false")),
+    # The availability band last recorded (tix.availability), and the seat-map version it was derived at.
+    Column("availability_band", String(10), nullable=False, server_default="available"),
+    Column("availability_version", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("ends_at >= starts_at", name="ends_after_start"),
     CheckConstraint("max_seats_per_user BETWEEN 1 AND 100", name="seat_limit_range"),
+    CheckConstraint("availability_band IN ('available', 'few_left', 'sold_out')", name="availability_band_known"),
     Index("ix_events_starts_at", "starts_at"),
     Index("ix_events_venue_id", "venue_id"),
     Index("ix_events_performer_id", "performer_id"),
@@ -148,6 +152,8 @@ tickets = Table(
     Column("reserved_until", DateTime(timezone=True), nullable=True),
     # Fencing token of the hold that last wrote the row: a write carrying an older token is refused.
     Column("fence", BigInteger, nullable=False, server_default=text("0")),
+    # Seat-map version of the row's last status change (seat_version_seq, see tix.seatfeed).
+    Column("version", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("event_id", "seat_id"),
     CheckConstraint(f"status IN {TICKET_STATUSES}", name="status_known"),
     CheckConstraint("(status = 'available') = (booking_id IS NULL)", name="holder_matches_status"),
@@ -155,6 +161,7 @@ tickets = Table(
     CheckConstraint("price_minor >= 0", name="price_not_negative"),
     Index("ix_tickets_booking_id", "booking_id", postgresql_where=text("booking_id IS NOT NULL")),
     Index("ix_tickets_event_section_status", "event_id", "section_id", "status"),
+    Index("ix_tickets_event_id_version", "event_id", "version"),
 )
 
 bookings = Table(
@@ -184,6 +191,8 @@ bookings = Table(
 
 # Fencing tokens of seat holds (migration 0002): monotonic whatever Redis does, stored in tickets/bookings.fence.
 booking_fence_seq = Sequence("booking_fence_seq", metadata=metadata)
+# The seat-map clock (migration 0004, see tix.seatfeed).
+seat_version_seq = Sequence("seat_version_seq", metadata=metadata)
 
 payments = Table(
     "payments",
@@ -212,7 +221,7 @@ outbox = Table(
     "outbox",
     metadata,
     Column("outbox_id", BigInteger, Identity(), primary_key=True),
-    # "event", "venue", "performer", "seats": what changed.
+    # "event", "venue", "performer", "availability" (the band, from booking): what changed.
     Column("topic", String(20), nullable=False),
     Column("aggregate_id", Text, nullable=False),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),

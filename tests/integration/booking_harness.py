@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +24,7 @@ from booking_svc.payments import PaymentGateway
 from booking_svc.repository import BookingRepository
 from booking_svc.settings import BookingSettings
 from tix.redis_pool import create_redis
+from tix.seatfeed import SeatFeedPublisher
 from tix.settings import DEVELOPMENT_STRIPE_API_KEY
 
 WEBHOOK_SECRET = "whsec_booking_tests"
@@ -52,10 +54,12 @@ class BookingWorld:
     settings: BookingSettings
     engine: AsyncEngine
 
+    redis: Redis
+
     async def aclose(self) -> None:
         await self.payments.aclose()
         await self.holds.aclose()
-        await self.service._seat_feed.aclose()
+        await self.redis.aclose()
 
 
 async def build_world(engine: AsyncEngine, settings: BookingSettings, seat_feed_url: str) -> BookingWorld:
@@ -64,8 +68,9 @@ async def build_world(engine: AsyncEngine, settings: BookingSettings, seat_feed_
     )
     payments = PaymentGateway(settings)
     repository = BookingRepository(engine)
-    service = BookingService(settings, repository, holds, payments, create_redis(seat_feed_url))
-    return BookingWorld(service, repository, holds, payments, settings, engine)
+    redis = create_redis(seat_feed_url)
+    service = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine))
+    return BookingWorld(service, repository, holds, payments, settings, engine, redis)
 
 
 @asynccontextmanager

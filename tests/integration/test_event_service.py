@@ -16,8 +16,8 @@ from sqlalchemy import text
 from event_svc.domain import EventViewing, LayoutCache, SeatMap
 from event_svc.repository import (
     CatalogRepository,
+    RedisAvailability,
     RedisCatalogCache,
-    RedisSeatVersions,
     invalidate_catalog,
     invalidate_event,
 )
@@ -50,24 +50,39 @@ async def events(event_server):
         yield event_pb2_grpc.EventServiceStub(channel)
 
 
-async def set_seats(engine, event_id: int, seat_ids: list[str], status: str, *, expires_in: timedelta | None = None):
-    """Put seats in a state the way booking does (materialising the event's tickets first)."""
+async def set_seats(
+    engine, event_id: int, seat_ids: list[str], status: str, *, expires_in: timedelta | None = None, redis=None
+) -> int:
+    """Put seats in a state the way booking does (materialising the event's tickets first, drawing seat-map
+    versions); with ``redis``, publish the change on the seat feed as booking does after its commit. Returns the
+    change's version."""
     async with engine.begin() as conn:
         await ensure_tickets(conn, event_id)
         until = datetime.now(UTC) + (expires_in or timedelta(minutes=10))
-        await conn.execute(
-            text(
-                "UPDATE tickets SET status = :status, booking_id = :booking, reserved_until = :until "
-                "WHERE event_id = :event_id AND seat_id = ANY(:seats)"
-            ),
-            {
-                "status": status,
-                "booking": None if status == "available" else uuid.uuid4(),
-                "until": until if status == "reserved" else None,
-                "event_id": event_id,
-                "seats": seat_ids,
-            },
-        )
+        rows = (
+            await conn.execute(
+                text(
+                    "UPDATE tickets t SET status = :status, booking_id = :booking, reserved_until = :until,"
+                    f" version = {seatfeed.NEXT_VERSION}"
+                    " FROM (SELECT seat_id, status FROM tickets WHERE event_id = :event_id AND seat_id = ANY(:seats)"
+                    "       FOR UPDATE) old"
+                    " WHERE t.event_id = :event_id AND t.seat_id = old.seat_id"
+                    " RETURNING t.seat_id, t.section_id, old.status AS previous, t.version"
+                ),
+                {
+                    "status": status,
+                    "booking": None if status == "available" else uuid.uuid4(),
+                    "until": until if status == "reserved" else None,
+                    "event_id": event_id,
+                    "seats": seat_ids,
+                },
+            )
+        ).all()
+    version = max(row.version for row in rows)
+    if redis is not None:
+        changes = [seatfeed.SeatChange(r.seat_id, r.section_id, r.previous, status) for r in rows]
+        await seatfeed.publish(redis, event_id, version, changes)
+    return version
 
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
@@ -85,7 +100,6 @@ async def test_event_page_shows_details_prices_and_live_availability(db, events)
     event = await create_event(db, queue_enabled=True, max_seats_per_user=4)
     await set_seats(db, event.event_id, ["S1-A-1", "S1-A-2", "S1-A-3"], "reserved")
     await set_seats(db, event.event_id, ["S2-E-9", "S2-E-10"], "booked")
-    await set_seats(db, event.event_id, ["S1-B-1"], "reserved", expires_in=timedelta(seconds=-5))
 
     page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(event.event_id)))
 
@@ -107,7 +121,7 @@ async def test_event_page_shows_details_prices_and_live_availability(db, events)
     assert (page.total_count, page.available_count) == (100, 95)
     by_section = {s.section_id: s for s in page.sections}
     assert list(by_section) == ["S1", "S2"]
-    # The expired reservation counts as available again.
+    assert page.availability_band == common_pb2.AVAILABILITY_BAND_AVAILABLE
     assert (by_section["S1"].available_count, by_section["S1"].total_count) == (47, 50)
     assert (by_section["S2"].available_count, by_section["S2"].total_count) == (48, 50)
     assert by_section["S1"].price.amount_minor == 7500
@@ -134,6 +148,7 @@ async def test_sale_status_follows_schedule_stock_and_cancellation(db, events):
     await set_seats(db, sold_out.event_id, sold_out.seat_ids, "booked")
     page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(sold_out.event_id)))
     assert (page.sale_status, page.available_count) == (event_pb2.SALE_STATUS_SOLD_OUT, 0)
+    assert page.availability_band == common_pb2.AVAILABILITY_BAND_SOLD_OUT
 
     past = await create_event(db, starts_in=timedelta(hours=-1))
     page = await events.GetEvent(event_pb2.GetEventRequest(event_id=str(past.event_id)))
@@ -193,15 +208,34 @@ async def test_an_event_created_after_a_miss_is_found_once_invalidated(db, redis
     assert page.name == "The Test Band Live"
 
 
-async def test_availability_counts_are_at_most_a_second_old(db, events):
+async def test_availability_follows_the_changes_booking_publishes_at_once(db, redis, events):
     event = await create_event(db)
     request = event_pb2.GetEventRequest(event_id=str(event.event_id))
-    assert (await events.GetEvent(request)).available_count == 100
-    await set_seats(db, event.event_id, event.seat_ids[:10], "booked")
-    deadline = time.monotonic() + 3
-    while (await events.GetEvent(request)).available_count != 90:
-        assert time.monotonic() < deadline, "availability never refreshed"
-        await asyncio.sleep(0.1)
+    assert (await events.GetEvent(request)).available_count == 100  # counters built from PostgreSQL
+    await set_seats(db, event.event_id, event.seat_ids[:91], "booked", redis=redis)
+    page = await events.GetEvent(request)
+    assert (page.available_count, page.availability_band) == (9, common_pb2.AVAILABILITY_BAND_FEW_LEFT)
+    await set_seats(db, event.event_id, event.seat_ids[:1], "available", redis=redis)
+    assert (await events.GetEvent(request)).available_count == 10
+
+
+async def test_lost_counters_are_rebuilt_from_postgresql_with_what_the_log_holds_beyond_the_count(db, redis):
+    event = await create_event(db)
+    await set_seats(db, event.event_id, event.seat_ids[:3], "booked", redis=redis)
+    async with db.connect() as conn:
+        built = await seatfeed.ensure_counters(redis, conn, event.event_id)
+        assert built is not None
+        assert (built.available, built.total) == (97, 100)
+        await redis.delete(seatfeed.counters_key(event.event_id))
+        version, counted = await seatfeed.count_availability(conn, event.event_id)
+    # Published after the count and before its counters were stored: the log has it, so it is not lost.
+    await set_seats(db, event.event_id, event.seat_ids[3:5], "reserved", redis=redis)
+    assert await seatfeed.read_counters(redis, event.event_id) is None
+    rebuilt = await seatfeed.install_counters(redis, event.event_id, version, counted)
+    assert (rebuilt.available, sum(rebuilt.taken_by_section.values())) == (95, 5)
+    # Whoever stores counters first wins; a slower rebuild from an older count changes nothing.
+    again = await seatfeed.install_counters(redis, event.event_id, version, counted)
+    assert again.available == 95
 
 
 # --- ListSeats -------------------------------------------------------------------------------------------------
@@ -210,14 +244,12 @@ async def test_availability_counts_are_at_most_a_second_old(db, events):
 async def test_compact_seat_map_has_one_status_string_per_row(db, redis, events):
     event = await create_event(db)
     await set_seats(db, event.event_id, ["S1-A-2", "S1-A-3"], "reserved")
-    await set_seats(db, event.event_id, ["S1-A-10", "S2-E-1"], "booked")
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "reserved"), ("S1-A-3", "reserved")])
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-10", "booked"), ("S2-E-1", "booked")])
+    version = await set_seats(db, event.event_id, ["S1-A-10", "S2-E-1"], "booked")
 
     seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id)))
 
     assert seat_map.event_id == str(event.event_id)
-    assert seat_map.version == 2
+    assert seat_map.version == version
     assert [s.section_id for s in seat_map.sections] == ["S1", "S2"]
     s1, s2 = seat_map.sections
     assert [row.row_label for row in s1.rows] == ["A", "B", "C", "D", "E"]
@@ -257,12 +289,19 @@ async def test_section_filter_returns_only_that_section_and_unknown_sections_are
     assert error_reason(caught.value) == "SECTION_NOT_FOUND"
 
 
-async def test_expired_reservations_show_as_available_in_the_seat_map(db, events):
+async def test_the_seat_map_at_a_version_is_the_rows_at_that_version(db, events):
+    """A reservation past its deadline stays 'R' until booking's sweeper frees it under a new version: one
+    version, one map, whatever the clock says (so maps can be cached by version)."""
     event = await create_event(db)
     await set_seats(db, event.event_id, ["S1-C-4"], "reserved", expires_in=timedelta(seconds=-1))
-    await set_seats(db, event.event_id, ["S1-C-5"], "reserved")
-    seat_map = await events.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id), section_id="S1"))
-    assert seat_map.sections[0].rows[2].status_codes == "AAAARAAAAA"
+    version = await set_seats(db, event.event_id, ["S1-C-5"], "reserved")
+    request = event_pb2.ListSeatsRequest(event_id=str(event.event_id), section_id="S1")
+    seat_map = await events.ListSeats(request)
+    assert (seat_map.version, seat_map.sections[0].rows[2].status_codes) == (version, "AAARRAAAAA")
+    freed = await set_seats(db, event.event_id, ["S1-C-4"], "available")
+    seat_map = await events.ListSeats(request)
+    assert freed > version
+    assert (seat_map.version, seat_map.sections[0].rows[2].status_codes) == (freed, "AAAARAAAAA")
 
 
 async def test_a_20000_seat_compact_map_is_fast(db, events):
@@ -327,24 +366,23 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
 
 async def test_watch_sends_a_snapshot_then_the_changes_published_after_it(db, redis, events):
     event = await create_event(db)
-    await set_seats(db, event.event_id, ["S1-A-1"], "booked")
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "booked")])
+    booked = await set_seats(db, event.event_id, ["S1-A-1"], "booked", redis=redis)
 
     call = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
     first = await call.read()
     assert first.WhichOneof("update") == "snapshot"
-    assert first.version == first.snapshot.version == 1
+    assert first.version == first.snapshot.version == booked
     assert first.snapshot.sections[0].rows[0].status_codes.startswith("B")
 
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "reserved"), ("S1-A-3", "reserved")])
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-2", "available")])
+    reserved = await set_seats(db, event.event_id, ["S1-A-2", "S1-A-3"], "reserved", redis=redis)
+    freed = await set_seats(db, event.event_id, ["S1-A-2"], "available", redis=redis)
     second, third = await call.read(), await call.read()
-    assert second.version == 2
+    assert second.version == reserved
     assert second.WhichOneof("update") == "changes"
     assert [(c.seat_id, c.status) for c in second.changes.changes] == [
         ("S1-A-2", common_pb2.SEAT_STATUS_RESERVED), ("S1-A-3", common_pb2.SEAT_STATUS_RESERVED)
     ]
-    assert third.version == 3
+    assert third.version == freed
     assert [(c.seat_id, c.status) for c in third.changes.changes] == [("S1-A-2", common_pb2.SEAT_STATUS_AVAILABLE)]
     call.cancel()
 
@@ -363,9 +401,9 @@ async def test_many_watchers_share_one_subscription_and_all_see_each_change(db, 
     assert {s.WhichOneof("update") for s in snapshots} == {"snapshot"}
     assert await numsub(redis, event.event_id) == 1
 
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S2-C-7", "booked")])
+    version = await set_seats(db, event.event_id, ["S2-C-7"], "booked", redis=redis)
     updates = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 10)
-    assert {(u.version, u.changes.changes[0].seat_id) for u in updates} == {(1, "S2-C-7")}
+    assert {(u.version, u.changes.changes[0].seat_id) for u in updates} == {(version, "S2-C-7")}
 
     for call in calls:
         call.cancel()
@@ -383,11 +421,11 @@ async def test_a_burst_of_2000_new_streams_is_served_without_refusals(db, redis,
         snapshots = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 60)
         opened = time.perf_counter() - started
         assert {s.WhichOneof("update") for s in snapshots} == {"snapshot"}
-        await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "booked")])
+        version = await set_seats(db, event.event_id, ["S1-A-1"], "booked", redis=redis)
         updates = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 30)
         print(f"\n2,000 new streams: snapshots in {opened:.2f} s, one change to all in "
               f"{time.perf_counter() - started - opened:.2f} s")
-        assert {u.version for u in updates} == {1}
+        assert {u.version for u in updates} == {version}
         for call in calls:
             call.cancel()
     finally:
@@ -406,14 +444,14 @@ async def test_a_cancelled_watcher_is_removed_and_the_last_one_unsubscribes(db, 
         await first.read()
     await asyncio.sleep(0.1)
     assert await numsub(redis, event.event_id) == 1
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "reserved")])
-    assert (await second.read()).version == 1
+    version = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+    assert (await second.read()).version == version
 
     second.cancel()
     await wait_for(lambda: _is(numsub(redis, event.event_id), 0))
     # A new watcher after everyone left subscribes again.
     third = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
-    assert (await third.read()).snapshot.version == 1
+    assert (await third.read()).snapshot.version == version
     assert await numsub(redis, event.event_id) == 1
     third.cancel()
 
@@ -430,8 +468,8 @@ async def hub_and_viewing(settings_env, db, redis):
     repository = CatalogRepository(db)
     viewing = EventViewing(
         store=repository,
-        cache=RedisCatalogCache(redis, catalog_seconds=60, missing_seconds=1, availability_seconds=1),
-        versions=RedisSeatVersions(redis),
+        cache=RedisCatalogCache(redis, catalog_seconds=60, missing_seconds=1),
+        availability=RedisAvailability(redis, db, repository),
         layouts=LayoutCache(repository, 4),
         clock=lambda: datetime.now(UTC),
     )
@@ -452,18 +490,17 @@ async def test_a_watcher_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_ba
     assert snapshot.version == 0
 
     for number in range(1, 7):  # more than the watcher's buffer of 3, while it is not reading
-        await set_seats(db, event.event_id, [f"S1-A-{number}"], "booked")
-        await seatfeed.publish_seat_changes(redis, event.event_id, [(f"S1-A-{number}", "booked")])
+        last = await set_seats(db, event.event_id, [f"S1-A-{number}"], "booked", redis=redis)
     await asyncio.sleep(0.2)
 
     fresh = await anext(stream)
     assert isinstance(fresh, SeatMap)
-    assert fresh.version == 6
+    assert fresh.version == last
     assert fresh.sections[0].rows[0].status_codes == "BBBBBBAAAA"
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-7", "reserved")])
+    version = await set_seats(db, event.event_id, ["S1-A-7"], "reserved", redis=redis)
     change = await asyncio.wait_for(anext(stream), 5)
     assert isinstance(change, seatfeed.SeatFeedMessage)
-    assert change.version == 7
+    assert change.version == version
     await stream.aclose()
     assert hub.watcher_count(event.event_id) == 0
 
@@ -473,11 +510,14 @@ async def test_a_lost_change_makes_the_watcher_start_again_from_a_snapshot(db, r
     event = await create_event(db)
     stream = hub.watch(event.event_id)
     assert (await anext(stream)).version == 0
-    await redis.incr(seatfeed.version_key(event.event_id))  # version 1 was "published" but never arrived
-    await seatfeed.publish_seat_changes(redis, event.event_id, [("S1-A-1", "reserved")])
+    first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+    assert (await asyncio.wait_for(anext(stream), 5)).version == first
+    # A publication that never arrived: the next one names it as its predecessor, not the one this watcher saw.
+    await redis.hset(seatfeed.head_key(event.event_id), "last", first + 1)
+    second = await set_seats(db, event.event_id, ["S1-A-2"], "reserved", redis=redis)
     recovered = await asyncio.wait_for(anext(stream), 5)
     assert isinstance(recovered, SeatMap)
-    assert recovered.version == 2
+    assert recovered.version == second
     await stream.aclose()
 
 
@@ -485,14 +525,14 @@ async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hu
     hub, viewing = hub_and_viewing
     event = await create_event(db)
     reads = 0
-    original = viewing.store.taken_seats
+    original = viewing.store.seat_state
 
     async def counting(event_id: int):
         nonlocal reads
         reads += 1
         return await original(event_id)
 
-    viewing.store.taken_seats = counting  # type: ignore[method-assign]
+    viewing.store.seat_state = counting  # type: ignore[method-assign]
     streams = [hub.watch(event.event_id) for _ in range(500)]
     snapshots = await asyncio.gather(*(anext(stream) for stream in streams))
     assert all(isinstance(s, SeatMap) for s in snapshots)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tix/v1/common.proto\x12\x06tix.v1\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03*\xb8\x01\n\rEventCategory\x12\x1e\n\x1a\x45VENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_CATEGORY_CONCERT\x10\x01\x12\x19\n\x15\x45VENT_CATEGORY_SPORTS\x10\x02\x12\x1a\n\x16\x45VENT_CATEGORY_THEATER\x10\x03\x12\x19\n\x15\x45VENT_CATEGORY_COMEDY\x10\x04\x12\x19\n\x15\x45VENT_CATEGORY_FAMILY\x10\x05*v\n\nSeatStatus\x12\x1b\n\x17SEAT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SEAT_STATUS_AVAILABLE\x10\x01\x12\x18\n\x14SEAT_STATUS_RESERVED\x10\x02\x12\x16\n\x12SEAT_STATUS_BOOKED\x10\x03\x42(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tix/v1/common.proto\x12\x06tix.v1\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03*\xb8\x01\n\rEventCategory\x12\x1e\n\x1a\x45VENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_CATEGORY_CONCERT\x10\x01\x12\x19\n\x15\x45VENT_CATEGORY_SPORTS\x10\x02\x12\x1a\n\x16\x45VENT_CATEGORY_THEATER\x10\x03\x12\x19\n\x15\x45VENT_CATEGORY_COMEDY\x10\x04\x12\x19\n\x15\x45VENT_CATEGORY_FAMILY\x10\x05*\x96\x01\n\x10\x41vailabilityBand\x12!\n\x1d\x41VAILABILITY_BAND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41VAILABILITY_BAND_AVAILABLE\x10\x01\x12\x1e\n\x1a\x41VAILABILITY_BAND_FEW_LEFT\x10\x02\x12\x1e\n\x1a\x41VAILABILITY_BAND_SOLD_OUT\x10\x03*v\n\nSeatStatus\x12\x1b\n\x17SEAT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SEAT_STATUS_AVAILABLE\x10\x01\x12\x18\n\x14SEAT_STATUS_RESERVED\x10\x02\x12\x16\n\x12SEAT_STATUS_BOOKED\x10\x03\x42(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\ndev.tix.v1P\001Z\030tix.dev/gen/tix/v1;tixv1'
   _globals['_EVENTCATEGORY']._serialized_start=86
   _globals['_EVENTCATEGORY']._serialized_end=270
-  _globals['_SEATSTATUS']._serialized_start=272
-  _globals['_SEATSTATUS']._serialized_end=390
+  _globals['_AVAILABILITYBAND']._serialized_start=273
+  _globals['_AVAILABILITYBAND']._serialized_end=423
+  _globals['_SEATSTATUS']._serialized_start=425
+  _globals['_SEATSTATUS']._serialized_end=543
   _globals['_MONEY']._serialized_start=31
   _globals['_MONEY']._serialized_end=83
 # @@protoc_insertion_point(module_scope)

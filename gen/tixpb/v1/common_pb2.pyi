@@ -14,6 +14,13 @@ class EventCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_CATEGORY_COMEDY: _ClassVar[EventCategory]
     EVENT_CATEGORY_FAMILY: _ClassVar[EventCategory]
 
+class AvailabilityBand(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AVAILABILITY_BAND_UNSPECIFIED: _ClassVar[AvailabilityBand]
+    AVAILABILITY_BAND_AVAILABLE: _ClassVar[AvailabilityBand]
+    AVAILABILITY_BAND_FEW_LEFT: _ClassVar[AvailabilityBand]
+    AVAILABILITY_BAND_SOLD_OUT: _ClassVar[AvailabilityBand]
+
 class SeatStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SEAT_STATUS_UNSPECIFIED: _ClassVar[SeatStatus]
@@ -26,6 +33,10 @@ EVENT_CATEGORY_SPORTS: EventCategory
 EVENT_CATEGORY_THEATER: EventCategory
 EVENT_CATEGORY_COMEDY: EventCategory
 EVENT_CATEGORY_FAMILY: EventCategory
+AVAILABILITY_BAND_UNSPECIFIED: AvailabilityBand
+AVAILABILITY_BAND_AVAILABLE: AvailabilityBand
+AVAILABILITY_BAND_FEW_LEFT: AvailabilityBand
+AVAILABILITY_BAND_SOLD_OUT: AvailabilityBand
 SEAT_STATUS_UNSPECIFIED: SeatStatus
 SEAT_STATUS_AVAILABLE: SeatStatus
 SEAT_STATUS_RESERVED: SeatStatus

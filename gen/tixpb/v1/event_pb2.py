@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import common_pb2 as tix_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12tix/v1/event.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\"\xba\x01\n\x05Venue\x12\x10\n\x08venue_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x05 \x01(\t\x12\x10\n\x08latitude\x18\x06 \x01(\x01\x12\x11\n\tlongitude\x18\x07 \x01(\x01\x12\x11\n\ttime_zone\x18\x08 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\t \x01(\x05\x12\x13\n\x0blayout_name\x18\n \x01(\t\"g\n\tPerformer\x12\x14\n\x0cperformer_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12\r\n\x05genre\x18\x04 \x01(\t\"\x97\x01\n\x13SectionAvailability\x12\x12\n\nsection_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nprice_tier\x18\x03 \x01(\x05\x12\x1c\n\x05price\x18\x04 \x01(\x0b\x32\r.tix.v1.Money\x12\x17\n\x0f\x61vailable_count\x18\x05 \x01(\x05\x12\x13\n\x0btotal_count\x18\x06 \x01(\x05\"^\n\x0bWaitingRoom\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12!\n\x19\x61\x64mission_rate_per_second\x18\x02 \x01(\x05\x12\x1b\n\x13max_active_shoppers\x18\x03 \x01(\x05\"\xf7\x04\n\x05\x45vent\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05venue\x18\x07 \x01(\x0b\x32\r.tix.v1.Venue\x12$\n\tperformer\x18\x08 \x01(\x0b\x32\x11.tix.v1.Performer\x12\x33\n\x0fsale_start_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0bsale_status\x18\n \x01(\x0e\x32\x12.tix.v1.SaleStatusB\x04\xe2\x41\x01\x03\x12)\n\x0cwaiting_room\x18\x0b \x01(\x0b\x32\x13.tix.v1.WaitingRoom\x12&\n\tmin_price\x18\x0c \x01(\x0b\x32\r.tix.v1.MoneyB\x04\xe2\x41\x01\x03\x12&\n\tmax_price\x18\r \x01(\x0b\x32\r.tix.v1.MoneyB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_count\x18\x0e \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0btotal_count\x18\x0f \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x33\n\x08sections\x18\x10 \x03(\x0b\x32\x1b.tix.v1.SectionAvailabilityB\x04\xe2\x41\x01\x03\x12\x1a\n\x12max_seats_per_user\x18\x11 \x01(\x05\")\n\x0fGetEventRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"m\n\x10ListSeatsRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsection_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\'\n\x04view\x18\x03 \x01(\x0e\x32\x13.tix.v1.SeatMapViewB\x04\xe2\x41\x01\x01\"\xa6\x01\n\x04Seat\x12\x0f\n\x07seat_id\x18\x01 \x01(\t\x12\x12\n\nsection_id\x18\x02 \x01(\t\x12\x11\n\trow_label\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x05\x12\"\n\x06status\x18\x05 \x01(\x0e\x32\x12.tix.v1.SeatStatus\x12\x1c\n\x05price\x18\x06 \x01(\x0b\x32\r.tix.v1.Money\x12\t\n\x01x\x18\x07 \x01(\x02\x12\t\n\x01y\x18\x08 \x01(\x02\"j\n\x07SeatRow\x12\x11\n\trow_label\x18\x01 \x01(\t\x12\x19\n\x11\x66irst_seat_number\x18\x02 \x01(\x05\x12\x14\n\x0cstatus_codes\x18\x03 \x01(\t\x12\x1b\n\x05seats\x18\x04 \x03(\x0b\x32\x0c.tix.v1.Seat\"\xae\x01\n\x0bSeatSection\x12\x12\n\nsection_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nprice_tier\x18\x03 \x01(\x05\x12\x1c\n\x05price\x18\x04 \x01(\x0b\x32\r.tix.v1.Money\x12\x17\n\x0f\x61vailable_count\x18\x05 \x01(\x05\x12\x13\n\x0btotal_count\x18\x06 \x01(\x05\x12\x1d\n\x04rows\x18\x07 \x03(\x0b\x32\x0f.tix.v1.SeatRow\"e\n\x07SeatMap\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12+\n\x08sections\x18\x03 \x03(\x0b\x32\x13.tix.v1.SeatSectionB\x04\xe2\x41\x01\x03\"+\n\x11WatchSeatsRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\nSeatChange\x12\x0f\n\x07seat_id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0e\x32\x12.tix.v1.SeatStatus\"|\n\x12WatchSeatsResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12#\n\x08snapshot\x18\x02 \x01(\x0b\x32\x0f.tix.v1.SeatMapH\x00\x12&\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x13.tix.v1.SeatChangesH\x00\x42\x08\n\x06update\"2\n\x0bSeatChanges\x12#\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x12.tix.v1.SeatChange*\xa9\x01\n\nSaleStatus\x12\x1b\n\x17SALE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SALE_STATUS_SCHEDULED\x10\x01\x12\x17\n\x13SALE_STATUS_ON_SALE\x10\x02\x12\x18\n\x14SALE_STATUS_SOLD_OUT\x10\x03\x12\x15\n\x11SALE_STATUS_ENDED\x10\x04\x12\x19\n\x15SALE_STATUS_CANCELLED\x10\x05*_\n\x0bSeatMapView\x12\x1d\n\x19SEAT_MAP_VIEW_UNSPECIFIED\x10\x00\x12\x19\n\x15SEAT_MAP_VIEW_COMPACT\x10\x01\x12\x16\n\x12SEAT_MAP_VIEW_FULL\x10\x02\x32\xb0\x02\n\x0c\x45ventService\x12Q\n\x08GetEvent\x12\x17.tix.v1.GetEventRequest\x1a\r.tix.v1.Event\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/events/{event_id}\x12[\n\tListSeats\x12\x18.tix.v1.ListSeatsRequest\x1a\x0f.tix.v1.SeatMap\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/events/{event_id}/seats\x12p\n\nWatchSeats\x12\x19.tix.v1.WatchSeatsRequest\x1a\x1a.tix.v1.WatchSeatsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/events/{event_id}/seats:watch0\x01\x42(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12tix/v1/event.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\"\xba\x01\n\x05Venue\x12\x10\n\x08venue_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x05 \x01(\t\x12\x10\n\x08latitude\x18\x06 \x01(\x01\x12\x11\n\tlongitude\x18\x07 \x01(\x01\x12\x11\n\ttime_zone\x18\x08 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\t \x01(\x05\x12\x13\n\x0blayout_name\x18\n \x01(\t\"g\n\tPerformer\x12\x14\n\x0cperformer_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12\r\n\x05genre\x18\x04 \x01(\t\"\x97\x01\n\x13SectionAvailability\x12\x12\n\nsection_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nprice_tier\x18\x03 \x01(\x05\x12\x1c\n\x05price\x18\x04 \x01(\x0b\x32\r.tix.v1.Money\x12\x17\n\x0f\x61vailable_count\x18\x05 \x01(\x05\x12\x13\n\x0btotal_count\x18\x06 \x01(\x05\"^\n\x0bWaitingRoom\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12!\n\x19\x61\x64mission_rate_per_second\x18\x02 \x01(\x05\x12\x1b\n\x13max_active_shoppers\x18\x03 \x01(\x05\"\xac\x05\n\x05\x45vent\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05venue\x18\x07 \x01(\x0b\x32\r.tix.v1.Venue\x12$\n\tperformer\x18\x08 \x01(\x0b\x32\x11.tix.v1.Performer\x12\x33\n\x0fsale_start_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0bsale_status\x18\n \x01(\x0e\x32\x12.tix.v1.SaleStatusB\x04\xe2\x41\x01\x03\x12)\n\x0cwaiting_room\x18\x0b \x01(\x0b\x32\x13.tix.v1.WaitingRoom\x12&\n\tmin_price\x18\x0c \x01(\x0b\x32\r.tix.v1.MoneyB\x04\xe2\x41\x01\x03\x12&\n\tmax_price\x18\r \x01(\x0b\x32\r.tix.v1.MoneyB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_count\x18\x0e \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0btotal_count\x18\x0f \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x33\n\x08sections\x18\x10 \x03(\x0b\x32\x1b.tix.v1.SectionAvailabilityB\x04\xe2\x41\x01\x03\x12\x1a\n\x12max_seats_per_user\x18\x11 \x01(\x05\x12\x33\n\x11\x61vailability_band\x18\x12 \x01(\x0e\x32\x18.tix.v1.AvailabilityBand\")\n\x0fGetEventRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"m\n\x10ListSeatsRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsection_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\'\n\x04view\x18\x03 \x01(\x0e\x32\x13.tix.v1.SeatMapViewB\x04\xe2\x41\x01\x01\"\xa6\x01\n\x04Seat\x12\x0f\n\x07seat_id\x18\x01 \x01(\t\x12\x12\n\nsection_id\x18\x02 \x01(\t\x12\x11\n\trow_label\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x05\x12\"\n\x06status\x18\x05 \x01(\x0e\x32\x12.tix.v1.SeatStatus\x12\x1c\n\x05price\x18\x06 \x01(\x0b\x32\r.tix.v1.Money\x12\t\n\x01x\x18\x07 \x01(\x02\x12\t\n\x01y\x18\x08 \x01(\x02\"j\n\x07SeatRow\x12\x11\n\trow_label\x18\x01 \x01(\t\x12\x19\n\x11\x66irst_seat_number\x18\x02 \x01(\x05\x12\x14\n\x0cstatus_codes\x18\x03 \x01(\t\x12\x1b\n\x05seats\x18\x04 \x03(\x0b\x32\x0c.tix.v1.Seat\"\xae\x01\n\x0bSeatSection\x12\x12\n\nsection_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nprice_tier\x18\x03 \x01(\x05\x12\x1c\n\x05price\x18\x04 \x01(\x0b\x32\r.tix.v1.Money\x12\x17\n\x0f\x61vailable_count\x18\x05 \x01(\x05\x12\x13\n\x0btotal_count\x18\x06 \x01(\x05\x12\x1d\n\x04rows\x18\x07 \x03(\x0b\x32\x0f.tix.v1.SeatRow\"e\n\x07SeatMap\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12+\n\x08sections\x18\x03 \x03(\x0b\x32\x13.tix.v1.SeatSectionB\x04\xe2\x41\x01\x03\"+\n\x11WatchSeatsRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\nSeatChange\x12\x0f\n\x07seat_id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0e\x32\x12.tix.v1.SeatStatus\"|\n\x12WatchSeatsResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12#\n\x08snapshot\x18\x02 \x01(\x0b\x32\x0f.tix.v1.SeatMapH\x00\x12&\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x13.tix.v1.SeatChangesH\x00\x42\x08\n\x06update\"2\n\x0bSeatChanges\x12#\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x12.tix.v1.SeatChange*\xa9\x01\n\nSaleStatus\x12\x1b\n\x17SALE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SALE_STATUS_SCHEDULED\x10\x01\x12\x17\n\x13SALE_STATUS_ON_SALE\x10\x02\x12\x18\n\x14SALE_STATUS_SOLD_OUT\x10\x03\x12\x15\n\x11SALE_STATUS_ENDED\x10\x04\x12\x19\n\x15SALE_STATUS_CANCELLED\x10\x05*_\n\x0bSeatMapView\x12\x1d\n\x19SEAT_MAP_VIEW_UNSPECIFIED\x10\x00\x12\x19\n\x15SEAT_MAP_VIEW_COMPACT\x10\x01\x12\x16\n\x12SEAT_MAP_VIEW_FULL\x10\x02\x32\xb0\x02\n\x0c\x45ventService\x12Q\n\x08GetEvent\x12\x17.tix.v1.GetEventRequest\x1a\r.tix.v1.Event\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/events/{event_id}\x12[\n\tListSeats\x12\x18.tix.v1.ListSeatsRequest\x1a\x0f.tix.v1.SeatMap\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/events/{event_id}/seats\x12p\n\nWatchSeats\x12\x19.tix.v1.WatchSeatsRequest\x1a\x1a.tix.v1.WatchSeatsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/events/{event_id}/seats:watch0\x01\x42(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -72,10 +72,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTSERVICE'].methods_by_name['ListSeats']._serialized_options = b'\202\323\344\223\002\035\022\033/v1/events/{event_id}/seats'
   _globals['_EVENTSERVICE'].methods_by_name['WatchSeats']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['WatchSeats']._serialized_options = b'\202\323\344\223\002#\022!/v1/events/{event_id}/seats:watch'
-  _globals['_SALESTATUS']._serialized_start=2327
-  _globals['_SALESTATUS']._serialized_end=2496
-  _globals['_SEATMAPVIEW']._serialized_start=2498
-  _globals['_SEATMAPVIEW']._serialized_end=2593
+  _globals['_SALESTATUS']._serialized_start=2380
+  _globals['_SALESTATUS']._serialized_end=2549
+  _globals['_SEATMAPVIEW']._serialized_start=2551
+  _globals['_SEATMAPVIEW']._serialized_end=2646
   _globals['_VENUE']._serialized_start=148
   _globals['_VENUE']._serialized_end=334
   _globals['_PERFORMER']._serialized_start=336
@@ -85,27 +85,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WAITINGROOM']._serialized_start=595
   _globals['_WAITINGROOM']._serialized_end=689
   _globals['_EVENT']._serialized_start=692
-  _globals['_EVENT']._serialized_end=1323
-  _globals['_GETEVENTREQUEST']._serialized_start=1325
-  _globals['_GETEVENTREQUEST']._serialized_end=1366
-  _globals['_LISTSEATSREQUEST']._serialized_start=1368
-  _globals['_LISTSEATSREQUEST']._serialized_end=1477
-  _globals['_SEAT']._serialized_start=1480
-  _globals['_SEAT']._serialized_end=1646
-  _globals['_SEATROW']._serialized_start=1648
-  _globals['_SEATROW']._serialized_end=1754
-  _globals['_SEATSECTION']._serialized_start=1757
-  _globals['_SEATSECTION']._serialized_end=1931
-  _globals['_SEATMAP']._serialized_start=1933
-  _globals['_SEATMAP']._serialized_end=2034
-  _globals['_WATCHSEATSREQUEST']._serialized_start=2036
-  _globals['_WATCHSEATSREQUEST']._serialized_end=2079
-  _globals['_SEATCHANGE']._serialized_start=2081
-  _globals['_SEATCHANGE']._serialized_end=2146
-  _globals['_WATCHSEATSRESPONSE']._serialized_start=2148
-  _globals['_WATCHSEATSRESPONSE']._serialized_end=2272
-  _globals['_SEATCHANGES']._serialized_start=2274
-  _globals['_SEATCHANGES']._serialized_end=2324
-  _globals['_EVENTSERVICE']._serialized_start=2596
-  _globals['_EVENTSERVICE']._serialized_end=2900
+  _globals['_EVENT']._serialized_end=1376
+  _globals['_GETEVENTREQUEST']._serialized_start=1378
+  _globals['_GETEVENTREQUEST']._serialized_end=1419
+  _globals['_LISTSEATSREQUEST']._serialized_start=1421
+  _globals['_LISTSEATSREQUEST']._serialized_end=1530
+  _globals['_SEAT']._serialized_start=1533
+  _globals['_SEAT']._serialized_end=1699
+  _globals['_SEATROW']._serialized_start=1701
+  _globals['_SEATROW']._serialized_end=1807
+  _globals['_SEATSECTION']._serialized_start=1810
+  _globals['_SEATSECTION']._serialized_end=1984
+  _globals['_SEATMAP']._serialized_start=1986
+  _globals['_SEATMAP']._serialized_end=2087
+  _globals['_WATCHSEATSREQUEST']._serialized_start=2089
+  _globals['_WATCHSEATSREQUEST']._serialized_end=2132
+  _globals['_SEATCHANGE']._serialized_start=2134
+  _globals['_SEATCHANGE']._serialized_end=2199
+  _globals['_WATCHSEATSRESPONSE']._serialized_start=2201
+  _globals['_WATCHSEATSRESPONSE']._serialized_end=2325
+  _globals['_SEATCHANGES']._serialized_start=2327
+  _globals['_SEATCHANGES']._serialized_end=2377
+  _globals['_EVENTSERVICE']._serialized_start=2649
+  _globals['_EVENTSERVICE']._serialized_end=2953
 # @@protoc_insertion_point(module_scope)

@@ -100,7 +100,7 @@ class WaitingRoom(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., admission_rate_per_second: _Optional[int] = ..., max_active_shoppers: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "name", "description", "category", "start_time", "end_time", "venue", "performer", "sale_start_time", "sale_status", "waiting_room", "min_price", "max_price", "available_count", "total_count", "sections", "max_seats_per_user")
+    __slots__ = ("event_id", "name", "description", "category", "start_time", "end_time", "venue", "performer", "sale_start_time", "sale_status", "waiting_room", "min_price", "max_price", "available_count", "total_count", "sections", "max_seats_per_user", "availability_band")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class Event(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     SECTIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_SEATS_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_BAND_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     name: str
     description: str
@@ -135,7 +136,8 @@ class Event(_message.Message):
     total_count: int
     sections: _containers.RepeatedCompositeFieldContainer[SectionAvailability]
     max_seats_per_user: int
-    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[_Union[_common_pb2.EventCategory, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., venue: _Optional[_Union[Venue, _Mapping]] = ..., performer: _Optional[_Union[Performer, _Mapping]] = ..., sale_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sale_status: _Optional[_Union[SaleStatus, str]] = ..., waiting_room: _Optional[_Union[WaitingRoom, _Mapping]] = ..., min_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., max_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., available_count: _Optional[int] = ..., total_count: _Optional[int] = ..., sections: _Optional[_Iterable[_Union[SectionAvailability, _Mapping]]] = ..., max_seats_per_user: _Optional[int] = ...) -> None: ...
+    availability_band: _common_pb2.AvailabilityBand
+    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[_Union[_common_pb2.EventCategory, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., venue: _Optional[_Union[Venue, _Mapping]] = ..., performer: _Optional[_Union[Performer, _Mapping]] = ..., sale_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sale_status: _Optional[_Union[SaleStatus, str]] = ..., waiting_room: _Optional[_Union[WaitingRoom, _Mapping]] = ..., min_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., max_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., available_count: _Optional[int] = ..., total_count: _Optional[int] = ..., sections: _Optional[_Iterable[_Union[SectionAvailability, _Mapping]]] = ..., max_seats_per_user: _Optional[int] = ..., availability_band: _Optional[_Union[_common_pb2.AvailabilityBand, str]] = ...) -> None: ...
 
 class GetEventRequest(_message.Message):
     __slots__ = ("event_id",)

@@ -40,7 +40,7 @@ class SearchEventsRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., city: _Optional[str] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., radius_km: _Optional[float] = ..., performer: _Optional[str] = ..., category: _Optional[_Union[_common_pb2.EventCategory, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class EventSummary(_message.Message):
-    __slots__ = ("event_id", "name", "category", "start_time", "venue", "performer", "sale_status", "min_price", "distance_km")
+    __slots__ = ("event_id", "name", "category", "start_time", "venue", "performer", "sale_status", "min_price", "distance_km", "availability_band")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class EventSummary(_message.Message):
     SALE_STATUS_FIELD_NUMBER: _ClassVar[int]
     MIN_PRICE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_KM_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_BAND_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     name: str
     category: _common_pb2.EventCategory
@@ -59,7 +60,8 @@ class EventSummary(_message.Message):
     sale_status: _event_pb2.SaleStatus
     min_price: _common_pb2.Money
     distance_km: float
-    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[_Union[_common_pb2.EventCategory, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., venue: _Optional[_Union[_event_pb2.Venue, _Mapping]] = ..., performer: _Optional[_Union[_event_pb2.Performer, _Mapping]] = ..., sale_status: _Optional[_Union[_event_pb2.SaleStatus, str]] = ..., min_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., distance_km: _Optional[float] = ...) -> None: ...
+    availability_band: _common_pb2.AvailabilityBand
+    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[_Union[_common_pb2.EventCategory, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., venue: _Optional[_Union[_event_pb2.Venue, _Mapping]] = ..., performer: _Optional[_Union[_event_pb2.Performer, _Mapping]] = ..., sale_status: _Optional[_Union[_event_pb2.SaleStatus, str]] = ..., min_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., distance_km: _Optional[float] = ..., availability_band: _Optional[_Union[_common_pb2.AvailabilityBand, str]] = ...) -> None: ...
 
 class SearchEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token", "total_size")
