@@ -217,6 +217,19 @@ stripe_events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Operators' changes (tix.audit), written in the same transaction as the change.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", BigInteger, Identity(), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Index("ix_audit_log_target_at", "target", "at"),
+)
+
 outbox = Table(
     "outbox",
     metadata,
