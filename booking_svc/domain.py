@@ -51,6 +51,7 @@ from tix.errors import (
     Unavailable,
 )
 from tix.logs import get_logger
+from tix.sales import SaleStatus, SaleWindow, sale_status
 from tix.seatfeed import SeatFeedPublisher
 from tix.singleflight import SingleFlight
 
@@ -367,16 +368,17 @@ class BookingService:
 
     def _check_sale(self, catalog: EventCatalog, request: SeatRequest) -> None:
         rules = catalog.rules
-        now = datetime.now(UTC)
-        if rules.cancelled:
+        window = SaleWindow(rules.starts_at, rules.sale_starts_at, rules.sale_ends_at, rules.cancelled)
+        status = sale_status(window, datetime.now(UTC))
+        if status is SaleStatus.CANCELLED:
             raise FailedPrecondition("SALE_ENDED", "the event was cancelled", event_id=rules.event_id)
-        if now < rules.sale_starts_at:
+        if status is SaleStatus.SCHEDULED:
             raise FailedPrecondition(
                 "SALE_NOT_OPEN", "the sale has not started yet", event_id=rules.event_id,
                 sale_start_time=rules.sale_starts_at.isoformat(),
             )
-        if now >= rules.starts_at:
-            raise FailedPrecondition("SALE_ENDED", "the event has started", event_id=rules.event_id)
+        if status is SaleStatus.ENDED:
+            raise FailedPrecondition("SALE_ENDED", "the sale has ended", event_id=rules.event_id)
         if rules.queue_enabled:
             verify_admission_token(
                 self._settings.admission_secret, request.admission_token,

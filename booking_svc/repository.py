@@ -40,6 +40,7 @@ class EventRules:
     event_id: int
     sale_starts_at: datetime
     starts_at: datetime
+    sale_ends_at: datetime | None
     cancelled: bool
     max_seats_per_user: int
     queue_enabled: bool
@@ -326,7 +327,7 @@ class BookingRepository:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT event_id, sale_starts_at, starts_at, cancelled, max_seats_per_user, queue_enabled,"
+                        "SELECT event_id, sale_starts_at, starts_at, sale_ends_at, cancelled, max_seats_per_user, queue_enabled,"
                         " currency FROM events WHERE event_id = :event_id"
                     ),
                     {"event_id": event_id},

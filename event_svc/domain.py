@@ -16,18 +16,12 @@ from typing import NamedTuple, Protocol
 
 from cachetools import LRUCache
 
+from tix import sales
 from tix.availability import AvailabilityBand, AvailabilityCounts, availability_band
 from tix.catalog import LayoutSeat, Performer, Venue
 from tix.errors import NotFound
+from tix.sales import SaleStatus, SaleWindow
 from tix.singleflight import SingleFlight
-
-
-class SaleStatus(enum.Enum):
-    SCHEDULED = "scheduled"
-    ON_SALE = "on_sale"
-    SOLD_OUT = "sold_out"
-    ENDED = "ended"
-    CANCELLED = "cancelled"
 
 
 class SeatStatus(enum.Enum):
@@ -70,6 +64,7 @@ class EventCatalogEntry:
     starts_at: datetime
     ends_at: datetime
     sale_starts_at: datetime
+    sale_ends_at: datetime | None
     cancelled: bool
     currency: str
     tier_prices: tuple[int, ...]
@@ -100,16 +95,8 @@ class EventCatalogEntry:
 
 
 def sale_status(entry: EventCatalogEntry, available_count: int, now: datetime) -> SaleStatus:
-    """Cancellation wins, then time (started events are over for sales), then the on-sale time, then stock."""
-    if entry.cancelled:
-        return SaleStatus.CANCELLED
-    if now >= entry.starts_at:
-        return SaleStatus.ENDED
-    if now < entry.sale_starts_at:
-        return SaleStatus.SCHEDULED
-    if available_count <= 0:
-        return SaleStatus.SOLD_OUT
-    return SaleStatus.ON_SALE
+    window = SaleWindow(entry.starts_at, entry.sale_starts_at, entry.sale_ends_at, entry.cancelled)
+    return sales.sale_status(window, now, sold_out=available_count <= 0)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ log = get_logger("event_svc.repository")
 
 _EVENT = text(
     """
-    SELECT e.event_id, e.name, e.description, e.category, e.starts_at, e.ends_at, e.sale_starts_at, e.cancelled,
+    SELECT e.event_id, e.name, e.description, e.category, e.starts_at, e.ends_at, e.sale_starts_at, e.sale_ends_at,
+           e.cancelled,
            e.currency, e.tier_prices, e.max_seats_per_user, e.queue_enabled, e.queue_rate_per_second,
            e.queue_max_active,
            v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
@@ -100,6 +101,7 @@ class CatalogRepository:
             starts_at=row["starts_at"],
             ends_at=row["ends_at"],
             sale_starts_at=row["sale_starts_at"],
+            sale_ends_at=row["sale_ends_at"],
             cancelled=row["cancelled"],
             currency=row["currency"],
             tier_prices=tier_prices,
@@ -246,6 +248,7 @@ def encode_entry(entry: EventCatalogEntry) -> str:
             "starts_at": entry.starts_at.isoformat(),
             "ends_at": entry.ends_at.isoformat(),
             "sale_starts_at": entry.sale_starts_at.isoformat(),
+            "sale_ends_at": entry.sale_ends_at.isoformat() if entry.sale_ends_at else None,
             "cancelled": entry.cancelled,
             "currency": entry.currency,
             "tier_prices": list(entry.tier_prices),
@@ -273,6 +276,7 @@ def decode_entry(raw: str) -> EventCatalogEntry:
         starts_at=datetime.fromisoformat(data["starts_at"]),
         ends_at=datetime.fromisoformat(data["ends_at"]),
         sale_starts_at=datetime.fromisoformat(data["sale_starts_at"]),
+        sale_ends_at=datetime.fromisoformat(data["sale_ends_at"]) if data.get("sale_ends_at") else None,
         cancelled=data["cancelled"],
         currency=data["currency"],
         tier_prices=tuple(data["tier_prices"]),

@@ -7,33 +7,28 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from event_svc.domain import EventPage, EventViewing, SaleStatus, SeatMap, SeatMapView, SeatStatus
+from event_svc.domain import EventPage, EventViewing, SeatMap, SeatMapView, SeatStatus
 from event_svc.seat_hub import SeatHub
 from tix import seatfeed
-from tix.availability import AvailabilityBand
-from tix.catalog import event_category, money, render_performer, render_venue, timestamp
+from tix.catalog import (
+    event_category,
+    money,
+    render_band,
+    render_performer,
+    render_sale_status,
+    render_venue,
+    timestamp,
+)
 from tix.errors import InvalidArgument
 from tix.validation import require_numeric_id
 from tixpb.v1 import common_pb2, event_pb2, event_pb2_grpc
 
-SALE_STATUSES = {
-    SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
-    SaleStatus.ON_SALE: event_pb2.SALE_STATUS_ON_SALE,
-    SaleStatus.SOLD_OUT: event_pb2.SALE_STATUS_SOLD_OUT,
-    SaleStatus.ENDED: event_pb2.SALE_STATUS_ENDED,
-    SaleStatus.CANCELLED: event_pb2.SALE_STATUS_CANCELLED,
-}
 SEAT_STATUSES = {
     SeatStatus.AVAILABLE: common_pb2.SEAT_STATUS_AVAILABLE,
     SeatStatus.RESERVED: common_pb2.SEAT_STATUS_RESERVED,
     SeatStatus.BOOKED: common_pb2.SEAT_STATUS_BOOKED,
 }
 _FEED_STATUSES = {status.value: SEAT_STATUSES[status] for status in SeatStatus}
-_BANDS = {
-    AvailabilityBand.AVAILABLE: common_pb2.AVAILABILITY_BAND_AVAILABLE,
-    AvailabilityBand.FEW_LEFT: common_pb2.AVAILABILITY_BAND_FEW_LEFT,
-    AvailabilityBand.SOLD_OUT: common_pb2.AVAILABILITY_BAND_SOLD_OUT,
-}
 _VIEWS = {
     event_pb2.SEAT_MAP_VIEW_UNSPECIFIED: SeatMapView.COMPACT,
     event_pb2.SEAT_MAP_VIEW_COMPACT: SeatMapView.COMPACT,
@@ -84,10 +79,6 @@ def changes_response(message: seatfeed.SeatFeedMessage) -> event_pb2.WatchSeatsR
     return event_pb2.WatchSeatsResponse(version=message.version, changes=event_pb2.SeatChanges(changes=changes))
 
 
-def render_band(band: AvailabilityBand) -> common_pb2.AvailabilityBand:
-    return _BANDS[band]
-
-
 def render_event(page: EventPage) -> event_pb2.Event:
     entry = page.entry
     currency = entry.currency
@@ -101,7 +92,7 @@ def render_event(page: EventPage) -> event_pb2.Event:
         venue=render_venue(entry.venue),
         performer=render_performer(entry.performer),
         sale_start_time=timestamp(entry.sale_starts_at),
-        sale_status=SALE_STATUSES[page.sale_status],
+        sale_status=render_sale_status(page.sale_status),
         waiting_room=event_pb2.WaitingRoom(
             enabled=entry.waiting_room.enabled,
             admission_rate_per_second=entry.waiting_room.admission_rate_per_second,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import hashlib
 import json
 import math
@@ -17,8 +16,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from tix import sales
+from tix.availability import AvailabilityBand
 from tix.catalog import Performer, Venue
 from tix.errors import InvalidArgument
+from tix.sales import SaleStatus, SaleWindow
 from tix.validation import page_size as checked_page_size
 
 MAX_QUERY_LENGTH = 200
@@ -84,7 +86,9 @@ class SearchHit:
     category: int
     starts_at: datetime
     sale_starts_at: datetime
+    sale_ends_at: datetime | None
     cancelled: bool
+    band: AvailabilityBand
     venue: Venue
     performer: Performer
     min_price_minor: int
@@ -100,22 +104,10 @@ class SearchPage:
     next_page_token: str = ""
 
 
-class SaleStatus(enum.Enum):
-    SCHEDULED = "scheduled"
-    ON_SALE = "on_sale"
-    ENDED = "ended"
-    CANCELLED = "cancelled"
-
-
 def sale_status(hit: SearchHit, now: datetime) -> SaleStatus:
-    """From the catalog alone: search does not count seats, so a sold-out event shows as on sale until opened."""
-    if hit.cancelled:
-        return SaleStatus.CANCELLED
-    if now >= hit.starts_at:
-        return SaleStatus.ENDED
-    if now < hit.sale_starts_at:
-        return SaleStatus.SCHEDULED
-    return SaleStatus.ON_SALE
+    """From the catalog and the availability band booking records (search does not count seats)."""
+    window = SaleWindow(hit.starts_at, hit.sale_starts_at, hit.sale_ends_at, hit.cancelled)
+    return sales.sale_status(window, now, sold_out=hit.band is AvailabilityBand.SOLD_OUT)
 
 
 class SearchBackend(Protocol):

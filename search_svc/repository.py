@@ -30,6 +30,7 @@ from search_svc.domain import (
     SearchPage,
     SearchQuery,
 )
+from tix.availability import AvailabilityBand
 from tix.catalog import Performer, Venue, venue_and_performer
 from tix.db import libpq_url
 from tix.logs import get_logger
@@ -70,7 +71,8 @@ class PostgresSearchBackend:
                 ORDER BY {order}
                 LIMIT :limit OFFSET :offset
             )
-            SELECT page.event_id, e.name, e.category, e.starts_at, e.sale_starts_at, e.cancelled,
+            SELECT page.event_id, e.name, e.category, e.starts_at, e.sale_starts_at, e.sale_ends_at, e.cancelled,
+                   e.availability_band,
                    v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
                    v.time_zone, v.capacity, v.layout_id, l.name AS layout_name,
                    p.performer_id, p.name AS performer_name, p.category AS performer_category, p.genre,
@@ -154,7 +156,9 @@ def _hit(row: Any) -> SearchHit:
         category=row["category"],
         starts_at=row["starts_at"],
         sale_starts_at=row["sale_starts_at"],
+        sale_ends_at=row["sale_ends_at"],
         cancelled=row["cancelled"],
+        band=AvailabilityBand(row["availability_band"]),
         venue=venue,
         performer=performer,
         min_price_minor=row["min_price_minor"],
@@ -193,7 +197,10 @@ class RedisSearchCache:
 
 
 def encode_page(page: SearchPage) -> str:
-    return json.dumps(asdict(page), default=lambda value: value.isoformat(), separators=(",", ":"))
+    def plain(value: object) -> object:
+        return value.value if isinstance(value, AvailabilityBand) else value.isoformat()  # type: ignore[attr-defined]
+
+    return json.dumps(asdict(page), default=plain, separators=(",", ":"))
 
 
 def decode_page(raw: str) -> SearchPage:
@@ -204,6 +211,8 @@ def decode_page(raw: str) -> SearchPage:
                 **hit,
                 "starts_at": datetime.fromisoformat(hit["starts_at"]),
                 "sale_starts_at": datetime.fromisoformat(hit["sale_starts_at"]),
+                "sale_ends_at": datetime.fromisoformat(hit["sale_ends_at"]) if hit.get("sale_ends_at") else None,
+                "band": AvailabilityBand(hit.get("band", AvailabilityBand.AVAILABLE.value)),
                 "venue": Venue(**hit["venue"]),
                 "performer": Performer(**hit["performer"]),
             }

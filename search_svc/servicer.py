@@ -7,16 +7,17 @@ from datetime import UTC, datetime
 
 import grpc
 
-from search_svc.domain import EventSearch, SaleStatus, SearchHit, SearchRequest, sale_status
-from tix.catalog import event_category, money, render_performer, render_venue, timestamp
-from tixpb.v1 import event_pb2, search_pb2, search_pb2_grpc
-
-SALE_STATUSES = {
-    SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
-    SaleStatus.ON_SALE: event_pb2.SALE_STATUS_ON_SALE,
-    SaleStatus.ENDED: event_pb2.SALE_STATUS_ENDED,
-    SaleStatus.CANCELLED: event_pb2.SALE_STATUS_CANCELLED,
-}
+from search_svc.domain import EventSearch, SearchHit, SearchRequest, sale_status
+from tix.catalog import (
+    event_category,
+    money,
+    render_band,
+    render_performer,
+    render_sale_status,
+    render_venue,
+    timestamp,
+)
+from tixpb.v1 import search_pb2, search_pb2_grpc
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -60,8 +61,9 @@ def render_hit(hit: SearchHit, now: datetime) -> search_pb2.EventSummary:
         start_time=timestamp(hit.starts_at),
         venue=render_venue(hit.venue),
         performer=render_performer(hit.performer),
-        sale_status=SALE_STATUSES[sale_status(hit, now)],
+        sale_status=render_sale_status(sale_status(hit, now)),
         min_price=money(hit.currency, hit.min_price_minor),
+        availability_band=render_band(hit.band),
     )
     if hit.distance_km is not None:
         summary.distance_km = round(hit.distance_km, 3)

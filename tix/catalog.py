@@ -13,6 +13,8 @@ from typing import Any, cast, overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tix.availability import AvailabilityBand
+from tix.sales import SaleStatus
 from tixpb.v1 import common_pb2, event_pb2
 
 
@@ -97,6 +99,28 @@ def render_performer(performer: Performer) -> event_pb2.Performer:
         category=event_category(performer.category),
         genre=performer.genre,
     )
+
+
+_BANDS = {
+    AvailabilityBand.AVAILABLE: common_pb2.AVAILABILITY_BAND_AVAILABLE,
+    AvailabilityBand.FEW_LEFT: common_pb2.AVAILABILITY_BAND_FEW_LEFT,
+    AvailabilityBand.SOLD_OUT: common_pb2.AVAILABILITY_BAND_SOLD_OUT,
+}
+_SALE_STATUSES = {
+    SaleStatus.SCHEDULED: event_pb2.SALE_STATUS_SCHEDULED,
+    SaleStatus.ON_SALE: event_pb2.SALE_STATUS_ON_SALE,
+    SaleStatus.SOLD_OUT: event_pb2.SALE_STATUS_SOLD_OUT,
+    SaleStatus.ENDED: event_pb2.SALE_STATUS_ENDED,
+    SaleStatus.CANCELLED: event_pb2.SALE_STATUS_CANCELLED,
+}
+
+
+def render_band(band: AvailabilityBand) -> common_pb2.AvailabilityBand:
+    return _BANDS[band]
+
+
+def render_sale_status(status: SaleStatus) -> event_pb2.SaleStatus:
+    return _SALE_STATUSES[status]
 
 
 def money(currency: str, amount_minor: int) -> common_pb2.Money:

@@ -118,6 +118,8 @@ events = Table(
     Column("starts_at", DateTime(timezone=True), nullable=False),
     Column("ends_at", DateTime(timezone=True), nullable=False),
     Column("sale_starts_at", DateTime(timezone=True), nullable=False),
+    # Set when an operator closes the sale early; NULL: on sale until the event starts (tix.sales).
+    Column("sale_ends_at", DateTime(timezone=True), nullable=True),
     Column("cancelled", Boolean, nullable=False, server_default=text("false")),
     Column("currency", String(3), nullable=False, server_default="USD"),
     # Price of each tier in minor units; tier N costs tier_prices[N] (1-based).

@@ -37,6 +37,7 @@ def entry(**changes) -> EventCatalogEntry:
         "starts_at": NOW + timedelta(days=10),
         "ends_at": NOW + timedelta(days=10, hours=3),
         "sale_starts_at": NOW - timedelta(days=1),
+        "sale_ends_at": None,
         "cancelled": False,
         "currency": "EUR",
         "tier_prices": (9000, 4000),

@@ -23,6 +23,7 @@ from search_svc.domain import (
     sale_status,
 )
 from search_svc.repository import decode_page, encode_page
+from tix.availability import AvailabilityBand
 from tix.errors import InvalidArgument
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -81,7 +82,8 @@ def test_a_page_token_continues_only_the_query_it_came_from():
 def hit(event_id: int, **changes) -> SearchHit:
     fields = {
         "event_id": event_id, "name": "Show", "category": 1, "starts_at": NOW + timedelta(days=3),
-        "sale_starts_at": NOW - timedelta(days=1), "cancelled": False,
+        "sale_starts_at": NOW - timedelta(days=1), "sale_ends_at": None, "cancelled": False,
+        "band": AvailabilityBand.AVAILABLE,
         "venue": Venue(1, "Hall", "Lyon", "", "FR", 45.7, 4.8, "Europe/Paris", 100, "hall", "hall"),
         "performer": Performer(2, "Band", 1, "rock"), "min_price_minor": 4000, "currency": "EUR", "distance_km": None,
     }
@@ -94,10 +96,11 @@ def test_sale_status_of_a_hit_comes_from_the_catalog():
     assert sale_status(hit(1, cancelled=True), NOW) is SaleStatus.CANCELLED
     assert sale_status(hit(1, starts_at=NOW), NOW) is SaleStatus.ENDED
     assert sale_status(hit(1, sale_starts_at=NOW + timedelta(hours=1)), NOW) is SaleStatus.SCHEDULED
+    assert sale_status(hit(1, band=AvailabilityBand.SOLD_OUT), NOW) is SaleStatus.SOLD_OUT
 
 
 def test_cached_pages_round_trip_through_json():
-    page = SearchPage((hit(1), hit(2, distance_km=3.5)), 2, "token")
+    page = SearchPage((hit(1), hit(2, distance_km=3.5, band=AvailabilityBand.FEW_LEFT)), 2, "token")
     assert decode_page(encode_page(page)) == page
 
 
