@@ -27,7 +27,7 @@ from event_svc.domain import (
 )
 from tix import seatfeed
 from tix.availability import AvailabilityCounts
-from tix.catalog import Performer, Venue, venue_and_performer
+from tix.catalog import CATALOG_GENERATION_KEY, Performer, Venue, catalog_version_key, venue_and_performer
 from tix.logs import get_logger
 from tix.redis_pool import as_text
 
@@ -159,34 +159,15 @@ def _section_prices(tiers: Sequence[Any], tier_prices: tuple[int, ...]) -> tuple
 # --- Redis caches ----------------------------------------------------------------------------------------------
 
 
-# Bumped when the whole catalog is reloaded (a reseed), so no event keeps details cached from the old catalog.
-CATALOG_GENERATION_KEY = "tix:catalog:generation"
-
-
-def _catalog_version_key(event_id: int) -> str:
-    return f"tix:event:{event_id}:catalog-version"
-
-
 def _catalog_key(event_id: int, generation: str, version: str) -> str:
     return f"tix:event:{event_id}:catalog:{generation}.{version}"
-
-
-async def invalidate_event(redis: Redis, event_id: int) -> None:
-    """Call after any change to an event, its venue or its performer. Bumping a version (rather than deleting
-    the entry) means a reader that loaded the old rows just before the change can never store them as current."""
-    await redis.incr(_catalog_version_key(event_id))
-
-
-async def invalidate_catalog(redis: Redis) -> None:
-    """Call after replacing the catalog wholesale (a seed): every cached event's details are then refetched."""
-    await redis.incr(CATALOG_GENERATION_KEY)
 
 
 _MISSING = "-"
 
 
 class RedisCatalogCache:
-    """Event details, cached for long (versioned, see invalidate_event).
+    """Event details, cached for long (versioned, see tix.catalog.invalidate_event).
 
     Redis being down slows pages down but does not break them: every miss or error falls through to PostgreSQL."""
 
@@ -199,7 +180,7 @@ class RedisCatalogCache:
         self, event_id: int, load: Callable[[], Awaitable[EventCatalogEntry | None]]
     ) -> EventCatalogEntry | None:
         try:
-            generation, version = await self._redis.mget(CATALOG_GENERATION_KEY, _catalog_version_key(event_id))
+            generation, version = await self._redis.mget(CATALOG_GENERATION_KEY, catalog_version_key(event_id))
             key = _catalog_key(event_id, as_text(generation or "0"), as_text(version or "0"))
             raw = await self._redis.get(key)
         except RedisError as exc:

@@ -1,21 +1,27 @@
-"""Catalog values every service shows the same way (a venue, a performer), and their proto rendering.
+"""Catalog values every service shows the same way (a venue, a performer), their proto rendering, and the one
+way to tell caches that the catalog changed.
 
 Domain code uses the dataclasses; servicers render them with the functions below, so an event's venue looks the
-same in GetEvent, in search results and anywhere else.
+same in GetEvent, in search results and anywhere else. Whoever changes catalog rows (the event service's catalog
+writes, operators' sale commands) calls ``invalidate_event`` after committing, so the event service's cached pages
+follow at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tix.availability import AvailabilityBand
 from tix.sales import SaleStatus
 from tixpb.v1 import common_pb2, event_pb2
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True)
@@ -141,3 +147,36 @@ def timestamp(moment: datetime | float | None) -> Timestamp | None:
     else:
         stamp.FromNanoseconds(int(moment * 1e9))
     return stamp
+
+
+# --- cache invalidation ----------------------------------------------------------------------------------------
+
+# Bumped when the whole catalog is reloaded (a reseed), so no event keeps details cached from the old catalog.
+CATALOG_GENERATION_KEY = "tix:catalog:generation"
+
+
+def catalog_version_key(event_id: int) -> str:
+    """The counter an event's cached details are keyed by (event_svc's catalog cache)."""
+    return f"tix:event:{event_id}:catalog-version"
+
+
+async def invalidate_event(redis: Redis, event_id: int) -> None:
+    """Call after any change to an event, its venue or its performer (after the commit). Bumping a version (rather
+    than deleting the entry) means a reader that loaded the old rows just before the change can never store them as
+    current."""
+    await redis.incr(catalog_version_key(event_id))
+
+
+async def invalidate_events(redis: Redis, event_ids: Sequence[int]) -> None:
+    """``invalidate_event`` for many events in one round trip (a venue or performer edit touches all their events)."""
+    if not event_ids:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_id in event_ids:
+            pipe.incr(catalog_version_key(event_id))
+        await pipe.execute()
+
+
+async def invalidate_catalog(redis: Redis) -> None:
+    """Call after replacing the catalog wholesale (a seed): every cached event's details are then refetched."""
+    await redis.incr(CATALOG_GENERATION_KEY)

@@ -14,18 +14,13 @@ from grpc_status import rpc_status
 from sqlalchemy import text
 
 from event_svc.domain import EventViewing, LayoutCache, SeatMap
-from event_svc.repository import (
-    CatalogRepository,
-    RedisAvailability,
-    RedisCatalogCache,
-    invalidate_catalog,
-    invalidate_event,
-)
+from event_svc.repository import CatalogRepository, RedisAvailability, RedisCatalogCache
 from event_svc.seat_hub import SeatHub
 from event_svc.server import SERVICE as EVENT
 from event_svc.settings import EventSettings
 from tests.factories import create_event
 from tix import seatfeed
+from tix.catalog import invalidate_catalog, invalidate_event
 from tix.inventory import ensure_tickets
 from tixpb.v1 import common_pb2, event_pb2, event_pb2_grpc
 
