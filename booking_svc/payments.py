@@ -22,6 +22,7 @@ Settings: the ``stripe_*`` fields of :class:`~booking_svc.settings.BookingSettin
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -270,21 +271,36 @@ class PaymentGateway:
         return await self._once(("refund", booking_id), refund)
 
     def parse_webhook(self, payload: bytes, signature_header: str) -> WebhookEvent:
-        """Verify the ``Stripe-Signature`` header and decode the event."""
+        """Verify the ``Stripe-Signature`` header, then decode the event. A signed body that is not a Stripe event
+        (not JSON, not an object, no id or type) is refused as such: it cannot come from Stripe."""
         try:
-            event = stripe.Webhook.construct_event(
-                payload, signature_header, self._webhook_secret, api_key=self._api_key
+            # Stripe's default tolerance (5 minutes): a replay of an old delivery fails like a forgery.
+            stripe.WebhookSignature.verify_header(
+                payload, signature_header, self._webhook_secret, tolerance=stripe.Webhook.DEFAULT_TOLERANCE
             )
         except stripe.SignatureVerificationError as error:
             raise InvalidArgument(
                 "stripe-signature", "does not match the payload", reason="WEBHOOK_SIGNATURE_INVALID"
             ) from error
-        except ValueError as error:  # signed but not JSON: cannot come from Stripe
-            raise InvalidArgument("payload", "is not a Stripe event", reason="WEBHOOK_PAYLOAD_INVALID") from error
-        data = event.to_dict()
-        obj = (data.get("data") or {}).get("object") or {}
-        intent = _info(obj) if obj.get("object") == "payment_intent" else None
-        return WebhookEvent(event_id=str(data["id"]), type=str(data["type"]), payment_intent=intent)
+        except UnicodeDecodeError:  # the SDK decodes the body before it checks the signature
+            raise InvalidArgument("payload", "is not a Stripe event", reason="WEBHOOK_PAYLOAD_INVALID") from None
+        try:
+            data = json.loads(payload)
+        except ValueError:  # not UTF-8 or not JSON
+            data = None
+        if not (isinstance(data, dict) and isinstance(data.get("id"), str) and isinstance(data.get("type"), str)):
+            raise InvalidArgument("payload", "is not a Stripe event", reason="WEBHOOK_PAYLOAD_INVALID")
+        body = data.get("data")
+        obj = body.get("object") if isinstance(body, dict) else None
+        intent = None
+        if isinstance(obj, dict) and obj.get("object") == "payment_intent":
+            try:
+                intent = _info(obj)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise InvalidArgument(
+                    "payload", "carries a malformed payment_intent", reason="WEBHOOK_PAYLOAD_INVALID"
+                ) from None
+        return WebhookEvent(event_id=data["id"], type=data["type"], payment_intent=intent)
 
     async def aclose(self) -> None:
         await self._http.close_async()

@@ -6,8 +6,6 @@ and a limit; page tokens, validation and caching are the same whichever backend 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -16,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from tix import sales
+from tix import page_tokens, sales
 from tix.availability import AvailabilityBand
 from tix.catalog import Performer, Venue
 from tix.errors import InvalidArgument
@@ -166,21 +164,18 @@ def parse_request(request: SearchRequest) -> SearchQuery:
 
 
 def encode_page_token(offset: int, fingerprint: str) -> str:
-    raw = json.dumps({"o": offset, "q": fingerprint}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return page_tokens.encode_page_token({"o": offset, "q": fingerprint})
 
 
 def decode_page_token(token: str, fingerprint: str) -> int:
     """The offset a token continues from; a token from another query (or no token at all) is refused."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset, bound_to = data["o"], data["q"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    data = page_tokens.decode_page_token(token)
+    offset, bound_to = data.get("o"), data.get("q")
+    if not isinstance(bound_to, str) or not isinstance(offset, int):
+        raise InvalidArgument("page_token", "is not a token this service issued")
     if bound_to != fingerprint:
         raise InvalidArgument("page_token", "belongs to a different query")
-    if not isinstance(offset, int) or not 0 < offset < MAX_RESULT_WINDOW:
+    if not 0 < offset < MAX_RESULT_WINDOW:
         raise InvalidArgument("page_token", "is not a token this service issued")
     return offset
 

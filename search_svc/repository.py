@@ -137,7 +137,8 @@ def _conditions(query: SearchQuery) -> tuple[str, dict[str, Any], str, str]:
     if query.performer:
         params["performer"] = query.performer
         by_name = "lower(d.performer_name) = lower(:performer)"
-        if query.performer.isdigit() and int(query.performer) <= _BIGINT_MAX:
+        # isascii: str.isdigit() is true for '²' and '٣', which int() refuses.
+        if query.performer.isascii() and query.performer.isdigit() and int(query.performer) <= _BIGINT_MAX:
             params["performer_id"] = int(query.performer)
             conditions.append(f"(d.performer_id = :performer_id OR {by_name})")
         else:

@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -31,6 +33,7 @@ from tix.logs import configure_logging, get_logger
 from tix.metrics import RPC_HANDLED, RPC_IN_FLIGHT, RPC_LATENCY, start_metrics_server
 from tix.redis_pool import create_redis
 from tix.settings import ServiceSettings
+from tix.validation import check_request_text, undecodable_request
 
 log = get_logger("tix.server")
 
@@ -127,7 +130,8 @@ _INTERNAL = status_pb2.Status(
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """The one place where domain errors become statuses, and where every RPC is timed, counted and logged."""
+    """The one place where requests are checked (``tix.validation``: decodable, clean text) before any handler, where
+    domain errors become statuses, and where every RPC is timed, counted and logged."""
 
     async def intercept_service(
         self,
@@ -143,6 +147,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if service in ("Health", "ServerReflection"):
             return handler
 
+        deserialize = _tolerant_deserializer(handler.request_deserializer)
+
         # grpc.aio handlers are coroutine functions (async generators for streams); the stubs type them as sync.
         if handler.unary_unary:
             inner: Any = handler.unary_unary
@@ -152,6 +158,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 RPC_IN_FLIGHT.labels(service, method).inc()
                 code = "OK"
                 try:
+                    _check_request(request)
                     return await inner(request, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status here, once
                     code = _code_of(exc, context)
@@ -162,7 +169,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
 
@@ -173,6 +180,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             RPC_IN_FLIGHT.labels(service, method).inc()
             code = "OK"
             try:
+                _check_request(request)
                 async for message in inner_stream(request, context):
                     yield message
             except asyncio.CancelledError:
@@ -187,9 +195,44 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_stream_rpc_method_handler(
             stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserialize,
             response_serializer=handler.response_serializer,
         )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """A request the generated parser refused (bytes that are not UTF-8 in a string field, a truncated message):
+    handed to the handler wrapper so that it answers INVALID_ARGUMENT instead of gRPC's own INTERNAL, whose
+    message would name the parser's exception."""
+
+    raw: bytes
+    descriptor: Descriptor
+
+
+def _tolerant_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    message_type = getattr(deserialize, "__self__", None)  # the generated Message.FromString of the request type
+    if deserialize is None or not isinstance(getattr(message_type, "DESCRIPTOR", None), Descriptor):
+        return deserialize
+    descriptor = message_type.DESCRIPTOR  # type: ignore[union-attr]
+    parse = deserialize
+
+    def tolerant(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except DecodeError:
+            return _Undecodable(raw, descriptor)
+
+    return tolerant
+
+
+def _check_request(request: Any) -> None:
+    """The one input check before any handler runs (tix.validation): decodable, and text without control
+    characters or code points no request has a use for."""
+    if isinstance(request, _Undecodable):
+        raise undecodable_request(request.raw, request.descriptor)
+    if isinstance(request, Message):
+        check_request_text(request)
 
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> str:
@@ -268,6 +311,11 @@ def _server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        # gRPC refuses metadata past 8 KiB at random (a soft limit) with RESOURCE_EXHAUSTED, which the edge would
+        # turn into a 429. The edge forwards every request header as metadata and accepts up to 32 KiB of them
+        # (431 beyond, tix_dev.edge), so the services accept comfortably more than that.
+        ("grpc.max_metadata_size", 64 * 1024),
+        ("grpc.absolute_max_metadata_size", 96 * 1024),
         ("grpc.max_send_message_length", 32 * 1024 * 1024),
     ]
 

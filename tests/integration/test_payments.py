@@ -146,6 +146,23 @@ def test_parse_webhook_accepts_a_signed_payload_and_rejects_a_forged_one(gateway
         assert caught.value.reason == "WEBHOOK_SIGNATURE_INVALID"
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[]",
+        b"null",
+        b"\xff\xfe not utf-8",
+        b'{"id": 1, "type": "payment_intent.succeeded"}',
+        b'{"id": "evt_x"}',
+        b'{"id": "evt_x", "type": "payment_intent.succeeded", "data": {"object": {"object": "payment_intent"}}}',
+    ],
+)
+def test_signed_webhook_that_is_not_a_stripe_event_is_invalid_argument(gateway, payload):
+    with pytest.raises(InvalidArgument) as caught:
+        gateway.parse_webhook(payload, _signed(payload))
+    assert caught.value.reason == "WEBHOOK_PAYLOAD_INVALID"
+
+
 async def test_webhook_sent_by_localstripe_parses_into_the_paid_intent(gateway, localstripe_url):
     received: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
 

@@ -59,6 +59,44 @@ async def test_domain_errors_become_status_with_error_info(failing_server):
         assert bad.field_violations[0].field == "event_id"
 
 
+def _bad_request(error: grpc.aio.AioRpcError) -> tuple[str, ...]:
+    status = rpc_status.from_call(error)
+    bad = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(bad) for detail in status.details), status
+    return tuple(violation.field for violation in bad.field_violations)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_requests_that_are_not_utf8_or_carry_controls_never_reach_a_handler(failing_server, stream):
+    """The interceptor checks every request once, unary and streaming alike: raw bytes that are not UTF-8 (what the
+    edge makes of %FF) and NUL in a field are INVALID_ARGUMENT with a BadRequest naming the field, and the message
+    says nothing of the parser."""
+    method = "/tix.v1.EventService/" + ("WatchSeats" if stream else "GetEvent")
+    raw = event_pb2.GetEventRequest(event_id="ab").SerializeToString().replace(b"ab", b"a\xff")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{failing_server.port}") as channel:
+        call_raw = (channel.unary_stream if stream else channel.unary_unary)(
+            method, request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _drain(call_raw(raw))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Decode" not in caught.value.details()
+        assert "event_id" in _bad_request(caught.value)
+
+        stub = event_pb2_grpc.EventServiceStub(channel)
+        call = (stub.WatchSeats if stream else stub.GetEvent)(event_pb2.GetEventRequest(event_id="1\x00"))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _drain(call)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _bad_request(caught.value) == ("event_id",)
+
+
+async def _drain(call):
+    if hasattr(call, "__aiter__"):
+        return [message async for message in call]
+    return await call
+
+
 async def test_stream_errors_after_messages_keep_the_messages(failing_server):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{failing_server.port}") as channel:
         stub = event_pb2_grpc.EventServiceStub(channel)
