@@ -9,7 +9,12 @@ from tix.settings import (
     DEVELOPMENT_STRIPE_API_KEY,
     DEVELOPMENT_STRIPE_WEBHOOK_SECRET,
     AdmissionSettings,
+    env_name,
+    secret_problem,
 )
+
+# Stripe's test-mode keys take no money: a production process with one would hand out tickets for nothing.
+_TEST_MODE_KEY_PREFIXES = ("sk_test_", "rk_test_")
 
 
 class BookingSettings(AdmissionSettings):
@@ -51,6 +56,28 @@ class BookingSettings(AdmissionSettings):
     # The expiry sweeper: how often it runs and how many bookings one transaction handles.
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
     sweeper_batch_size: int = Field(default=200, ge=1, le=5000)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        key = self.stripe_api_key
+        if key.startswith(_TEST_MODE_KEY_PREFIXES) or key == DEVELOPMENT_STRIPE_API_KEY:
+            problems.append(
+                f"{env_name('stripe_api_key')} is a Stripe test-mode key: set {env_name('stripe_api_key')} to the "
+                "live secret key (sk_live_... or a restricted rk_live_...) from the Stripe dashboard"
+            )
+        elif problem := secret_problem("stripe_api_key", key, DEVELOPMENT_STRIPE_API_KEY, min_length=20):
+            problems.append(problem)
+        webhook = secret_problem(
+            "stripe_webhook_secret", self.stripe_webhook_secret, DEVELOPMENT_STRIPE_WEBHOOK_SECRET, min_length=20
+        )
+        if webhook:
+            problems.append(webhook + " (the webhook endpoint's signing secret, whsec_...)")
+        if self.stripe_api_base.rstrip("/") == DEVELOPMENT_STRIPE_API_BASE:
+            problems.append(
+                f"{env_name('stripe_api_base')} points at localstripe: set {env_name('stripe_api_base')}="
+                "https://api.stripe.com"
+            )
+        return problems
 
     def lock_urls(self) -> list[str]:
         return list(self.redis_lock_urls) or [self.redis_url]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tix.settings import AdmissionSettings
+from pydantic import Field
+
+from tix.settings import DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY, AdmissionSettings, env_name
 
 
 class QueueSettings(AdmissionSettings):
@@ -16,3 +18,18 @@ class QueueSettings(AdmissionSettings):
     event_cache_seconds: float = 5.0
     # Tickets and queue state of an event are kept this long after the last join.
     queue_ttl_seconds: int = 2 * 24 * 3600
+    # Signs stream tokens (CreateStreamToken): an EC P-256 private key in PEM. The edge verifies them with its
+    # public half (the stream JWKS); the development key is written in the repository and refused in production.
+    stream_token_private_key: str = DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY
+    # Long enough to open a stream after minting, short enough that a token copied out of a URL is soon useless.
+    stream_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.stream_token_private_key.strip() == DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY.strip():
+            variable = env_name("stream_token_private_key")
+            problems.append(
+                f"{variable} is the development key written in the repository: set {variable} to an EC P-256 "
+                "private key of your own (PEM) and give the edge its public half (k8s/README.md)"
+            )
+        return problems

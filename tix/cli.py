@@ -9,12 +9,13 @@ module, and a command exists exactly where the package that implements it is ins
 from __future__ import annotations
 
 import asyncio
+import sys
 from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
 
-from tix.settings import TixSettings
+from tix.settings import InsecureSettings, TixSettings
 
 COMMANDS_GROUP = "tix.commands"
 
@@ -72,7 +73,12 @@ def register_commands(target: typer.Typer = app) -> None:
 
 def main() -> None:
     register_commands()
-    app()
+    try:
+        app()
+    except InsecureSettings as error:
+        # A clear refusal, not a traceback: which variables to set, and nothing of the values.
+        print(f"tix: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -7,15 +7,17 @@ serve`` builds that class once from the environment, the server bootstrap hands 
 builds settings of its own.
 
 The ``DEVELOPMENT_*`` constants are the local stand-ins for secrets (localstripe's key, the webhook and admission
-secrets): the defaults here, what the development tooling configures localstripe with, and what a production
-process must never run with.
+secrets, the stream-token signing key): the defaults here, what the development tooling configures localstripe and
+the local edge with, and what a production process must never run with. With ``TIX_ENVIRONMENT=production`` a
+settings class refuses them as it is built (:class:`InsecureSettings`, naming each variable to set), so no
+production process gets as far as serving with one.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_ADMISSION_SECRET = "dev-admission-secret-change-me-in-production"
@@ -23,6 +25,45 @@ DEVELOPMENT_STRIPE_API_KEY = "sk_test_tix_local"
 DEVELOPMENT_STRIPE_WEBHOOK_SECRET = "whsec_tix_local"
 # localstripe on its local port (not a secret, but never the API of a production process).
 DEVELOPMENT_STRIPE_API_BASE = "http://127.0.0.1:8420"
+# Signs stream tokens (ES256) in development; the local edge trusts its public half (tix_dev.tokens).
+DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgw/EXY4Iw3mR9nKo6
+ptE/lgDZmJsOEiuCWHrgysWm5zqhRANCAARmy/lBS7zVN/B0V3Bpd0Rkka0guo1X
+gQmimgipq3KIKmoXQX+niA5kkWlruMlqW4wZJXzDYXi3zMlzfBqDvWrU
+-----END PRIVATE KEY-----
+"""
+# The placeholders of k8s/base/secrets.example.env contain this; production refuses them like development values.
+PLACEHOLDER_MARK = "CHANGE_ME"
+# HMAC secrets shorter than this are guessable offline from one token (RFC 7518 asks for the hash size, 32 bytes).
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureSettings(RuntimeError):
+    """A production process was configured with a development or placeholder secret. Not a ValueError on purpose:
+    pydantic would wrap it and print every setting's value, secrets included."""
+
+    def __init__(self, settings_class: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"TIX_ENVIRONMENT=production refuses to start {settings_class} with development secrets:\n{lines}"
+        )
+
+
+def env_name(field: str) -> str:
+    return f"TIX_{field.upper()}"
+
+
+def secret_problem(field: str, value: str, development_value: str, *, min_length: int = MIN_SECRET_LENGTH) -> str | None:
+    """Why production refuses ``value`` for the secret ``field`` (None when it does not)."""
+    variable = env_name(field)
+    if value == development_value:
+        return f"{variable} is the development value written in the repository: set {variable} to a secret of your own"
+    if PLACEHOLDER_MARK in value:
+        return f"{variable} is a placeholder ({PLACEHOLDER_MARK}): set {variable} to a secret of your own"
+    if len(value) < min_length:
+        return f"{variable} is shorter than {min_length} characters: set {variable} to a longer secret"
+    return None
 
 
 class TixSettings(BaseSettings):
@@ -35,6 +76,18 @@ class TixSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    def production_problems(self) -> list[str]:
+        """What production refuses in these settings, one line per variable naming it; subclasses add theirs."""
+        return []
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_in_production(self) -> Self:
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise InsecureSettings(type(self).__name__, problems)
+        return self
 
 
 class ServiceSettings(TixSettings):
@@ -61,3 +114,7 @@ class AdmissionSettings(ServiceSettings):
 
     admission_secret: str = DEVELOPMENT_ADMISSION_SECRET
     admission_ttl_seconds: int = 600
+
+    def production_problems(self) -> list[str]:
+        problem = secret_problem("admission_secret", self.admission_secret, DEVELOPMENT_ADMISSION_SECRET)
+        return [*super().production_problems(), *([problem] if problem else [])]

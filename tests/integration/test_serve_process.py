@@ -140,3 +140,24 @@ async def test_sigterm_while_workers_are_still_starting_drains_them_instead_of_k
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("service", ["booking", "queue"])
+def test_a_production_start_with_development_secrets_fails_naming_what_to_set(settings_env, service):
+    """`tix serve` in production with the repository's development secrets exits at once with a message naming the
+    variables (and no traceback, no secret values); it never binds its port."""
+    port = free_port()
+    env = {**os.environ, **settings_env, "TIX_ENVIRONMENT": "production"}
+    for name in ("TIX_ADMISSION_SECRET", "TIX_STRIPE_API_KEY", "TIX_STRIPE_WEBHOOK_SECRET"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "tix.cli", "serve", service, "--port", str(port)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "TIX_ENVIRONMENT=production refuses to start" in result.stderr
+    assert "TIX_ADMISSION_SECRET" in result.stderr
+    assert ("TIX_STRIPE_API_KEY" in result.stderr) == (service == "booking")
+    assert ("TIX_STREAM_TOKEN_PRIVATE_KEY" in result.stderr) == (service == "queue")
+    assert "Traceback" not in result.stderr
+    assert "dev-admission-secret" not in result.stderr
