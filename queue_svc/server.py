@@ -8,6 +8,7 @@ from queue_svc.domain import WaitingRoom
 from queue_svc.repository import RedisQueueRepository
 from queue_svc.servicer import QueueServicer
 from queue_svc.settings import QueueSettings
+from queue_svc.stream_tokens import StreamTokenSigner
 from queue_svc.watchers import QueueWatchers
 from tix.server import Runtime, ServiceDefinition
 from tixpb.v1 import queue_pb2, queue_pb2_grpc
@@ -28,7 +29,8 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[QueueSettings]) -> Non
     )
     watchers = QueueWatchers(room, tick_seconds=settings.tick_seconds, heartbeat_seconds=settings.heartbeat_seconds)
     runtime.spawn(watchers.run(), name="queue-watchers")
-    queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(room, watchers), server)
+    stream_tokens = StreamTokenSigner(settings.stream_token_private_key, settings.stream_token_ttl_seconds)
+    queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(room, watchers, stream_tokens), server)
 
 
 SERVICE = ServiceDefinition(

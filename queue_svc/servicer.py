@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import duration_pb2
 
 from queue_svc.domain import QueueTicketView, TicketState, WaitingRoom
+from queue_svc.stream_tokens import StreamTokenSigner
 from queue_svc.watchers import QueueWatchers
 from tix.catalog import timestamp
 from tix.identity import require_user_id
@@ -35,9 +36,10 @@ def render_ticket(view: QueueTicketView) -> queue_pb2.QueueTicket:
 
 
 class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
-    def __init__(self, room: WaitingRoom, watchers: QueueWatchers) -> None:
+    def __init__(self, room: WaitingRoom, watchers: QueueWatchers, stream_tokens: StreamTokenSigner) -> None:
         self._room = room
         self._watchers = watchers
+        self._stream_tokens = stream_tokens
 
     async def JoinQueue(self, request, context):
         user_id = require_user_id(context.invocation_metadata())
@@ -52,3 +54,7 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
         ticket = await self._room.ticket_of(user_id, event_id, ticket_id)
         async for view in self._watchers.watch(ticket):
             yield render_ticket(view)
+
+    async def CreateStreamToken(self, request, context):
+        minted = self._stream_tokens.issue(require_user_id(context.invocation_metadata()))
+        return queue_pb2.StreamToken(token=minted.token, expire_time=timestamp(minted.expires_at))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -63,6 +64,23 @@ def serve(
     if workers is not None:
         overrides["workers"] = workers
     run(definition, settings.model_copy(update=overrides))
+
+
+@app.command("preflight-edge")
+def preflight_edge(
+    jwks: Annotated[list[Path], typer.Option(help="A key set the edge verifies tokens with (repeat for each).")],
+) -> None:
+    """Refuse (exit 2) in production when the edge's key sets hold a development or placeholder key; the edge pod
+    runs this before Envoy starts, since Envoy itself cannot tell a development key from a real one."""
+    from tix.identity import jwks_problems
+
+    settings = TixSettings()
+    problems = [problem for path in jwks for problem in jwks_problems(path)]
+    if settings.environment == "production" and problems:
+        raise InsecureSettings("the edge", problems)
+    for problem in problems:
+        typer.echo(f"warning ({settings.environment}): {problem}", err=True)
+    typer.echo(f"edge keys checked for {settings.environment}: {len(jwks)} key set(s)")
 
 
 def register_commands(target: typer.Typer = app) -> None:

@@ -1,43 +1,143 @@
 """The Envoy edge: one bootstrap, rendered from the service registry and the descriptor set, for two targets.
 
 ``local`` listens on 127.0.0.1 and reaches the services on their registry ports; ``k8s`` listens on 0.0.0.0 and
-reaches them through their Kubernetes Services by DNS. Everything else (filters, routes, error bodies) is the same,
-so what the e2e tests prove locally is what the cluster runs. ``envoy/README.md`` explains each part.
+reaches them through their Kubernetes Services by DNS. Everything else (filters, routes, limits, error bodies) is the
+same, so what the e2e tests prove locally is what the cluster runs. ``envoy/README.md`` explains each part.
+
+The edge is the trust boundary. Every public route comes from a ``google.api.http`` annotation of the descriptor
+set (admin services never: :data:`ADMIN_SERVICE_SUFFIX`), and each route's treatment follows from what it is, not
+from a hand list: a route of a public service is a *read* (per-IP budget, token optional), a method whose request
+is a raw ``google.api.HttpBody`` is a *webhook* (no token, its own budget and body limit, the service verifies the
+signature), and everything else belongs to a *fan* (token required, per-fan and per-IP budgets).
 """
 
 from __future__ import annotations
 
+import base64
+import enum
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import any_pb2, descriptor_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from tix.identity import JWT_AUDIENCE, JWT_ISSUER, USER_ID_METADATA
+from tix.identity import (
+    JWT_AUDIENCE,
+    JWT_ISSUER,
+    STREAM_TOKEN_AUDIENCE,
+    STREAM_TOKEN_ISSUER,
+    STREAM_TOKEN_PARAMETER,
+    SUBJECT_PATTERN,
+    USER_ID_METADATA,
+)
 from tix.services import SERVICES
-from tix_dev.settings import DESCRIPTOR_PATH, DevSettings
-from tix_dev.tokens import dev_key_paths
+from tix_dev.settings import DESCRIPTOR_PATH, REPO_ROOT, DevSettings
+from tix_dev.tokens import dev_key_paths, dev_stream_jwks_path
 
 PROTO_PACKAGE = "tix.v1"
 JWT_PROVIDER = "tix"
+STREAM_PROVIDER = "tix_stream"
+# Services whose routes are public reads (a token, when sent, still identifies the caller); every other service
+# needs a verified fan, so a new service is closed until it is named here.
+PUBLIC_SERVICES = frozenset({"event", "search"})
+# Operator RPCs live in services named like this; the edge never routes them, whatever their annotations say.
+ADMIN_SERVICE_SUFFIX = "AdminService"
+# A method that takes the raw HTTP body is a webhook receiver: it verifies its sender's signature itself.
+WEBHOOK_INPUT_TYPE = ".google.api.HttpBody"
+# The OpenAPI document and its reference page (tix_dev.openapi, written by `make proto`), served by the edge.
+OPENAPI_PATH = REPO_ROOT / "gen" / "openapi.json"
+REFERENCE_PATH = REPO_ROOT / "gen" / "openapi.html"
 # The edge's defaults for local runs; tests pass free ports instead.
 LOCAL_LISTEN_PORT = 8080
 LOCAL_ADMIN_PORT = 9901
 UNARY_TIMEOUT = "15s"
 # A stream with no message for this long is closed; WatchSeats and WatchQueue send heartbeats well within it.
 STREAM_IDLE_TIMEOUT = "3600s"
-# Generous for a whole edge replica, tighter for the money path; both answer 429 with a JSON Status.
-GLOBAL_RATE_LIMIT = {"max_tokens": 5000, "tokens_per_fill": 5000, "fill_interval": "1s"}
-BOOKING_RATE_LIMIT = {"max_tokens": 200, "tokens_per_fill": 200, "fill_interval": "1s"}
 SSE_ACCEPT = "text/event-stream"
 MAX_CONNECTIONS = 50_000
+# Every bucket refills at least once a second, so a 429 can promise it: Retry-After: 1, RetryInfo 1s.
+RETRY_AFTER_SECONDS = 1
+# Distinct clients (fans, addresses) with a bucket of their own at once per replica; the least recent are forgotten.
+MAX_TRACKED_CLIENTS = 100_000
+# Development origins: any port of the loopback names (a dev server of the web app, a test page).
+LOCAL_ORIGINS = (r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?$",)
 
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
-_BOOKING_LIMITER = "tix.booking_ratelimit"
+_BUFFER = "envoy.filters.http.buffer"
+_CORS = "envoy.filters.http.cors"
+_LIMITER = "tix.ratelimit"
+_STREAM_JWT = "tix.stream_tokens"
+_UNROUTED = "unrouted"
+# Where the stream token's subject waits between the two JWT filters (clients' copies are removed first).
+STREAM_USER_HEADER = "x-tix-stream-user"
 _ALL = {"numerator": 100, "denominator": "HUNDRED"}
+
+
+class RouteClass(enum.Enum):
+    """Who a route serves, which decides its token requirement and its rate budgets."""
+
+    READ = "read"  # public reads: per client IP
+    FAN = "fan"  # a signed-in fan's calls: per fan and per client IP
+    WEBHOOK = "webhook"  # signed callbacks (Stripe): one budget of their own
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A token bucket: ``burst`` requests at once, refilled by ``per_second`` (at least 1) every second."""
+
+    burst: int
+    per_second: int
+
+    def __post_init__(self) -> None:
+        if self.per_second < 1 or self.burst < 1:
+            raise ValueError("a bucket refills at least one token a second and holds at least one")
+
+    def token_bucket(self) -> dict[str, Any]:
+        return {"max_tokens": self.burst, "tokens_per_fill": self.per_second, "fill_interval": "1s"}
+
+
+# Far above anything a machine can push through: benchmarks measure the services, not the limits.
+_UNLIMITED = Bucket(10_000_000, 10_000_000)
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """Sizes and rate budgets of one edge replica (envoy/README.md explains each number)."""
+
+    # Everything through one replica: an overload guard, shed before any work is done.
+    edge: Bucket = Bucket(burst=5000, per_second=5000)
+    # Public reads per client IP: a venue's Wi-Fi or a carrier NAT puts hundreds of fans behind one address,
+    # each loading an event page (event, seat map, watch) at the on-sale minute.
+    read_per_ip: Bucket = Bucket(burst=1000, per_second=200)
+    # A signed-in fan: checkout is a handful of calls (join, stream token, reserve, confirm); retries fit the burst.
+    fan_per_user: Bucket = Bucket(burst=20, per_second=2)
+    # Fans behind one address together; a bot farm with many accounts on one address stops here.
+    fan_per_ip: Bucket = Bucket(burst=200, per_second=50)
+    # Stripe's webhooks: about one per payment; Stripe's own API budget (25-100/s) bounds them.
+    webhook: Bucket = Bucket(burst=200, per_second=100)
+    # JSON bodies of the API are a few hundred bytes; a webhook event can carry a whole PaymentIntent.
+    max_request_body_bytes: int = 64 * 1024
+    max_webhook_body_bytes: int = 512 * 1024
+    # Headers beyond this are a 431, a path with its query beyond max_url_bytes a 414; both stay under what the
+    # services accept as gRPC metadata (tix.server), so a request the edge lets through is never refused there.
+    max_request_headers_kb: int = 32
+    max_url_bytes: int = 4096
+
+    @classmethod
+    def unlimited(cls) -> EdgeLimits:
+        """The benchmarks' switch: every rate budget out of the way, size limits kept."""
+        return cls(
+            edge=_UNLIMITED, read_per_ip=_UNLIMITED, fan_per_user=_UNLIMITED, fan_per_ip=_UNLIMITED,
+            webhook=_UNLIMITED,
+        )
+
+    def with_budgets(self, **buckets: Bucket) -> EdgeLimits:
+        return replace(self, **buckets)
 
 
 @dataclass(frozen=True)
@@ -49,10 +149,32 @@ class HttpRoute:
     verb: str
     path: str
     server_streaming: bool
+    input_type: str = ""  # full proto name with a leading dot, e.g. .tix.v1.GetEventRequest
 
     @property
     def grpc_path(self) -> str:
         return f"/{self.service}/{self.method}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}.{self.method}"
+
+    @property
+    def rest_regex(self) -> str:
+        """The REST path template as an RE2 pattern for a whole path: each variable is one segment
+        (``{event_id}``) or, with ``=**``, the rest of the path."""
+        pattern = ""
+        for literal, variable in re.findall(r"([^{]*)(\{[^}]*\})?", self.path):
+            pattern += re.escape(literal)
+            if variable:
+                pattern += ".+" if variable.endswith("**}") else "[^/]+"
+        return f"^{pattern}$"
+
+    def route_class(self, full_names: Mapping[str, str]) -> RouteClass:
+        if self.input_type == WEBHOOK_INPUT_TYPE:
+            return RouteClass.WEBHOOK
+        public = {full_names[short] for short in PUBLIC_SERVICES if short in full_names}
+        return RouteClass.READ if self.service in public else RouteClass.FAN
 
 
 @dataclass(frozen=True)
@@ -69,8 +191,12 @@ class EdgeTarget:
     descriptor_path: str
     jwks_path: str
     health_check_interval: str
-    global_rate_limit: Mapping[str, Any] = field(default_factory=lambda: dict(GLOBAL_RATE_LIMIT))
-    booking_rate_limit: Mapping[str, Any] = field(default_factory=lambda: dict(BOOKING_RATE_LIMIT))
+    stream_jwks_path: str = ""
+    openapi_path: str = ""
+    reference_path: str = ""
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    # Browser origins allowed to call the API from another origin (exact origins or RE2 patterns starting with ^).
+    cors_origins: tuple[str, ...] = ()
 
 
 def http_routes(descriptor_path: Path = DESCRIPTOR_PATH) -> list[HttpRoute]:
@@ -81,6 +207,8 @@ def http_routes(descriptor_path: Path = DESCRIPTOR_PATH) -> list[HttpRoute]:
         if file.package != PROTO_PACKAGE:
             continue
         for service in file.service:
+            if service.name.endswith(ADMIN_SERVICE_SUFFIX):
+                continue
             for method in service.method:
                 rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]
                 verb = rule.WhichOneof("pattern")
@@ -93,6 +221,7 @@ def http_routes(descriptor_path: Path = DESCRIPTOR_PATH) -> list[HttpRoute]:
                         verb=verb.upper(),
                         path=getattr(rule, verb),
                         server_streaming=method.server_streaming,
+                        input_type=method.input_type,
                     )
                 )
     return routes
@@ -117,9 +246,12 @@ def local_target(
     service_ports: Mapping[str, int] | None = None,
     descriptor_path: Path = DESCRIPTOR_PATH,
     jwks_path: Path | None = None,
-    booking_rate_limit: Mapping[str, Any] | None = None,
+    stream_jwks_path: Path | None = None,
+    limits: EdgeLimits | None = None,
+    cors_origins: tuple[str, ...] = LOCAL_ORIGINS,
 ) -> EdgeTarget:
     ports = {name: entry.port for name, entry in SERVICES.items()} | dict(service_ports or {})
+    var_dir = DevSettings().var_dir
     return EdgeTarget(
         listen_address="127.0.0.1",
         listen_port=listen_port,
@@ -128,9 +260,13 @@ def local_target(
         upstreams={name: ("127.0.0.1", port) for name, port in ports.items()},
         cluster_discovery="STATIC",
         descriptor_path=str(descriptor_path.resolve()),
-        jwks_path=str((jwks_path or dev_key_paths(DevSettings().var_dir)[1]).resolve()),
+        jwks_path=str((jwks_path or dev_key_paths(var_dir)[1]).resolve()),
+        stream_jwks_path=str((stream_jwks_path or dev_stream_jwks_path(var_dir)).resolve()),
+        openapi_path=str(OPENAPI_PATH),
+        reference_path=str(REFERENCE_PATH),
         health_check_interval="2s",
-        booking_rate_limit=dict(booking_rate_limit or BOOKING_RATE_LIMIT),
+        limits=limits or EdgeLimits(),
+        cors_origins=tuple(cors_origins),
     )
 
 
@@ -145,7 +281,12 @@ def k8s_target() -> EdgeTarget:
         cluster_discovery="STRICT_DNS",
         descriptor_path="/etc/tix/descriptor/tix.pb",
         jwks_path="/etc/tix/jwks/jwks.json",
+        stream_jwks_path="/etc/tix/stream-jwks/jwks.json",
+        openapi_path="/etc/tix/openapi/openapi.json",
+        reference_path="/etc/tix/openapi/openapi.html",
         health_check_interval="5s",
+        # The web app is served on the edge's own origin; other origins are added per deployment (envoy/README.md).
+        cors_origins=(),
     )
 
 
@@ -153,7 +294,7 @@ def render_config(target: str | EdgeTarget = "local", **overrides: Any) -> str:
     """The Envoy bootstrap for ``local`` or ``k8s`` (or a ready-made target) as YAML.
 
     ``overrides`` go to :func:`local_target` (listen_port, admin_port, service_ports, descriptor_path, jwks_path,
-    booking_rate_limit).
+    stream_jwks_path, limits, cors_origins).
     """
     if isinstance(target, EdgeTarget):
         edge = target
@@ -217,10 +358,12 @@ def _listener(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[Http
         "normalize_path": True,
         "merge_slashes": True,
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
+        # Larger header blocks are a 431 (HTTP/1.1 and HTTP/2 alike).
+        "max_request_headers_kb": edge.limits.max_request_headers_kb,
         "access_log": [_access_log()],
         "local_reply_config": _local_reply_config(),
         "route_config": _route_config(edge, full_names, routes),
-        "http_filters": _http_filters(edge, full_names),
+        "http_filters": _http_filters(edge, full_names, routes),
     }
     return {
         "name": "edge",
@@ -231,32 +374,59 @@ def _listener(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[Http
     }
 
 
-def _http_filters(edge: EdgeTarget, full_names: Mapping[str, str]) -> list[dict[str, Any]]:
+def _http_filters(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[HttpRoute]) -> list[dict[str, Any]]:
     return [
         # Identity comes only from a verified JWT: drop any x-user-id a client sent before anything reads it.
         {
             "name": "envoy.filters.http.header_mutation",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                "mutations": {"request_mutations": [{"remove": USER_ID_METADATA}]},
+                "mutations": {"request_mutations": [{"remove": USER_ID_METADATA}, {"remove": STREAM_USER_HEADER}]},
+            },
+        },
+        # First of the rest, so preflights are answered before any limit or token check, and every reply (errors
+        # included) carries the CORS headers a page on an allowed origin needs to read it.
+        {"name": _CORS, "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+        _request_line(edge.limits),
+        {
+            "name": _BUFFER,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                "max_request_bytes": edge.limits.max_request_body_bytes,
             },
         },
         {
             "name": "envoy.filters.http.local_ratelimit",
-            "typed_config": _rate_limit("edge_rate_limit", edge.global_rate_limit),
+            "typed_config": _edge_rate_limit(edge.limits),
         },
+        # Stream tokens ride in the query string, which the transcoder drops when it rewrites the path: they are
+        # verified here, before it, and only on stream routes.
+        {"name": _STREAM_JWT, "typed_config": _stream_jwt_authn(edge, routes)},
         # REST in, gRPC out (native gRPC calls pass through untouched). It rewrites :path to the gRPC method, so
         # the JWT rules after it see gRPC paths: one rule set covers REST and native gRPC callers alike.
         {"name": _TRANSCODER, "typed_config": _transcoder(edge, full_names, sse=False)},
-        {"name": "envoy.filters.http.jwt_authn", "typed_config": _jwt_authn(edge, full_names)},
-        # Configured per route (the booking routes); without a route config it lets everything through.
+        {"name": "envoy.filters.http.jwt_authn", "typed_config": _jwt_authn(edge, full_names, routes)},
+        # jwt_authn clears the headers its providers write before it verifies anything, so the stream token's
+        # subject waits in a header of its own until here; a fan's header token, when both came, wins.
         {
-            "name": _BOOKING_LIMITER,
+            "name": "tix.stream_user",
             "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                "stat_prefix": "booking_rate_limit",
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": {
+                    "request_mutations": [
+                        {
+                            "append": {
+                                "header": {"key": USER_ID_METADATA, "value": f"%REQ({STREAM_USER_HEADER})%"},
+                                "append_action": "ADD_IF_ABSENT",
+                            }
+                        },
+                        {"remove": STREAM_USER_HEADER},
+                    ]
+                },
             },
         },
+        # After the JWT, so budgets can be per fan (x-user-id); each route's metadata names its budgets.
+        {"name": _LIMITER, "typed_config": _class_rate_limit(edge.limits)},
         {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -264,14 +434,107 @@ def _http_filters(edge: EdgeTarget, full_names: Mapping[str, str]) -> list[dict[
     ]
 
 
-def _rate_limit(stat_prefix: str, bucket: Mapping[str, Any]) -> dict[str, Any]:
+def _request_line(limits: EdgeLimits) -> dict[str, Any]:
+    """A few lines of Lua on the request line: 414 for a path and query longer than ``max_url_bytes`` (Envoy has no
+    URL limit of its own apart from the header block, and no regex could say it: RE2 caps repetitions at 1,000),
+    and the path the access log shows, with the stream token's value blanked out."""
+    script = (
+        "function envoy_on_request(handle)\n"
+        '  local path = handle:headers():get(":path") or ""\n'
+        f'  local logged = path:gsub("([?&]{STREAM_TOKEN_PARAMETER}=)[^&]*", "%1REDACTED")\n'
+        f'  handle:streamInfo():dynamicMetadata():set("{_METADATA_NAMESPACE}", "path", logged)\n'
+        f"  if #path > {limits.max_url_bytes} then\n"
+        f'    handle:respond({{[":status"] = "414"}}, "the URL is longer than {limits.max_url_bytes} bytes")\n'
+        "  end\n"
+        "end\n"
+    )
+    return {
+        "name": "tix.request_line",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": script},
+        },
+    }
+
+
+def _edge_rate_limit(limits: EdgeLimits) -> dict[str, Any]:
+    return {
+        **_limiter_base("edge_rate_limit"),
+        "token_bucket": limits.edge.token_bucket(),
+        "filter_enabled": {"runtime_key": "edge_rate_limit_enabled", "default_value": _ALL},
+        "filter_enforced": {"runtime_key": "edge_rate_limit_enforced", "default_value": _ALL},
+    }
+
+
+def _limiter_base(stat_prefix: str) -> dict[str, Any]:
     return {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         "stat_prefix": stat_prefix,
-        "token_bucket": dict(bucket),
-        "filter_enabled": {"runtime_key": f"{stat_prefix}_enabled", "default_value": _ALL},
-        "filter_enforced": {"runtime_key": f"{stat_prefix}_enforced", "default_value": _ALL},
+        # gRPC callers get RESOURCE_EXHAUSTED (not UNAVAILABLE, which clients retry at once).
         "rate_limited_as_resource_exhausted": True,
+        "response_headers_to_add": [
+            {"header": {"key": "retry-after", "value": str(RETRY_AFTER_SECONDS)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        ],
+    }
+
+
+# Descriptor entries: the budget (named by the route's metadata) and, for per-client budgets, the client.
+_BUDGET_KEY = "budget"
+_USER_KEY = "user"
+_ADDRESS_KEY = "remote_address"
+_METADATA_NAMESPACE = "tix.edge"
+
+
+def route_budgets(route_class: RouteClass) -> dict[str, str]:
+    """The budgets a route draws from, as its metadata: per fan, per client address, or shared by the class."""
+    if route_class is RouteClass.READ:
+        return {"per_address": "read-ip"}
+    if route_class is RouteClass.FAN:
+        return {"per_user": "fan-user", "per_address": "fan-ip"}
+    return {"shared": "webhook"}
+
+
+def _class_rate_limit(limits: EdgeLimits) -> dict[str, Any]:
+    """One limiter whose buckets every route of a class shares: a bucket per fan and per client address (an empty
+    descriptor value makes each distinct value its own bucket), and one for webhooks. Which of them a request
+    draws from is read from its route's metadata (route_budgets), so routes are classified once, by rule."""
+
+    def descriptor(budget: str, bucket: Bucket, client_key: str | None = None) -> dict[str, Any]:
+        entries: list[dict[str, str]] = [{"key": _BUDGET_KEY, "value": budget}]
+        if client_key:
+            entries.append({"key": client_key})
+        return {"entries": entries, "token_bucket": bucket.token_bucket()}
+
+    def budget_of(kind: str) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "descriptor_key": _BUDGET_KEY,
+                "metadata_key": {"key": _METADATA_NAMESPACE, "path": [{"key": kind}]},
+                "source": "ROUTE_ENTRY",
+                "skip_if_absent": True,
+            }
+        }
+
+    return {
+        **_limiter_base("client_rate_limit"),
+        # Requests that draw from no budget (the documents, unknown paths) pass.
+        "token_bucket": _UNLIMITED.token_bucket(),
+        "filter_enabled": {"runtime_key": "client_rate_limit_enabled", "default_value": _ALL},
+        "filter_enforced": {"runtime_key": "client_rate_limit_enforced", "default_value": _ALL},
+        "always_consume_default_token_bucket": False,
+        "max_dynamic_descriptors": MAX_TRACKED_CLIENTS,
+        "rate_limits": [
+            {"actions": [budget_of("per_user"), {"request_headers": {"header_name": USER_ID_METADATA,
+                                                                      "descriptor_key": _USER_KEY}}]},
+            {"actions": [budget_of("per_address"), {"remote_address": {}}]},
+            {"actions": [budget_of("shared")]},
+        ],
+        "descriptors": [
+            descriptor("read-ip", limits.read_per_ip, _ADDRESS_KEY),
+            descriptor("fan-user", limits.fan_per_user, _USER_KEY),
+            descriptor("fan-ip", limits.fan_per_ip, _ADDRESS_KEY),
+            descriptor("webhook", limits.webhook),
+        ],
     }
 
 
@@ -290,6 +553,8 @@ def _transcoder(edge: EdgeTarget, full_names: Mapping[str, str], *, sse: bool) -
             "stream_sse_style_delimited": sse,
         },
         "convert_grpc_status": True,
+        # The stream token is the JWT filter's business, not a field of any request.
+        "ignored_query_parameters": [STREAM_TOKEN_PARAMETER],
         "request_validation_options": {
             "reject_unknown_method": True,
             "reject_unknown_query_parameters": True,
@@ -299,18 +564,34 @@ def _transcoder(edge: EdgeTarget, full_names: Mapping[str, str], *, sse: bool) -
     }
 
 
-def _jwt_authn(edge: EdgeTarget, full_names: Mapping[str, str]) -> dict[str, Any]:
+def _provider_common(user_header: str = USER_ID_METADATA) -> dict[str, Any]:
+    return {
+        "forward": False,
+        "claim_to_headers": [{"header_name": user_header, "claim_name": "sub"}],
+        "clock_skew_seconds": 30,
+        # A token without exp would be valid forever; a subject the services cannot use (a newline, a space) is
+        # refused here, not forwarded as a header the upstream connection would choke on.
+        "require_expiration": True,
+        "subjects": {"safe_regex": {"regex": f"^{SUBJECT_PATTERN}$"}},
+    }
+
+
+def _jwt_authn(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[HttpRoute]) -> dict[str, Any]:
     verified = {"provider_name": JWT_PROVIDER}
     # Public reads still learn who is calling when a good token comes along; a bad one is ignored, not fatal.
     public = {"requires_any": {"requirements": [verified, {"allow_missing_or_failed": {}}]}}
-    rules = [
-        # Stripe calls without a JWT; the service verifies the Stripe-Signature header instead.
-        {"match": {"path": f"/{full_names['booking']}/HandleStripeWebhook"}},
-        {"match": {"prefix": f"/{full_names['booking']}/"}, "requires": verified},
-        {"match": {"prefix": f"/{full_names['queue']}/"}, "requires": verified},
-        {"match": {"prefix": f"/{full_names['event']}/"}, "requires": public},
-        {"match": {"prefix": f"/{full_names['search']}/"}, "requires": public},
-    ]
+    # A fan's stream may have been authenticated by a stream token already (tix.stream_tokens, before the
+    # transcoder); without either, the service refuses it (UNAUTHENTICATED), so no header token is no pass.
+    stream = {"requires_any": {"requirements": [verified, {"allow_missing": {}}]}}
+    rules: list[dict[str, Any]] = []
+    for route in routes:
+        kind = route.route_class(full_names)
+        rule: dict[str, Any] = {"match": {"path": route.grpc_path}}
+        if kind is RouteClass.READ:
+            rule["requires"] = public
+        elif kind is RouteClass.FAN:
+            rule["requires"] = stream if route.server_streaming else verified
+        rules.append(rule)  # webhooks: no requirement (the service verifies the sender's signature)
     return {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
         "providers": {
@@ -318,43 +599,107 @@ def _jwt_authn(edge: EdgeTarget, full_names: Mapping[str, str]) -> dict[str, Any
                 "issuer": JWT_ISSUER,
                 "audiences": [JWT_AUDIENCE],
                 "local_jwks": {"filename": edge.jwks_path},
-                "forward": False,
-                "claim_to_headers": [{"header_name": USER_ID_METADATA, "claim_name": "sub"}],
-                "clock_skew_seconds": 30,
+                # Only the header: a fan's long-lived token is never accepted from a URL (logs, history, Referer).
+                "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+                **_provider_common(),
             }
         },
         "rules": rules,
     }
 
 
+def _stream_jwt_authn(edge: EdgeTarget, routes: list[HttpRoute]) -> dict[str, Any]:
+    """Stream tokens (tix.identity), accepted from the access_token query parameter of stream routes only."""
+    rules = [
+        {
+            "match": {
+                "safe_regex": {"regex": route.rest_regex},
+                "query_parameters": [{"name": STREAM_TOKEN_PARAMETER, "present_match": True}],
+            },
+            "requires": {"provider_name": STREAM_PROVIDER},
+        }
+        for route in routes
+        if route.server_streaming and route.verb == "GET"
+    ]
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {
+            STREAM_PROVIDER: {
+                "issuer": STREAM_TOKEN_ISSUER,
+                "audiences": [STREAM_TOKEN_AUDIENCE],
+                "local_jwks": {"filename": edge.stream_jwks_path},
+                "from_params": [STREAM_TOKEN_PARAMETER],
+                # Minted for a few minutes (queue_svc settings); a longer-lived one is not a stream token.
+                "max_lifetime": "3600s",
+                **_provider_common(STREAM_USER_HEADER),
+            }
+        },
+        "rules": rules,
+    }
+
+
+def _cors_policy(edge: EdgeTarget) -> dict[str, Any]:
+    origins = [
+        {"safe_regex": {"regex": origin}} if origin.startswith("^") else {"exact": origin}
+        for origin in edge.cors_origins
+    ]
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": origins,
+        "allow_methods": "GET, POST, OPTIONS",
+        # What the web app sends: its token, JSON, a request id for support, EventSource's resume header, ETags.
+        "allow_headers": "authorization, content-type, x-request-id, last-event-id, if-none-match",
+        # What a page may read from answers: when to retry, ETags, the request id, gRPC statuses of streams.
+        "expose_headers": "retry-after, etag, x-request-id, grpc-status, grpc-message",
+        # Tokens travel in headers, never in cookies.
+        "allow_credentials": False,
+        "max_age": "600",
+    }
+
+
 def _route_config(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[HttpRoute]) -> dict[str, Any]:
     by_service = {full: short for short, full in full_names.items()}
+    # Catch-alls route to a cluster that does not exist, which the router answers with a 404. Not a
+    # direct_response: the CORS filter acts only on routes with a route entry, and these are the routes REST
+    # requests (and their preflights) match before the transcoder.
+    not_found = {"cluster": _UNROUTED, "cluster_not_found_response_code": "NOT_FOUND"}
+    webhook_body = {
+        _BUFFER: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+            "buffer": {"max_request_bytes": edge.limits.max_webhook_body_bytes},
+        }
+    }
+    # One route per public method, by its gRPC path (what REST requests become in the transcoder, and what native
+    # gRPC callers send). Methods without an HTTP binding, and admin services, have no route: a 404.
     grpc_routes: list[dict[str, Any]] = []
     for route in routes:
-        if route.server_streaming:
-            grpc_routes.append(
-                {
-                    "name": f"{route.service}.{route.method}",
-                    "match": {"path": route.grpc_path},
-                    "route": {
-                        "cluster": by_service[route.service],
-                        "timeout": "0s",
-                        "idle_timeout": STREAM_IDLE_TIMEOUT,
-                    },
-                }
-            )
-    for short, full in full_names.items():
-        service_route: dict[str, Any] = {
-            "name": full,
-            "match": {"prefix": f"/{full}/"},
-            "route": {"cluster": short, "timeout": UNARY_TIMEOUT},
+        kind = route.route_class(full_names)
+        action: dict[str, Any] = {
+            "cluster": by_service[route.service],
+            "timeout": "0s" if route.server_streaming else UNARY_TIMEOUT,
         }
-        if short == "booking":
-            service_route["typed_per_filter_config"] = {
-                _BOOKING_LIMITER: _rate_limit("booking_rate_limit", edge.booking_rate_limit)
-            }
-        grpc_routes.append(service_route)
-    not_found = {"status": 404, "body": {"inline_string": "no such route"}}
+        if route.server_streaming:
+            action["idle_timeout"] = STREAM_IDLE_TIMEOUT
+        entry: dict[str, Any] = {
+            "name": route.name,
+            "match": {"path": route.grpc_path},
+            "route": action,
+            "metadata": {"filter_metadata": {_METADATA_NAMESPACE: route_budgets(kind)}},
+        }
+        if kind is RouteClass.WEBHOOK:
+            entry["typed_per_filter_config"] = webhook_body
+        grpc_routes.append(entry)
+    # The buffer filter runs before the transcoder and sees the REST path: webhooks get their body limit there too.
+    webhook_rest = [
+        {
+            "name": f"rest:{route.name}",
+            "match": {"safe_regex": {"regex": route.rest_regex}},
+            "route": not_found,
+            "typed_per_filter_config": webhook_body,
+        }
+        for route in routes
+        if route.route_class(full_names) is RouteClass.WEBHOOK
+    ]
     # The transcoder reads its per-route options from the route matched by the REST request (before it rewrites
     # the path to the gRPC method), so these REST catch-alls pick the stream framing; requests that reach them
     # untranscoded are unknown paths and get the JSON 404.
@@ -362,15 +707,50 @@ def _route_config(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[
         {
             "name": "rest-sse",
             "match": {"prefix": "/", "headers": [{"name": "accept", "string_match": {"contains": SSE_ACCEPT}}]},
-            "direct_response": not_found,
+            "route": not_found,
             "typed_per_filter_config": {_TRANSCODER: _transcoder(edge, full_names, sse=True)},
         },
-        {"name": "rest", "match": {"prefix": "/"}, "direct_response": not_found},
+        {"name": "rest", "match": {"prefix": "/"}, "route": not_found},
     ]
     return {
         "name": "edge",
-        "virtual_hosts": [{"name": "tix", "domains": ["*"], "routes": grpc_routes + rest_routes}],
+        # The catch-alls name a cluster that does not exist on purpose (see not_found).
+        "validate_clusters": False,
+        # The OpenAPI document is served whole from the edge's memory.
+        "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
+        "virtual_hosts": [
+            {
+                "name": "tix",
+                "domains": ["*"],
+                "typed_per_filter_config": {_CORS: _cors_policy(edge)},
+                "routes": _document_routes(edge) + grpc_routes + webhook_rest + rest_routes,
+            }
+        ],
     }
+
+
+def _document_routes(edge: EdgeTarget) -> list[dict[str, Any]]:
+    """GET /openapi.json and its reference page /docs (tix_dev.openapi), answered by the edge itself."""
+    if not edge.openapi_path:
+        return []
+    untranscoded = {_TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}}
+    documents = (
+        ("openapi", "/openapi.json", edge.openapi_path, "application/json"),
+        ("reference", "/docs", edge.reference_path, "text/html; charset=utf-8"),
+    )
+    return [
+        {
+            "name": name,
+            "match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "direct_response": {"status": 200, "body": {"filename": filename}},
+            "response_headers_to_add": [
+                {"header": {"key": "content-type", "value": content_type}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                {"header": {"key": "cache-control", "value": "public, max-age=300"}},
+            ],
+            "typed_per_filter_config": untranscoded,
+        }
+        for name, path, filename, content_type in documents
+    ]
 
 
 def _cluster(edge: EdgeTarget, short: str, full_name: str, host: str, port: int) -> dict[str, Any]:
@@ -426,53 +806,123 @@ def _cluster(edge: EdgeTarget, short: str, full_name: str, host: str, port: int)
     return cluster
 
 
-def _status_body(code: int, reason: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LocalReply:
+    """How one HTTP status of Envoy's own replies reads as a google.rpc.Status."""
+
+    status: int
+    code: int  # google.rpc.Code for REST callers
+    reason: str
+    # gRPC callers get this message (grpc-message and the Status in grpc-status-details-bin must agree, so it is
+    # fixed); REST callers get Envoy's own words (for example "Jwt is expired") unless rest_message is set.
+    message: str
+    grpc_code: int | None = None  # for native gRPC callers, when it differs (404 is UNIMPLEMENTED there)
+    retry: bool = False  # a RetryInfo detail and a Retry-After header
+    rest_message: str = "%LOCAL_REPLY_BODY%"
+
+
+_TOO_MANY = f"too many requests: retry after {RETRY_AFTER_SECONDS} s"
+# HTTP status of Envoy's own replies -> google.rpc.Code and ErrorInfo reason.
+LOCAL_REPLIES = (
+    LocalReply(400, 3, "INVALID_REQUEST", "the request is malformed"),
+    LocalReply(401, 16, "UNAUTHENTICATED", "a valid token is required: missing, expired or not accepted"),
+    LocalReply(403, 7, "PERMISSION_DENIED", "not allowed"),
+    LocalReply(404, 5, "ROUTE_NOT_FOUND", "no such route", grpc_code=12),
+    LocalReply(413, 3, "REQUEST_TOO_LARGE", "the request body is too large"),
+    LocalReply(414, 3, "URI_TOO_LONG", "the URL is too long"),
+    LocalReply(429, 8, "RATE_LIMITED", _TOO_MANY, retry=True, rest_message=_TOO_MANY),
+    LocalReply(431, 3, "REQUEST_HEADERS_TOO_LARGE", "the request headers are too large"),
+    LocalReply(503, 14, "UPSTREAM_UNAVAILABLE", "the service is unavailable: retry shortly"),
+    LocalReply(504, 4, "UPSTREAM_TIMEOUT", "the service did not answer in time"),
+)
+_FALLBACK = LocalReply(0, 13, "EDGE_ERROR", "the edge failed")
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def _status_body(reply: LocalReply) -> dict[str, Any]:
     """A local reply as the JSON google.rpc.Status the services' errors are transcoded to."""
+    details: list[dict[str, Any]] = [{"@type": _ERROR_INFO, "reason": reply.reason, "domain": "tix.dev"}]
+    if reply.retry:
+        details.append({"@type": _RETRY_INFO, "retryDelay": f"{RETRY_AFTER_SECONDS}s"})
     return {
-        "json_format": {
-            "code": code,
-            "message": "%LOCAL_REPLY_BODY%",
-            "details": [
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "tix.dev"}
-            ],
-        },
+        "json_format": {"code": reply.code, "message": reply.rest_message, "details": details},
         "content_type": "application/json",
     }
 
 
-# HTTP status of Envoy's own replies -> (google.rpc.Code, ErrorInfo reason).
-_LOCAL_REPLIES = (
-    (400, 3, "INVALID_REQUEST"),
-    (401, 16, "UNAUTHENTICATED"),
-    (403, 7, "PERMISSION_DENIED"),
-    (404, 5, "ROUTE_NOT_FOUND"),
-    (413, 3, "REQUEST_TOO_LARGE"),
-    (429, 8, "RATE_LIMITED"),
-    (503, 14, "UPSTREAM_UNAVAILABLE"),
-    (504, 4, "UPSTREAM_TIMEOUT"),
-)
+def grpc_status_details(reply: LocalReply) -> str:
+    """The grpc-status-details-bin a native gRPC caller gets with Envoy's reply: the same Status, binary."""
+    details = [error_details_pb2.ErrorInfo(reason=reply.reason, domain="tix.dev")]
+    if reply.retry:
+        details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS)))
+    packed = []
+    for detail in details:
+        wrapper = any_pb2.Any()
+        wrapper.Pack(detail)
+        packed.append(wrapper)
+    status = status_pb2.Status(code=reply.grpc_code or reply.code, message=reply.message, details=packed)
+    return base64.b64encode(status.SerializeToString()).decode().rstrip("=")
+
+
+def _status_filter(status: int) -> dict[str, Any]:
+    return {
+        "status_code_filter": {
+            "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"local_reply_{status}"}}
+        }
+    }
+
+
+# A native gRPC call: gRPC content and no x-envoy-original-path, which the transcoder sets on the REST calls it turns
+# into gRPC (Envoy strips x-envoy-* headers that clients send). Those get the JSON body like any REST call.
+_GRPC_REQUEST = {
+    "and_filter": {
+        "filters": [
+            {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
+            {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}}},
+        ]
+    }
+}
+
+
+def _header(key: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
 def _local_reply_config() -> dict[str, Any]:
-    mappers = [
-        {
-            "filter": {
-                "status_code_filter": {
-                    "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"local_reply_{status}"}}
-                }
-            },
-            "body_format_override": _status_body(code, reason),
-        }
-        for status, code, reason in _LOCAL_REPLIES
-    ]
-    return {"mappers": mappers, "body_format": _status_body(13, "EDGE_ERROR")}
+    """Envoy's own answers (401 from jwt_authn, 404, 413, 429, 503...) in the services' error shape: a JSON Status
+    for REST callers; for gRPC callers (and REST calls already transcoded to gRPC, which the transcoder turns back
+    into JSON from it) grpc-status with grpc-status-details-bin, the message as grpc-message."""
+    mappers: list[dict[str, Any]] = []
+    for reply in LOCAL_REPLIES:
+        retry_after = [_header("retry-after", str(RETRY_AFTER_SECONDS))] if reply.retry else []
+        mappers.append(
+            {
+                "filter": {"and_filter": {"filters": [*_GRPC_REQUEST["and_filter"]["filters"], _status_filter(reply.status)]}},
+                "headers_to_add": [
+                    _header("grpc-status", str(reply.grpc_code or reply.code)),
+                    _header("grpc-status-details-bin", grpc_status_details(reply)),
+                    *retry_after,
+                ],
+                "body_format_override": {"text_format_source": {"inline_string": reply.message}},
+            }
+        )
+        mappers.append(
+            {"filter": _status_filter(reply.status), "headers_to_add": retry_after, "body_format_override": _status_body(reply)}
+        )
+    for mapper in mappers:
+        if not mapper["headers_to_add"]:
+            del mapper["headers_to_add"]
+    return {"mappers": mappers, "body_format": _status_body(_FALLBACK)}
 
 
 def _access_log() -> dict[str, Any]:
     fields = {
         "time": "%START_TIME%",
         "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
-        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        # The path and query as the client sent them, with a stream token's value blanked out (tix.request_line):
+        # a token never lands in a log file.
+        "path": f"%DYNAMIC_METADATA({_METADATA_NAMESPACE}:path)%",
         "route": "%ROUTE_NAME%",
         "status": "%RESPONSE_CODE%",
         "flags": "%RESPONSE_FLAGS%",
@@ -482,6 +932,7 @@ def _access_log() -> dict[str, Any]:
         "bytes_in": "%BYTES_RECEIVED%",
         "bytes_out": "%BYTES_SENT%",
         "user": f"%REQ({USER_ID_METADATA})%",
+        "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
         "request_id": "%REQ(X-REQUEST-ID)%",
     }
     return {

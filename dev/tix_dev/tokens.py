@@ -14,13 +14,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tix.identity import JWT_AUDIENCE, JWT_ISSUER
+from tix.identity import DEVELOPMENT_JWT_KEY_ID, DEVELOPMENT_STREAM_KEY_ID, JWT_AUDIENCE, JWT_ISSUER
+from tix.settings import DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY
 
-KEY_ID = "tix-dev-1"
+KEY_ID = DEVELOPMENT_JWT_KEY_ID
 
 
 def dev_key_paths(var_dir: Path) -> tuple[Path, Path]:
     return var_dir / "jwt-private.pem", var_dir / "jwks.json"
+
+
+def dev_stream_jwks_path(var_dir: Path) -> Path:
+    return var_dir / "stream-jwks.json"
+
+
+def ensure_dev_stream_jwks(var_dir: Path) -> Path:
+    """The key set the local edge verifies stream tokens with: the public half of the development stream-token key
+    (``DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY``, the queue service's default), under its development key id."""
+    from queue_svc.stream_tokens import public_jwks
+
+    path = dev_stream_jwks_path(var_dir)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(public_jwks(DEVELOPMENT_STREAM_TOKEN_PRIVATE_KEY, DEVELOPMENT_STREAM_KEY_ID), indent=2))
+    return path
 
 
 def ensure_dev_keys(var_dir: Path) -> tuple[Path, Path]:

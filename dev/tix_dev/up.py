@@ -23,12 +23,12 @@ from urllib.parse import urlparse
 from tix.logs import get_logger
 from tix.services import SERVICES
 from tix.settings import DEVELOPMENT_STRIPE_WEBHOOK_SECRET, TixSettings
-from tix_dev.edge import render_config, service_full_names
+from tix_dev.edge import EdgeLimits, render_config, service_full_names
 from tix_dev.localstripe import configure_webhook
 from tix_dev.processes import die_with_parent_hook
 from tix_dev.readiness import NotReady, grpc_serving, http_answers, http_ok, port_open, wait_until
 from tix_dev.settings import REPO_ROOT, DevSettings
-from tix_dev.tokens import ensure_dev_keys
+from tix_dev.tokens import ensure_dev_keys, ensure_dev_stream_jwks
 
 log = get_logger("tix_dev.up")
 
@@ -88,6 +88,8 @@ class Mesh:
     with_localstripe: bool = True
     # localstripe signs the webhooks it sends with this; the booking service verifies them with the same secret.
     stripe_webhook_secret: str = DEVELOPMENT_STRIPE_WEBHOOK_SECRET
+    # The edge's sizes and rate budgets (tests from one address set theirs; None: the edge's defaults).
+    edge_limits: EdgeLimits | None = None
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -114,6 +116,8 @@ class Mesh:
             admin_port=self.ports.admin,
             service_ports=self.ports.services,
             jwks_path=jwks_path,
+            stream_jwks_path=ensure_dev_stream_jwks(self.var_dir),
+            limits=self.edge_limits,
         )
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.envoy_config_path.write_text(text)

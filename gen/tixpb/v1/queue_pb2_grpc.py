@@ -45,6 +45,11 @@ class QueueServiceStub:
                 request_serializer=tix_dot_v1_dot_queue__pb2.WatchQueueRequest.SerializeToString,
                 response_deserializer=tix_dot_v1_dot_queue__pb2.QueueTicket.FromString,
                 _registered_method=True)
+        self.CreateStreamToken = channel.unary_unary(
+                '/tix.v1.QueueService/CreateStreamToken',
+                request_serializer=tix_dot_v1_dot_queue__pb2.CreateStreamTokenRequest.SerializeToString,
+                response_deserializer=tix_dot_v1_dot_queue__pb2.StreamToken.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -65,6 +70,14 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateStreamToken(self, request, context):
+        """Mints a stream token for the caller: a JWT of a few minutes, for streams only. Browsers pass it as the
+        access_token query parameter of a :watch route, because EventSource cannot send an Authorization header.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.WatchQueue,
                     request_deserializer=tix_dot_v1_dot_queue__pb2.WatchQueueRequest.FromString,
                     response_serializer=tix_dot_v1_dot_queue__pb2.QueueTicket.SerializeToString,
+            ),
+            'CreateStreamToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStreamToken,
+                    request_deserializer=tix_dot_v1_dot_queue__pb2.CreateStreamTokenRequest.FromString,
+                    response_serializer=tix_dot_v1_dot_queue__pb2.StreamToken.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class QueueService:
             '/tix.v1.QueueService/WatchQueue',
             tix_dot_v1_dot_queue__pb2.WatchQueueRequest.SerializeToString,
             tix_dot_v1_dot_queue__pb2.QueueTicket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStreamToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tix.v1.QueueService/CreateStreamToken',
+            tix_dot_v1_dot_queue__pb2.CreateStreamTokenRequest.SerializeToString,
+            tix_dot_v1_dot_queue__pb2.StreamToken.FromString,
             options,
             channel_credentials,
             insecure,
