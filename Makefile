@@ -44,6 +44,8 @@ proto: $(STAMP)
 	  --include_imports --include_source_info --descriptor_set_out=gen/tix.pb \
 	  $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto google/rpc/code.proto
 	cp gen/tix.pb k8s/base/edge/tix.pb  # kustomize reads only inside k8s/; the k8s test fails on drift
+	$(PY) -m tix_dev.openapi gen/openapi.json gen/openapi.html  # OpenAPI 3.1 and its reference page, served by the edge
+	cp gen/openapi.json gen/openapi.html k8s/base/edge/
 
 proto-check: proto
 	@git diff --exit-code --stat -- gen || { echo "gen/ has drifted from proto/: run 'make proto' and commit gen/"; exit 1; }

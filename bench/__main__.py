@@ -176,7 +176,7 @@ def _envoy_run(args: argparse.Namespace, stack: BenchStack, booking_port: int, e
                echo: LoadResult, direct: LoadResult) -> SaleCheck | None:
     """Envoy in front of the running booking server: two REST baselines (the edge alone, the edge and a trivial
     service call), then the flash sale on a fresh event as REST/JSON, then the checker."""
-    from bench.envoy_edge import start_edge
+    from bench.envoy_edge import RATE_LIMIT_STATS, start_edge
 
     try:
         edge = start_edge(stack.work_dir, booking_port, upstream_streams=args.envoy_upstream_streams)
@@ -222,11 +222,11 @@ def _envoy_run(args: argparse.Namespace, stack: BenchStack, booking_port: int, e
                 f"sale through Envoy stopped at its {args.envoy_seconds:.0f}s budget after {result.operations:,} of "
                 f"{args.envoy_attempts:,} attempts"
             )
-        rate_limited = sum(edge.stats("edge_rate_limit", "booking_rate_limit").get(
-            f"{prefix}.http_local_rate_limit.rate_limited", 0) for prefix in ("edge_rate_limit", "booking_rate_limit"))
+        rate_limited = sum(edge.stats(*RATE_LIMIT_STATS).get(
+            f"{prefix}.http_local_rate_limit.rate_limited", 0) for prefix in RATE_LIMIT_STATS)
         report.notes.append(
-            f"Envoy ({os.cpu_count()} worker threads, the edge's own bootstrap from tix_dev.edge) had its local rate "
-            f"limits raised for the bench; calls it rate-limited: {rate_limited}. REST clients: aiohttp, HTTP/1.1 "
+            f"Envoy ({os.cpu_count()} worker threads, the edge's own bootstrap from tix_dev.edge) had its rate "
+            f"budgets switched off for the bench (EdgeLimits.unlimited()); calls it rate-limited: {rate_limited}. REST clients: aiohttp, HTTP/1.1 "
             f"keep-alive, one connection per client; fans' RS256 tokens signed before the clock started"
         )
         spread = edge.upstream_spread(booking_port)

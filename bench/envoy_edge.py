@@ -1,11 +1,11 @@
 """The Envoy edge in front of the bench's booking server: the bootstrap ``tix_dev.edge`` renders for ``make up``, with
-the bench's ports and JWKS, and its local rate limits raised so they measure nothing (a limited call would be a
-429 RESOURCE_EXHAUSTED and count as a refusal). Envoy runs as a child of the bench and logs to its work directory.
+the bench's ports and JWKS, and its rate budgets switched off (``EdgeLimits.unlimited()``: every client of the bench
+comes from one address, and a limited call would be a 429 RESOURCE_EXHAUSTED counted as a refusal); the size
+limits stay. Envoy runs as a child of the bench and logs to its work directory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -16,14 +16,14 @@ from pathlib import Path
 import yaml
 
 from tix.services import SERVICES
-from tix_dev.edge import bootstrap, local_target, render_config
+from tix_dev.edge import EdgeLimits, bootstrap, local_target, render_config
 from tix_dev.processes import stop_process
 from tix_dev.readiness import NotReady, free_port, http_status, wait_until
-from tix_dev.tokens import ensure_dev_keys
+from tix_dev.tokens import ensure_dev_keys, ensure_dev_stream_jwks
 from tix_dev.up import envoy_binary
 
-# Far above anything two cores can push through; the edge's own limits are 5,000/s and 200/s on booking routes.
-UNLIMITED = {"max_tokens": 10_000_000, "tokens_per_fill": 10_000_000, "fill_interval": "1s"}
+# The rate limiters' stats, to report that they limited nothing.
+RATE_LIMIT_STATS = ("edge_rate_limit", "client_rate_limit")
 
 
 @dataclass
@@ -90,10 +90,9 @@ def start_edge(work_dir: Path, booking_port: int, *, upstream_streams: int = 0, 
         admin_port=admin_port,
         service_ports={**closed, "booking": booking_port},
         jwks_path=jwks_path,
-        booking_rate_limit=UNLIMITED,
+        stream_jwks_path=ensure_dev_stream_jwks(var_dir),
+        limits=EdgeLimits.unlimited(),
     )
-    # render_config's overrides cannot reach the edge-wide limit; a ready-made target can.
-    target = dataclasses.replace(target, global_rate_limit=dict(UNLIMITED))
     config_path = var_dir / "envoy.yaml"
     if upstream_streams > 0:
         config = bootstrap(target)

@@ -17,7 +17,7 @@ import base64
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,6 @@ class EdgeLimits:
             edge=_UNLIMITED, read_per_ip=_UNLIMITED, fan_per_user=_UNLIMITED, fan_per_ip=_UNLIMITED,
             webhook=_UNLIMITED,
         )
-
-    def with_budgets(self, **buckets: Bucket) -> EdgeLimits:
-        return replace(self, **buckets)
 
 
 @dataclass(frozen=True)
@@ -435,17 +432,31 @@ def _http_filters(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[
 
 
 def _request_line(limits: EdgeLimits) -> dict[str, Any]:
-    """A few lines of Lua on the request line: 414 for a path and query longer than ``max_url_bytes`` (Envoy has no
-    URL limit of its own apart from the header block, and no regex could say it: RE2 caps repetitions at 1,000),
-    and the path the access log shows, with the stream token's value blanked out."""
+    """A few lines of Lua on the request line and headers:
+
+    - 414 for a path and query longer than ``max_url_bytes`` (Envoy has no URL limit of its own apart from the header
+      block, and no regex could say it: RE2 caps repetitions at 1,000);
+    - headers that HTTP allows but gRPC metadata does not (a name with ``'`` or ``^``, a value with a control or
+      non-ASCII byte) are dropped: forwarded, they would make the service's gRPC core fail the whole call (500);
+    - the path the access log shows, with a stream token's value blanked out.
+    """
     script = (
         "function envoy_on_request(handle)\n"
-        '  local path = handle:headers():get(":path") or ""\n'
+        "  local headers = handle:headers()\n"
+        '  local path = headers:get(":path") or ""\n'
         f'  local logged = path:gsub("([?&]{STREAM_TOKEN_PARAMETER}=)[^&]*", "%1REDACTED")\n'
         f'  handle:streamInfo():dynamicMetadata():set("{_METADATA_NAMESPACE}", "path", logged)\n'
         f"  if #path > {limits.max_url_bytes} then\n"
         f'    handle:respond({{[":status"] = "414"}}, "the URL is longer than {limits.max_url_bytes} bytes")\n'
+        "    return\n"
         "  end\n"
+        "  local unfit = {}\n"
+        "  for name, value in pairs(headers) do\n"
+        '    if name:sub(1, 1) ~= ":" and (name:find("[^0-9a-z_.%-]") or value:find("[^\\32-\\126]")) then\n'
+        "      unfit[#unfit + 1] = name\n"
+        "    end\n"
+        "  end\n"
+        "  for _, name in ipairs(unfit) do headers:remove(name) end\n"
         "end\n"
     )
     return {

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import yaml
+import base64
 
-from tix_dev.edge import http_routes, render_config
-from tix_dev.settings import REPO_ROOT
+import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from tix_dev.edge import (
+    LOCAL_ORIGINS,
+    STREAM_USER_HEADER,
+    EdgeLimits,
+    RouteClass,
+    http_routes,
+    render_config,
+    service_full_names,
+)
+from tix_dev.settings import DESCRIPTOR_PATH, REPO_ROOT
 
 COMMITTED_K8S_CONFIG = REPO_ROOT / "k8s" / "base" / "edge" / "envoy.yaml"
 
@@ -93,58 +106,186 @@ def test_streams_have_no_timeout_and_unary_calls_do():
     assert {f"{r.service}.{r.method}" for r in streaming} == {
         "tix.v1.EventService.WatchSeats", "tix.v1.QueueService.WatchQueue"
     }
-    for route in streaming:
-        entry = routes[f"{route.service}.{route.method}"]
+    for route in http_routes():
+        entry = routes[route.name]
         assert entry["match"] == {"path": route.grpc_path}
-        assert entry["route"]["timeout"] == "0s"
-    for service in ("tix.v1.EventService", "tix.v1.SearchService", "tix.v1.BookingService", "tix.v1.QueueService"):
-        assert routes[service]["match"] == {"prefix": f"/{service}/"}
-        assert routes[service]["route"]["timeout"] == "15s"
-    # Stream routes come before their service's prefix route, or the prefix would catch them with its timeout.
-    names = list(routes)
-    assert names.index("tix.v1.EventService.WatchSeats") < names.index("tix.v1.EventService")
+        assert entry["route"]["timeout"] == ("0s" if route.server_streaming else "15s")
 
 
-def test_client_sent_user_header_is_removed_before_the_jwt_is_checked():
+def test_only_methods_with_an_http_route_are_routed_and_admin_services_never(tmp_path):
+    """Native gRPC callers reach exactly the public methods; an AdminService is left out by rule, whatever its
+    annotations say."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_PATH.read_bytes())
+    tix_file = next(f for f in files.file if f.package == "tix.v1" and f.service)
+    admin = tix_file.service.add(name="EventAdminService")
+    method = admin.method.add(name="CancelEvent", input_type=".tix.v1.GetEventRequest", output_type=".tix.v1.Event")
+    method.options.Extensions[annotations_pb2.http].post = "/v1/admin/events/{event_id}:cancel"
+    descriptor = tmp_path / "with-admin.pb"
+    descriptor.write_bytes(files.SerializeToString())
+    assert all("Admin" not in route.service for route in http_routes(descriptor))
+    assert len(http_routes(descriptor)) == len(http_routes())
+    names = [r["name"] for r in _routes(yaml.safe_load(render_config("k8s")))]
+    assert not [name for name in names if "Admin" in name]
+    # No per-service prefix: a method without an HTTP binding has no route (404, UNIMPLEMENTED for gRPC callers).
+    assert all(not r["match"].get("prefix", "").startswith("/tix.v1.") for r in _routes(yaml.safe_load(render_config("k8s"))))
+
+
+def test_routes_are_classified_by_rule():
+    full_names = service_full_names()
+    classes = {route.name: route.route_class(full_names) for route in http_routes()}
+    assert classes["tix.v1.BookingService.HandleStripeWebhook"] is RouteClass.WEBHOOK
+    assert classes["tix.v1.EventService.GetEvent"] is RouteClass.READ
+    assert classes["tix.v1.SearchService.SearchEvents"] is RouteClass.READ
+    assert classes["tix.v1.BookingService.ReserveSeats"] is RouteClass.FAN
+    assert classes["tix.v1.QueueService.WatchQueue"] is RouteClass.FAN
+    assert classes["tix.v1.QueueService.CreateStreamToken"] is RouteClass.FAN
+
+
+def test_client_sent_identity_headers_are_removed_before_any_jwt_is_checked():
     names = [f["name"] for f in _manager(yaml.safe_load(render_config("k8s")))["http_filters"]]
-    assert names.index("envoy.filters.http.header_mutation") < names.index("envoy.filters.http.jwt_authn")
+    assert names.index("envoy.filters.http.header_mutation") < names.index("tix.stream_tokens")
+    assert names.index("tix.stream_tokens") < names.index("envoy.filters.http.grpc_json_transcoder")
+    assert names.index("envoy.filters.http.grpc_json_transcoder") < names.index("envoy.filters.http.jwt_authn")
     mutation = _filters(yaml.safe_load(render_config("k8s")))["envoy.filters.http.header_mutation"]
-    assert mutation["mutations"]["request_mutations"] == [{"remove": "x-user-id"}]
+    assert mutation["mutations"]["request_mutations"] == [{"remove": "x-user-id"}, {"remove": STREAM_USER_HEADER}]
     assert names[-1] == "envoy.filters.http.router"
+    # CORS answers preflights before limits and tokens are looked at.
+    assert names.index("envoy.filters.http.cors") < names.index("envoy.filters.http.local_ratelimit")
 
 
-def test_queue_and_booking_need_a_verified_user_while_reads_and_the_stripe_webhook_are_public():
+def test_fans_need_a_verified_user_while_reads_and_webhooks_are_public():
     jwt = _filters(yaml.safe_load(render_config("k8s")))["envoy.filters.http.jwt_authn"]
-    assert jwt["providers"]["tix"]["claim_to_headers"] == [{"header_name": "x-user-id", "claim_name": "sub"}]
-    rules = [(rule["match"], rule.get("requires")) for rule in jwt["rules"]]
+    provider = jwt["providers"]["tix"]
+    assert provider["claim_to_headers"] == [{"header_name": "x-user-id", "claim_name": "sub"}]
+    assert provider["require_expiration"] is True
+    assert provider["subjects"]["safe_regex"]["regex"].startswith("^[A-Za-z0-9]")
+    assert provider["from_headers"] == [{"name": "Authorization", "value_prefix": "Bearer "}]  # never a URL
+    rules = {rule["match"]["path"]: rule.get("requires") for rule in jwt["rules"]}
     verified = {"provider_name": "tix"}
-    assert rules[0] == ({"path": "/tix.v1.BookingService/HandleStripeWebhook"}, None)
-    assert ({"prefix": "/tix.v1.BookingService/"}, verified) in rules
-    assert ({"prefix": "/tix.v1.QueueService/"}, verified) in rules
-    for service in ("EventService", "SearchService"):
-        requirement = next(req for match, req in rules if match == {"prefix": f"/tix.v1.{service}/"})
-        assert {"allow_missing_or_failed": {}} in requirement["requires_any"]["requirements"]
+    assert rules["/tix.v1.BookingService/HandleStripeWebhook"] is None
+    assert rules["/tix.v1.BookingService/ReserveSeats"] == verified
+    assert rules["/tix.v1.QueueService/JoinQueue"] == verified
+    assert rules["/tix.v1.QueueService/CreateStreamToken"] == verified
+    # A queue watch may come with a stream token instead (verified before the transcoder); the service still
+    # refuses a call without a user.
+    assert {"allow_missing": {}} in rules["/tix.v1.QueueService/WatchQueue"]["requires_any"]["requirements"]
+    for path in ("/tix.v1.EventService/GetEvent", "/tix.v1.SearchService/SearchEvents"):
+        assert {"allow_missing_or_failed": {}} in rules[path]["requires_any"]["requirements"]
 
 
-def test_envoy_replies_are_json_statuses():
-    reply = _manager(yaml.safe_load(render_config("k8s")))["local_reply_config"]
-    codes = {
-        m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"]: m["body_format_override"]
-        for m in reply["mappers"]
-    }
-    assert codes[401]["json_format"]["code"] == 16
-    assert codes[404]["json_format"]["code"] == 5
-    assert codes[429]["json_format"]["code"] == 8
-    assert codes[400]["json_format"]["code"] == 3
-    for body in codes.values():
+def test_stream_tokens_are_read_from_the_query_of_stream_routes_only():
+    config = yaml.safe_load(render_config("k8s"))
+    stream = _filters(config)["tix.stream_tokens"]
+    provider = stream["providers"]["tix_stream"]
+    assert provider["from_params"] == ["access_token"]
+    assert provider["audiences"] == ["tix-streams"]
+    assert provider["require_expiration"] is True
+    assert provider["max_lifetime"] == "3600s"
+    assert provider["local_jwks"]["filename"] == "/etc/tix/stream-jwks/jwks.json"
+    regexes = sorted(rule["match"]["safe_regex"]["regex"] for rule in stream["rules"])
+    assert regexes == ["^/v1/events/[^/]+/queue/[^/]+:watch$", "^/v1/events/[^/]+/seats:watch$"]
+    transcoder = _filters(config)["envoy.filters.http.grpc_json_transcoder"]
+    assert transcoder["ignored_query_parameters"] == ["access_token"]
+    log_format = _manager(config)["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    assert log_format["path"] == "%DYNAMIC_METADATA(tix.edge:path)%"
+    assert "REDACTED" in _filters(config)["tix.request_line"]["default_source_code"]["inline_string"]
+
+
+def _mappers(config: dict) -> list[dict]:
+    return _manager(config)["local_reply_config"]["mappers"]
+
+
+def _status_of(mapper: dict) -> int:
+    found = mapper["filter"].get("status_code_filter") or next(
+        f["status_code_filter"] for f in mapper["filter"]["and_filter"]["filters"] if "status_code_filter" in f
+    )
+    return found["comparison"]["value"]["default_value"]
+
+
+def test_envoy_replies_are_json_statuses_for_rest_and_status_details_for_grpc():
+    mappers = _mappers(yaml.safe_load(render_config("k8s")))
+    rest = {_status_of(m): m for m in mappers if "status_code_filter" in m["filter"]}
+    grpc = {_status_of(m): m for m in mappers if "and_filter" in m["filter"]}
+    assert set(rest) == set(grpc) == {400, 401, 403, 404, 413, 414, 429, 431, 503, 504}
+    codes = {status: m["body_format_override"]["json_format"]["code"] for status, m in rest.items()}
+    assert (codes[401], codes[404], codes[429], codes[400], codes[413]) == (16, 5, 8, 3, 3)
+    for mapper in rest.values():
+        body = mapper["body_format_override"]
         assert body["content_type"] == "application/json"
         assert body["json_format"]["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert rest[429]["body_format_override"]["json_format"]["details"][1] == {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"
+    }
+    assert {"header": {"key": "retry-after", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} in rest[
+        429
+    ]["headers_to_add"]
+    for status, mapper in grpc.items():
+        headers = {h["header"]["key"]: h["header"]["value"] for h in mapper["headers_to_add"]}
+        raw = headers["grpc-status-details-bin"]
+        decoded = status_pb2.Status.FromString(base64.b64decode(raw + "=" * (-len(raw) % 4)))
+        assert str(decoded.code) == headers["grpc-status"]
+        # grpc-message and the Status message must agree, or gRPC clients refuse the details.
+        assert decoded.message == mapper["body_format_override"]["text_format_source"]["inline_string"]
+        info = error_details_pb2.ErrorInfo()
+        assert decoded.details[0].Unpack(info)
+        assert info.domain == "tix.dev"
+        if status == 429:
+            retry = error_details_pb2.RetryInfo()
+            assert decoded.details[1].Unpack(retry)
+            assert retry.retry_delay.seconds == 1
+    assert grpc[404]["headers_to_add"][0]["header"]["value"] == "12"  # UNIMPLEMENTED for an unknown method
 
 
-def test_booking_routes_have_a_tighter_rate_limit_than_the_edge():
+def test_every_route_draws_from_the_budgets_of_its_class():
     config = yaml.safe_load(render_config("k8s"))
-    edge_bucket = _filters(config)["envoy.filters.http.local_ratelimit"]["token_bucket"]
+    limiter = _filters(config)["tix.ratelimit"]
+    budgets = {d["entries"][0]["value"]: d for d in limiter["descriptors"]}
+    assert set(budgets) == {"read-ip", "fan-user", "fan-ip", "webhook"}
+    assert budgets["fan-user"]["entries"][1] == {"key": "user"}  # a bucket per fan
+    assert budgets["fan-ip"]["entries"][1] == {"key": "remote_address"}  # and per client address
+    assert budgets["webhook"]["token_bucket"]["max_tokens"] == EdgeLimits().webhook.burst
     routes = {r["name"]: r for r in _routes(config)}
-    booking_limit = routes["tix.v1.BookingService"]["typed_per_filter_config"]["tix.booking_ratelimit"]
-    assert booking_limit["token_bucket"]["max_tokens"] < edge_bucket["max_tokens"]
-    assert booking_limit["filter_enforced"]["default_value"]["numerator"] == 100
+    full_names = service_full_names()
+    for route in http_routes():
+        metadata = routes[route.name]["metadata"]["filter_metadata"]["tix.edge"]
+        expected = {
+            RouteClass.READ: {"per_address": "read-ip"},
+            RouteClass.FAN: {"per_user": "fan-user", "per_address": "fan-ip"},
+            RouteClass.WEBHOOK: {"shared": "webhook"},
+        }[route.route_class(full_names)]
+        assert metadata == expected, route.name
+    defaults = EdgeLimits()
+    assert defaults.fan_per_user.burst < defaults.fan_per_ip.burst < defaults.read_per_ip.burst
+    assert all(getattr(EdgeLimits.unlimited(), name).burst >= 10_000_000 for name in ("edge", "fan_per_user"))
+
+
+def test_limits_on_sizes():
+    config = yaml.safe_load(render_config("k8s"))
+    assert _manager(config)["max_request_headers_kb"] == 32
+    assert _filters(config)["envoy.filters.http.buffer"]["max_request_bytes"] == 64 * 1024
+    webhook = next(r for r in _routes(config) if r["name"] == "rest:tix.v1.BookingService.HandleStripeWebhook")
+    per_route = webhook["typed_per_filter_config"]["envoy.filters.http.buffer"]["buffer"]
+    assert per_route["max_request_bytes"] == EdgeLimits().max_webhook_body_bytes
+    assert "#path > 4096" in _filters(config)["tix.request_line"]["default_source_code"]["inline_string"]
+
+
+def test_cors_allows_loopback_origins_locally_and_only_configured_ones_in_the_cluster():
+    def policy(text: str) -> dict:
+        [host] = _manager(yaml.safe_load(text))["route_config"]["virtual_hosts"]
+        return host["typed_per_filter_config"]["envoy.filters.http.cors"]
+
+    assert policy(render_config("k8s"))["allow_origin_string_match"] == []
+    local = policy(render_config("local"))
+    assert local["allow_origin_string_match"] == [{"safe_regex": {"regex": LOCAL_ORIGINS[0]}}]
+    assert local["allow_credentials"] is False
+    assert "authorization" in local["allow_headers"]
+    assert "retry-after" in local["expose_headers"]
+
+
+def test_the_openapi_document_is_served_by_the_edge_without_transcoding():
+    routes = {r["name"]: r for r in _routes(yaml.safe_load(render_config("k8s")))}
+    openapi = routes["openapi"]
+    assert openapi["match"]["path"] == "/openapi.json"
+    assert openapi["direct_response"]["body"]["filename"] == "/etc/tix/openapi/openapi.json"
+    assert openapi["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"] is True
+    assert routes["reference"]["direct_response"]["body"]["filename"] == "/etc/tix/openapi/openapi.html"
