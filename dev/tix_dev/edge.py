@@ -398,7 +398,7 @@ def _http_filters(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[
         },
         # Stream tokens ride in the query string, which the transcoder drops when it rewrites the path: they are
         # verified here, before it, and only on stream routes.
-        {"name": _STREAM_JWT, "typed_config": _stream_jwt_authn(edge, routes)},
+        {"name": _STREAM_JWT, "typed_config": _stream_jwt_authn(edge, full_names, routes)},
         # REST in, gRPC out (native gRPC calls pass through untouched). It rewrites :path to the gRPC method, so
         # the JWT rules after it see gRPC paths: one rule set covers REST and native gRPC callers alike.
         {"name": _TRANSCODER, "typed_config": _transcoder(edge, full_names, sse=False)},
@@ -619,15 +619,18 @@ def _jwt_authn(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[Htt
     }
 
 
-def _stream_jwt_authn(edge: EdgeTarget, routes: list[HttpRoute]) -> dict[str, Any]:
-    """Stream tokens (tix.identity), accepted from the access_token query parameter of stream routes only."""
+def _stream_jwt_authn(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[HttpRoute]) -> dict[str, Any]:
+    """Stream tokens (tix.identity), accepted from the access_token query parameter of stream routes only: required
+    to be good on a fan's stream, ignored when bad on a public one (like a bad header token on a read)."""
+    verified = {"provider_name": STREAM_PROVIDER}
+    lenient = {"requires_any": {"requirements": [verified, {"allow_missing_or_failed": {}}]}}
     rules = [
         {
             "match": {
                 "safe_regex": {"regex": route.rest_regex},
                 "query_parameters": [{"name": STREAM_TOKEN_PARAMETER, "present_match": True}],
             },
-            "requires": {"provider_name": STREAM_PROVIDER},
+            "requires": lenient if route.route_class(full_names) is RouteClass.READ else verified,
         }
         for route in routes
         if route.server_streaming and route.verb == "GET"
@@ -876,12 +879,9 @@ def grpc_status_details(reply: LocalReply) -> str:
     return base64.b64encode(status.SerializeToString()).decode().rstrip("=")
 
 
-def _status_filter(status: int) -> dict[str, Any]:
-    return {
-        "status_code_filter": {
-            "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"local_reply_{status}"}}
-        }
-    }
+def _status_filter(status: int, op: str = "EQ") -> dict[str, Any]:
+    key = f"local_reply_{status}" if op == "EQ" else f"local_reply_{op.lower()}_{status}"
+    return {"status_code_filter": {"comparison": {"op": op, "value": {"default_value": status, "runtime_key": key}}}}
 
 
 # A native gRPC call: gRPC content and no x-envoy-original-path, which the transcoder sets on the REST calls it turns
@@ -924,7 +924,10 @@ def _local_reply_config() -> dict[str, Any]:
     for mapper in mappers:
         if not mapper["headers_to_add"]:
             del mapper["headers_to_add"]
-    return {"mappers": mappers, "body_format": _status_body(_FALLBACK)}
+    # Any other error status; not a body_format for every local reply, which would wrap the documents the edge
+    # serves itself (direct responses are local replies too).
+    mappers.append({"filter": _status_filter(400, "GE"), "body_format_override": _status_body(_FALLBACK)})
+    return {"mappers": mappers}
 
 
 def _access_log() -> dict[str, Any]:

@@ -3,7 +3,9 @@ free ports, against this session's private database and redis-server (tests/conf
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,9 +16,11 @@ import redis.asyncio as aioredis
 
 from tests.factories import TestEvent, create_event
 from tix.services import SERVICES
-from tix_dev.readiness import free_port
-from tix_dev.tokens import issue_token
-from tix_dev.up import Mesh, MeshPorts
+from tix_dev.edge import EdgeLimits, render_config
+from tix_dev.processes import stop_process
+from tix_dev.readiness import free_port, http_ok, wait_until
+from tix_dev.tokens import dev_stream_jwks_path, issue_token
+from tix_dev.up import Mesh, MeshPorts, envoy_binary
 
 
 # Package scope: the mesh (with its sweeper and outbox indexer) stops when the e2e tests end, instead of querying
@@ -39,7 +43,9 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         "TIX_GRACE_SECONDS": "1",
         "TIX_LOG_LEVEL": "INFO",
     }
-    running = Mesh(var_dir=Path(settings_env["TIX_VAR_DIR"]), ports=ports, env=env)
+    # Every test client comes from 127.0.0.1: the shared edge has its rate budgets off, and the tests of the limits
+    # start an edge of their own with the budgets they mean to exhaust (second_edge).
+    running = Mesh(var_dir=Path(settings_env["TIX_VAR_DIR"]), ports=ports, env=env, edge_limits=EdgeLimits.unlimited())
     running.start()
     try:
         running.wait_ready(timeout=60)
@@ -89,3 +95,31 @@ def access_log_entries(mesh: Mesh, path: str, timeout: float = 5.0) -> list[dict
         if entries or time.monotonic() > deadline:
             return entries
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def second_edge(mesh: Mesh, work_dir: Path, limits: EdgeLimits) -> Iterator[str]:
+    """Another Envoy, rendered like the mesh's but with ``limits``, in front of the same services; its base URL."""
+    port, admin = free_port(), free_port()
+    config = work_dir / f"envoy-{port}.yaml"
+    config.write_text(
+        render_config(
+            "local",
+            listen_port=port,
+            admin_port=admin,
+            service_ports=mesh.ports.services,
+            jwks_path=mesh.var_dir / "jwks.json",
+            stream_jwks_path=dev_stream_jwks_path(mesh.var_dir),
+            limits=limits,
+        )
+    )
+    envoy = subprocess.Popen(
+        [envoy_binary(), "-c", str(config), "--log-level", "error", "--disable-hot-restart"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{admin}/ready"), what="the second edge", timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(envoy, timeout=10)

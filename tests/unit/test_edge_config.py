@@ -203,7 +203,9 @@ def _status_of(mapper: dict) -> int:
 
 
 def test_envoy_replies_are_json_statuses_for_rest_and_status_details_for_grpc():
-    mappers = _mappers(yaml.safe_load(render_config("k8s")))
+    *mappers, fallback = _mappers(yaml.safe_load(render_config("k8s")))
+    assert fallback["filter"]["status_code_filter"]["comparison"]["op"] == "GE"  # errors only: not the documents
+    assert fallback["body_format_override"]["json_format"]["code"] == 13
     rest = {_status_of(m): m for m in mappers if "status_code_filter" in m["filter"]}
     grpc = {_status_of(m): m for m in mappers if "and_filter" in m["filter"]}
     assert set(rest) == set(grpc) == {400, 401, 403, 404, 413, 414, 429, 431, 503, 504}
