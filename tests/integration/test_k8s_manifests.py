@@ -194,7 +194,8 @@ def test_every_container_has_probes_resources_and_a_locked_down_security_context
             # Stateless workloads write only to their emptyDirs; Elasticsearch writes into its install directory.
             if workload["kind"] != "StatefulSet" and security.get("readOnlyRootFilesystem") is not True:
                 problems.append(f"{where}: root filesystem is writable")
-            if workload["kind"] != "Deployment":
+            # Init containers run to completion before the pod serves; Kubernetes allows them no probes.
+            if workload["kind"] != "Deployment" or container in pod["spec"].get("initContainers", []):
                 continue
             for probe in ("readinessProbe", "livenessProbe"):
                 handler = container.get(probe, {})
@@ -288,8 +289,11 @@ def test_every_referenced_config_map_and_secret_is_rendered(
 ) -> None:
     docs = renders[target]
     rendered = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    # Production expects the operator to create tix-secrets; everywhere else the placeholder is rendered.
-    external = {("Secret", "tix-secrets")} if target == "overlays/production" else set()
+    # Production expects the operator to create tix-secrets and the stream-token key; everywhere else the
+    # placeholders (and the queue service's development key) are used.
+    external = (
+        {("Secret", "tix-secrets"), ("Secret", "tix-stream-token")} if target == "overlays/production" else set()
+    )
     missing = set()
     for _workload, pod in _pod_templates(docs):
         for volume in pod["spec"].get("volumes", []):
@@ -412,7 +416,10 @@ def test_edge_config_reaches_the_rendered_services_and_mounts(renders: dict[str,
     edge = _named(docs, "Deployment", "edge")
     mounts = [m["mountPath"] for m in edge["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]]
     text = (K8S / ENVOY_CONFIG).read_text()
-    for path in ("/etc/tix/descriptor/tix.pb", "/etc/tix/jwks/jwks.json"):
+    for path in (
+        "/etc/tix/descriptor/tix.pb", "/etc/tix/jwks/jwks.json", "/etc/tix/stream-jwks/jwks.json",
+        "/etc/tix/openapi/openapi.json",
+    ):
         assert path in text
         assert any(path.startswith(mount + "/") for mount in mounts)
     admin_port = bootstrap["admin"]["address"]["socket_address"]["port_value"]
@@ -467,7 +474,11 @@ def test_envoy_accepts_the_edge_config_maps_as_mounted(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("path", ["base/edge/jwks.json", "overlays/production/jwks.json"])
+@pytest.mark.parametrize(
+    "path",
+    ["base/edge/jwks.json", "overlays/production/jwks.json", "base/edge/stream-jwks.json",
+     "overlays/production/stream-jwks.json"],
+)
 def test_every_jwks_has_a_key_because_envoy_refuses_an_empty_set(path: str) -> None:
     keys = json.loads((K8S / path).read_text())["keys"]
     assert keys
@@ -480,3 +491,38 @@ def test_the_descriptor_copy_in_k8s_matches_gen() -> None:
     assert copy.read_bytes() == source.read_bytes(), (
         f"k8s/{DESCRIPTOR} differs from gen/tix.pb: run `make proto`"
     )
+
+
+@kubectl
+@pytest.mark.parametrize(("target", "environment", "refused"), [
+    ("overlays/dev", "development", False),
+    ("overlays/production", "production", True),
+])
+def test_the_edge_preflight_refuses_placeholder_and_development_keys_in_production(
+    renders: dict[str, list[Doc]], target: str, environment: str, refused: bool, tmp_path: Path
+) -> None:
+    """The edge pod's init container, run on the key sets as rendered: the repository's keys never reach a
+    production Envoy (the operator replaces them; k8s/README.md)."""
+    docs = renders[target]
+    edge = _named(docs, "Deployment", "edge")["spec"]["template"]["spec"]
+    [preflight] = edge["initContainers"]
+    env = _container_env(docs, preflight)
+    assert env["TIX_ENVIRONMENT"] == environment
+    volumes = {v["name"]: v["configMap"]["name"] for v in edge["volumes"] if "configMap" in v}
+    args = list(preflight["args"])
+    for mount in preflight["volumeMounts"]:
+        config_map = _named(docs, "ConfigMap", volumes[mount["name"]])
+        directory = tmp_path / mount["name"]
+        directory.mkdir()
+        for key, text in config_map["data"].items():
+            (directory / key).write_text(text)
+        args = [arg.replace(mount["mountPath"], str(directory)) for arg in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "tix.cli", *args],
+        env={**os.environ, "TIX_ENVIRONMENT": environment}, capture_output=True, text=True, timeout=60, check=False,
+    )
+    if refused:
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "placeholder" in result.stderr
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
