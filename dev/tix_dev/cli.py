@@ -51,13 +51,18 @@ def up() -> None:
 def edge_config(
     target: Annotated[str, typer.Option(help="local or k8s")] = "local",
     output: Annotated[str | None, typer.Option(help="File to write; stdout when omitted.")] = None,
+    limits: Annotated[
+        str | None,
+        typer.Option(help='JSON file of budgets and sizes, e.g. {"fan_per_user": {"burst": 5, "per_second": 1}} '
+                     "(local target; envoy/README.md lists them)."),
+    ] = None,
 ) -> None:
     """Render the Envoy configuration for TARGET from the service registry and the descriptor set."""
     from pathlib import Path
 
-    from tix_dev.edge import render_config
+    from tix_dev.edge import load_limits, render_config
 
-    text = render_config(target)
+    text = render_config(target, limits=load_limits(Path(limits))) if limits else render_config(target)
     if output:
         Path(output).write_text(text)
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,6 +136,19 @@ class EdgeLimits:
             edge=_UNLIMITED, read_per_ip=_UNLIMITED, fan_per_user=_UNLIMITED, fan_per_ip=_UNLIMITED,
             webhook=_UNLIMITED,
         )
+
+
+def load_limits(path: Path) -> EdgeLimits:
+    """EdgeLimits from a JSON file: any of its fields, buckets as {"burst": N, "per_second": N}."""
+    given = json.loads(path.read_text())
+    known = set(EdgeLimits.__dataclass_fields__)
+    unknown = set(given) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown limits {sorted(unknown)}; known: {sorted(known)}")
+    values: dict[str, Any] = {
+        key: Bucket(**value) if isinstance(value, dict) else int(value) for key, value in given.items()
+    }
+    return EdgeLimits(**values)
 
 
 @dataclass(frozen=True)
