@@ -90,6 +90,7 @@ def render_venue(venue: Venue) -> event_pb2.Venue:
         time_zone=venue.time_zone,
         capacity=venue.capacity,
         layout_name=venue.layout_name,
+        layout_id=venue.layout_id,
     )
 
 

@@ -38,7 +38,7 @@ SEAT_MAP_VIEW_COMPACT: SeatMapView
 SEAT_MAP_VIEW_FULL: SeatMapView
 
 class Venue(_message.Message):
-    __slots__ = ("venue_id", "name", "city", "region", "country_code", "latitude", "longitude", "time_zone", "capacity", "layout_name")
+    __slots__ = ("venue_id", "name", "city", "region", "country_code", "latitude", "longitude", "time_zone", "capacity", "layout_name", "layout_id")
     VENUE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CITY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Venue(_message.Message):
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
     venue_id: str
     name: str
     city: str
@@ -59,7 +60,8 @@ class Venue(_message.Message):
     time_zone: str
     capacity: int
     layout_name: str
-    def __init__(self, venue_id: _Optional[str] = ..., name: _Optional[str] = ..., city: _Optional[str] = ..., region: _Optional[str] = ..., country_code: _Optional[str] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., time_zone: _Optional[str] = ..., capacity: _Optional[int] = ..., layout_name: _Optional[str] = ...) -> None: ...
+    layout_id: str
+    def __init__(self, venue_id: _Optional[str] = ..., name: _Optional[str] = ..., city: _Optional[str] = ..., region: _Optional[str] = ..., country_code: _Optional[str] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., time_zone: _Optional[str] = ..., capacity: _Optional[int] = ..., layout_name: _Optional[str] = ..., layout_id: _Optional[str] = ...) -> None: ...
 
 class Performer(_message.Message):
     __slots__ = ("performer_id", "name", "category", "genre")
@@ -146,14 +148,18 @@ class GetEventRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ...) -> None: ...
 
 class ListSeatsRequest(_message.Message):
-    __slots__ = ("event_id", "section_id", "view")
+    __slots__ = ("event_id", "section_id", "view", "page_size", "page_token")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     SECTION_ID_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     section_id: str
     view: SeatMapView
-    def __init__(self, event_id: _Optional[str] = ..., section_id: _Optional[str] = ..., view: _Optional[_Union[SeatMapView, str]] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, event_id: _Optional[str] = ..., section_id: _Optional[str] = ..., view: _Optional[_Union[SeatMapView, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Seat(_message.Message):
     __slots__ = ("seat_id", "section_id", "row_label", "number", "status", "price", "x", "y")
@@ -206,20 +212,24 @@ class SeatSection(_message.Message):
     def __init__(self, section_id: _Optional[str] = ..., name: _Optional[str] = ..., price_tier: _Optional[int] = ..., price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., available_count: _Optional[int] = ..., total_count: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[SeatRow, _Mapping]]] = ...) -> None: ...
 
 class SeatMap(_message.Message):
-    __slots__ = ("event_id", "version", "sections")
+    __slots__ = ("event_id", "version", "sections", "next_page_token")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     version: int
     sections: _containers.RepeatedCompositeFieldContainer[SeatSection]
-    def __init__(self, event_id: _Optional[str] = ..., version: _Optional[int] = ..., sections: _Optional[_Iterable[_Union[SeatSection, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, event_id: _Optional[str] = ..., version: _Optional[int] = ..., sections: _Optional[_Iterable[_Union[SeatSection, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchSeatsRequest(_message.Message):
-    __slots__ = ("event_id",)
+    __slots__ = ("event_id", "since_version")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_VERSION_FIELD_NUMBER: _ClassVar[int]
     event_id: str
-    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+    since_version: int
+    def __init__(self, event_id: _Optional[str] = ..., since_version: _Optional[int] = ...) -> None: ...
 
 class SeatChange(_message.Message):
     __slots__ = ("seat_id", "status")
@@ -230,17 +240,65 @@ class SeatChange(_message.Message):
     def __init__(self, seat_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.SeatStatus, str]] = ...) -> None: ...
 
 class WatchSeatsResponse(_message.Message):
-    __slots__ = ("version", "snapshot", "changes")
+    __slots__ = ("version", "snapshot", "changes", "heartbeat")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     version: int
     snapshot: SeatMap
     changes: SeatChanges
-    def __init__(self, version: _Optional[int] = ..., snapshot: _Optional[_Union[SeatMap, _Mapping]] = ..., changes: _Optional[_Union[SeatChanges, _Mapping]] = ...) -> None: ...
+    heartbeat: Heartbeat
+    def __init__(self, version: _Optional[int] = ..., snapshot: _Optional[_Union[SeatMap, _Mapping]] = ..., changes: _Optional[_Union[SeatChanges, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class SeatChanges(_message.Message):
     __slots__ = ("changes",)
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[SeatChange]
     def __init__(self, changes: _Optional[_Iterable[_Union[SeatChange, _Mapping]]] = ...) -> None: ...
+
+class GetSeatLayoutRequest(_message.Message):
+    __slots__ = ("layout_id",)
+    LAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    layout_id: str
+    def __init__(self, layout_id: _Optional[str] = ...) -> None: ...
+
+class LayoutRow(_message.Message):
+    __slots__ = ("row_label", "first_seat_number", "xs", "ys", "price_tiers")
+    ROW_LABEL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEAT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    XS_FIELD_NUMBER: _ClassVar[int]
+    YS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TIERS_FIELD_NUMBER: _ClassVar[int]
+    row_label: str
+    first_seat_number: int
+    xs: _containers.RepeatedScalarFieldContainer[float]
+    ys: _containers.RepeatedScalarFieldContainer[float]
+    price_tiers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, row_label: _Optional[str] = ..., first_seat_number: _Optional[int] = ..., xs: _Optional[_Iterable[float]] = ..., ys: _Optional[_Iterable[float]] = ..., price_tiers: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class LayoutSection(_message.Message):
+    __slots__ = ("section_id", "name", "rows")
+    SECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    section_id: str
+    name: str
+    rows: _containers.RepeatedCompositeFieldContainer[LayoutRow]
+    def __init__(self, section_id: _Optional[str] = ..., name: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LayoutRow, _Mapping]]] = ...) -> None: ...
+
+class SeatLayout(_message.Message):
+    __slots__ = ("layout_id", "name", "capacity", "sections")
+    LAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    layout_id: str
+    name: str
+    capacity: int
+    sections: _containers.RepeatedCompositeFieldContainer[LayoutSection]
+    def __init__(self, layout_id: _Optional[str] = ..., name: _Optional[str] = ..., capacity: _Optional[int] = ..., sections: _Optional[_Iterable[_Union[LayoutSection, _Mapping]]] = ...) -> None: ...

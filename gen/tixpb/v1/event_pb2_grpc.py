@@ -50,6 +50,11 @@ class EventServiceStub:
                 request_serializer=tix_dot_v1_dot_event__pb2.WatchSeatsRequest.SerializeToString,
                 response_deserializer=tix_dot_v1_dot_event__pb2.WatchSeatsResponse.FromString,
                 _registered_method=True)
+        self.GetSeatLayout = channel.unary_unary(
+                '/tix.v1.EventService/GetSeatLayout',
+                request_serializer=tix_dot_v1_dot_event__pb2.GetSeatLayoutRequest.SerializeToString,
+                response_deserializer=tix_dot_v1_dot_event__pb2.SeatLayout.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -71,7 +76,16 @@ class EventServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchSeats(self, request, context):
-        """Streams the seat map's version first, then seat status changes as they happen.
+        """Streams the seat map first (or, resuming, the changes missed since `since_version`), then seat status changes
+        as they happen, with a heartbeat while nothing changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSeatLayout(self, request, context):
+        """Returns the drawing geometry of a venue layout (every seat's coordinates), to draw compact seat maps on. A
+        layout never changes once venues use it, so clients fetch it once per venue and cache it for long.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +108,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.WatchSeats,
                     request_deserializer=tix_dot_v1_dot_event__pb2.WatchSeatsRequest.FromString,
                     response_serializer=tix_dot_v1_dot_event__pb2.WatchSeatsResponse.SerializeToString,
+            ),
+            'GetSeatLayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSeatLayout,
+                    request_deserializer=tix_dot_v1_dot_event__pb2.GetSeatLayoutRequest.FromString,
+                    response_serializer=tix_dot_v1_dot_event__pb2.SeatLayout.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +197,33 @@ class EventService:
             '/tix.v1.EventService/WatchSeats',
             tix_dot_v1_dot_event__pb2.WatchSeatsRequest.SerializeToString,
             tix_dot_v1_dot_event__pb2.WatchSeatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSeatLayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tix.v1.EventService/GetSeatLayout',
+            tix_dot_v1_dot_event__pb2.GetSeatLayoutRequest.SerializeToString,
+            tix_dot_v1_dot_event__pb2.SeatLayout.FromString,
             options,
             channel_credentials,
             insecure,
