@@ -7,9 +7,11 @@ every sale (taken seats) is read fresh, or shared by concurrent viewers for at m
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -19,7 +21,7 @@ from cachetools import LRUCache
 from tix import sales
 from tix.availability import AvailabilityBand, AvailabilityCounts, availability_band
 from tix.catalog import LayoutSeat, Performer, Venue
-from tix.errors import NotFound
+from tix.errors import InvalidArgument, NotFound
 from tix.sales import SaleStatus, SaleWindow
 from tix.singleflight import SingleFlight
 
@@ -118,6 +120,13 @@ class EventPage:
     def available_count(self) -> int:
         return sum(s.available_count for s in self.sections)
 
+    def valid_until(self, now: datetime) -> datetime | None:
+        """The next moment the page changes by itself (a sale opens or closes, the event starts): a cached page
+        must not outlive it. None: never by the clock alone."""
+        entry = self.entry
+        moments = (entry.sale_starts_at, entry.sale_ends_at, entry.starts_at)
+        return min((moment for moment in moments if moment is not None and moment > now), default=None)
+
 
 # --- seat layouts ----------------------------------------------------------------------------------------------
 
@@ -156,6 +165,11 @@ class SeatLayout:
     sections: tuple[LayoutSection, ...]
     # seat_id -> (section index, row index, position in the row)
     positions: Mapping[str, tuple[int, int, int]]
+    name: str = ""
+
+    @property
+    def capacity(self) -> int:
+        return len(self.positions)
 
 
 def natural_key(label: str) -> tuple:
@@ -163,7 +177,7 @@ def natural_key(label: str) -> tuple:
     return (len(label), *tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)))
 
 
-def build_layout(layout_id: str, seats: Sequence[LayoutSeat]) -> SeatLayout:
+def build_layout(layout_id: str, seats: Sequence[LayoutSeat], name: str = "") -> SeatLayout:
     """Group seats into sections and rows; rows and seats are ordered as a fan reads the plan."""
     by_section: dict[str, tuple[str, dict[str, list[LayoutSeat]]]] = {}
     for seat in seats:
@@ -190,7 +204,7 @@ def build_layout(layout_id: str, seats: Sequence[LayoutSeat]) -> SeatLayout:
                 )
             )
         sections.append(LayoutSection(section_id, name, tuple(layout_rows)))
-    return SeatLayout(layout_id, tuple(sections), positions)
+    return SeatLayout(layout_id, tuple(sections), positions, name)
 
 
 # --- seat maps -------------------------------------------------------------------------------------------------
@@ -239,6 +253,99 @@ class SeatMap:
     version: int
     currency: str
     sections: tuple[SeatMapSection, ...]
+    # Full view: the token of the next page of sections ("" on the last page, and always in the compact view).
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class MapSnapshot:
+    """A seat map with its place in the event's feed: every publication up to ``position`` (the head observed
+    before the map was read) is in it, so a watcher goes on with the publications after it. None: unknown (the
+    feed's store did not answer)."""
+
+    seat_map: SeatMap
+    position: int | None
+
+
+@dataclass(frozen=True)
+class EventClock:
+    """What says whether a cached map or page is still current: the event's last seat-feed publication (its
+    head) and its catalog's version. A map or page is keyed by the clock observed *before* reading it."""
+
+    head: int
+    catalog: str
+
+
+@dataclass(frozen=True)
+class FullViewPage:
+    """Which sections a page of the full view holds, and the token of the next page."""
+
+    section_indexes: tuple[int, ...]
+    next_page_token: str
+
+
+# The full view pages by whole sections; a client may ask for fewer per page, never for more than this.
+MAX_SECTIONS_PER_PAGE = 1_000
+_PAGE_TOKEN_PREFIX = "fv1"
+
+
+def encode_page_token(layout_id: str, section_index: int) -> str:
+    raw = f"{_PAGE_TOKEN_PREFIX}:{layout_id}:{section_index}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, layout_id: str) -> int:
+    """The section a page starts at; an opaque token from another layout, or garbage, is INVALID_ARGUMENT."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        prefix, token_layout, index = raw.rsplit(":", 2)
+        start = int(index)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "not a page token of this seat map", "INVALID_PAGE_TOKEN") from None
+    if prefix != _PAGE_TOKEN_PREFIX or token_layout != layout_id or start < 0:
+        raise InvalidArgument("page_token", "not a page token of this seat map", "INVALID_PAGE_TOKEN")
+    return start
+
+
+def full_view_page(
+    layout: SeatLayout, *, section_id: str | None, page_size: int, page_token: str, max_seats: int
+) -> FullViewPage:
+    """The sections one answer of the full view carries: one named section, or whole sections from the page
+    token's on, as many as ``page_size`` allows and as fit in ``max_seats`` (at least one). A section larger than
+    ``max_seats`` cannot be answered in the full view: INVALID_ARGUMENT that says so."""
+    if page_size < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    sections = layout.sections
+    if section_id is not None:
+        indexes: tuple[int, ...] = tuple(i for i, s in enumerate(sections) if s.section_id == section_id)
+        start, wanted = 0, indexes
+    else:
+        start = decode_page_token(page_token, layout.layout_id) if page_token else 0
+        if start > len(sections):
+            raise InvalidArgument("page_token", "not a page token of this seat map", "INVALID_PAGE_TOKEN")
+        limit = min(page_size or MAX_SECTIONS_PER_PAGE, MAX_SECTIONS_PER_PAGE)
+        chosen: list[int] = []
+        seats = 0
+        for index in range(start, len(sections)):
+            size = sections[index].size
+            if chosen and (len(chosen) >= limit or seats + size > max_seats):
+                break
+            chosen.append(index)
+            seats += size
+        wanted = tuple(chosen)
+    for index in wanted:
+        section = sections[index]
+        if section.size > max_seats:
+            raise InvalidArgument(
+                "section_id" if section_id is not None else "view",
+                f"section {section.section_id} has {section.size} seats, more than the {max_seats} one answer of "
+                "the full view carries: use the compact view (status codes per row) with the layout's geometry",
+                "SEAT_MAP_TOO_LARGE",
+                section_id=section.section_id,
+            )
+    following = (wanted[-1] + 1) if wanted and section_id is None else len(sections)
+    next_token = encode_page_token(layout.layout_id, following) if following < len(sections) else ""
+    return FullViewPage(wanted, next_token)
 
 
 class SeatMapView(enum.Enum):
@@ -253,8 +360,11 @@ def build_seat_map(
     *,
     section_id: str | None = None,
     view: SeatMapView = SeatMapView.COMPACT,
+    section_indexes: Collection[int] | None = None,
+    next_page_token: str = "",
 ) -> SeatMap:
-    """Overlay the taken seats on the layout: rows with nothing taken cost one string multiplication."""
+    """Overlay the taken seats on the layout: rows with nothing taken cost one string multiplication. Only the
+    section named, or the sections at ``section_indexes`` (a page of the full view), when given."""
     taken_by_row: dict[tuple[int, int], list[tuple[int, str]]] = {}
     positions = layout.positions
     for seat_id, status in state.taken.items():
@@ -266,6 +376,8 @@ def build_seat_map(
     sections = []
     for section_index, layout_section in enumerate(layout.sections):
         if section_id is not None and layout_section.section_id != section_id:
+            continue
+        if section_indexes is not None and section_index not in section_indexes:
             continue
         price = entry.section(layout_section.section_id) or SectionPrice(
             layout_section.section_id, layout_section.name, 1, entry.price_of_tier(1), entry.price_of_tier(1),
@@ -287,7 +399,7 @@ def build_seat_map(
             seats = _seat_views(entry, layout_section.section_id, row, codes) if full else ()
             rows.append(SeatMapRow(row.row_label, row.first_seat_number, codes, seats))
         sections.append(SeatMapSection(price, available, tuple(rows)))
-    return SeatMap(state.event_id, state.version, entry.currency, tuple(sections))
+    return SeatMap(state.event_id, state.version, entry.currency, tuple(sections), next_page_token)
 
 
 _STATUS_OF_CODE = {code: status for status, code in STATUS_CODES.items()}
@@ -311,12 +423,22 @@ class CatalogStore(Protocol):
     async def load_layout(self, layout_id: str) -> list[LayoutSeat]: ...
     async def layout_ids(self) -> list[str]: ...
     async def seat_state(self, event_id: int) -> SeatState: ...
+    async def layout_name(self, layout_id: str) -> str | None: ...
 
 
 class CatalogCache(Protocol):
     async def get_event(self, event_id: int, load: Callable[[], Awaitable[EventCatalogEntry | None]]) -> (
         EventCatalogEntry | None
     ): ...
+
+
+class FeedClock(Protocol):
+    """The event's clock (feed head, catalog version) as the stores know it: ``observe`` asks them now,
+    ``current`` may answer from a recent observation (see EventSettings.read_freshness_seconds). None: the store
+    that keeps the clock did not answer."""
+
+    async def observe(self, event_id: int) -> EventClock | None: ...
+    async def current(self, event_id: int) -> EventClock | None: ...
 
 
 class AvailabilityCounter(Protocol):
@@ -346,24 +468,31 @@ class LayoutCache:
             await self.get(layout_id)
 
     async def _load(self, layout_id: str) -> SeatLayout:
-        layout = build_layout(layout_id, await self._store.load_layout(layout_id))
+        name = await self._store.layout_name(layout_id)
+        if name is None:
+            return build_layout(layout_id, ())  # unknown: empty, and not kept (ids are probed by crawlers)
+        layout = build_layout(layout_id, await self._store.load_layout(layout_id), name)
         self._layouts[layout_id] = layout
         return layout
 
 
 @dataclass
 class EventViewing:
-    """The event service's use cases: the event page, the seat map, and snapshots for watchers."""
+    """The event service's use cases: the event page, the seat map, the layout's geometry, and snapshots for
+    watchers."""
 
     store: CatalogStore
     cache: CatalogCache
     availability: AvailabilityCounter
     layouts: LayoutCache
     clock: Callable[[], datetime]
+    # The feed's clock, to place snapshots in the feed; without it their position is unknown.
+    clocks: FeedClock | None = None
+    full_view_max_seats: int = 5_000
     _catalog_flights: SingleFlight[int, EventCatalogEntry | None] = field(default_factory=SingleFlight)
     _count_flights: SingleFlight[int, AvailabilityCounts | None] = field(default_factory=SingleFlight)
     _seat_flights: SingleFlight[int, SeatState] = field(default_factory=SingleFlight)
-    _snapshot_flights: SingleFlight[int, SeatMap] = field(default_factory=SingleFlight)
+    _snapshot_flights: SingleFlight[int, MapSnapshot] = field(default_factory=SingleFlight)
 
     async def catalog_entry(self, event_id: int) -> EventCatalogEntry:
         # Shared by concurrent callers: a burst of viewers makes one cache lookup, not one each.
@@ -389,8 +518,17 @@ class EventViewing:
         )
 
     async def seat_map(
-        self, event_id: int, *, section_id: str | None = None, view: SeatMapView = SeatMapView.COMPACT
+        self,
+        event_id: int,
+        *,
+        section_id: str | None = None,
+        view: SeatMapView = SeatMapView.COMPACT,
+        page_size: int = 0,
+        page_token: str = "",
+        not_before: int | None = None,
     ) -> SeatMap:
+        """The map (a page of it in the full view). Concurrent readers share the read in progress, or with
+        ``not_before`` (a :meth:`mark`) only a read that starts after it."""
         entry = await self.catalog_entry(event_id)
         if section_id is not None and entry.section(section_id) is None:
             raise NotFound(
@@ -398,23 +536,47 @@ class EventViewing:
                 event_id=event_id, section_id=section_id,
             )
         layout = await self.layouts.get(entry.venue.layout_id)
-        # Concurrent readers share the read in progress: one query serves a stampede of seat-map viewers.
-        state = await self._seat_flights.run(event_id, lambda: self._read_seat_state(event_id))
-        return build_seat_map(entry, layout, state, section_id=section_id, view=view)
+        page = None
+        if view is SeatMapView.FULL:
+            page = full_view_page(
+                layout, section_id=section_id, page_size=page_size, page_token=page_token,
+                max_seats=self.full_view_max_seats,
+            )
+        # Concurrent readers share one query: a stampede of seat-map viewers costs one read.
+        state = await self._seat_flights.run(event_id, lambda: self._read_seat_state(event_id), not_before=not_before)
+        return build_seat_map(
+            entry, layout, state, section_id=section_id, view=view,
+            section_indexes=page.section_indexes if page else None,
+            next_page_token=page.next_page_token if page else "",
+        )
+
+    def mark_seats(self) -> int:
+        """A point in time after which a seat-map read must start (see SingleFlight): take it after observing the
+        event's clock, so the map read contains everything published up to that clock."""
+        return self._seat_flights.mark()
 
     def mark(self) -> int:
         """A point in time after which a watcher's snapshot must have been read (see SingleFlight)."""
         return self._snapshot_flights.mark()
 
-    async def snapshot(self, event_id: int, *, not_before: int) -> SeatMap:
-        """The whole compact map for a watcher: built once per shared read, however many watchers share it."""
+    async def snapshot(self, event_id: int, *, not_before: int) -> MapSnapshot:
+        """The whole compact map for a watcher, with its position in the feed: built once per shared read,
+        however many watchers share it."""
         entry = await self.catalog_entry(event_id)
         layout = await self.layouts.get(entry.venue.layout_id)
 
-        async def build() -> SeatMap:
-            return build_seat_map(entry, layout, await self._read_seat_state(event_id))
+        async def build() -> MapSnapshot:
+            clock = await self.clocks.observe(event_id) if self.clocks is not None else None
+            seat_map = build_seat_map(entry, layout, await self._read_seat_state(event_id))
+            return MapSnapshot(seat_map, clock.head if clock is not None else None)
 
         return await self._snapshot_flights.run(event_id, build, not_before=not_before)
+
+    async def seat_layout(self, layout_id: str) -> SeatLayout:
+        layout = await self.layouts.get(layout_id)
+        if not layout.sections:
+            raise NotFound("LAYOUT_NOT_FOUND", f"layout {layout_id!r} does not exist", layout_id=layout_id)
+        return layout
 
     async def _read_seat_state(self, event_id: int) -> SeatState:
         return await self.store.seat_state(event_id)

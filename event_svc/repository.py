@@ -66,6 +66,8 @@ _LAYOUT = text(
     """
 )
 
+_LAYOUT_NAME = text("SELECT name FROM layouts WHERE layout_id = :layout_id")
+
 _LAYOUTS_IN_USE = text("SELECT layout_id FROM venues GROUP BY layout_id ORDER BY count(*) DESC")
 
 # The map shows the rows' statuses as of their version: a reservation past its deadline shows as reserved until
@@ -80,13 +82,18 @@ _SEAT_STATE = text(
 
 
 class CatalogRepository:
-    """The catalog and ticket rows an event page and a seat map are made of."""
+    """The catalog and ticket rows an event page and a seat map are made of.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    With a read replica (``reader``), the catalog, layouts and fallback counts are read there; the seat state is
+    always read on the primary (``engine``), because a map is cached under the feed head observed before it was
+    read and must contain every change published up to it, which a lagging replica might not have yet."""
+
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
         self._engine = engine
+        self._reader = reader or engine
 
     async def load_event(self, event_id: int) -> EventCatalogEntry | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(_EVENT, {"event_id": event_id})).mappings().first()
             if row is None:
                 return None
@@ -113,13 +120,18 @@ class CatalogRepository:
         )
 
     async def load_layout(self, layout_id: str) -> list[LayoutSeat]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(_LAYOUT, {"layout_id": layout_id})).all()
         return [LayoutSeat(*row) for row in rows]
 
+    async def layout_name(self, layout_id: str) -> str | None:
+        async with self._reader.connect() as conn:
+            name: str | None = await conn.scalar(_LAYOUT_NAME, {"layout_id": layout_id})
+            return name
+
     async def layout_ids(self) -> list[str]:
         """Layouts in use, the most used first."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return list(await conn.scalars(_LAYOUTS_IN_USE))
 
     async def seat_state(self, event_id: int) -> SeatState:
@@ -132,7 +144,7 @@ class CatalogRepository:
 
     async def availability(self, event_id: int) -> AvailabilityCounts | None:
         """Counted in PostgreSQL: the fallback when the counters in Redis are unreachable."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             counted = await seatfeed.count_availability(conn, event_id)
         return counted[1] if counted else None
 

@@ -1,58 +1,124 @@
-"""Fan-out of the live seat feed to WatchSeats streams.
+"""Fan-out of the live seat feed to seat watchers: gRPC ``WatchSeats`` streams and the HTTP bridge's SSE and NDJSON
+streams.
 
 One Redis pub/sub connection per process, and on it one subscription per event that has watchers here: the first
-watcher of an event subscribes, the last one to leave unsubscribes. Each published change is parsed once and
-handed to every watcher's bounded buffer; a watcher that falls too far behind (or misses a publication: each names
-the one before it, see tix.seatfeed) is sent a fresh snapshot instead of growing memory. Snapshots for watchers arriving together share one database read (see
+watcher of an event subscribes, the last one to leave unsubscribes. Each publication is parsed once per process and
+checked against the chain of the event's feed (each names the one before it, see ``tix.seatfeed``): a gap (pub/sub
+delivers at most once; a reconnect loses what was published meanwhile) is repaired from the event's log in Redis,
+and only when the log no longer reaches back do the watchers start again from a snapshot. The process keeps the
+event's recent publications, so a reconnecting watcher that names the last version it saw (``since_version``, or
+SSE's ``Last-Event-ID``) is sent what it missed, from memory or from the log, instead of the whole map.
+
+Watchers never slow each other down: a gRPC watcher has a bounded buffer and starts again from a snapshot when it
+overflows; an HTTP watcher that is caught up is written to directly, with frames rendered once per change for
+everyone, and is dropped with a reason (it resumes when it reconnects) when its connection holds more unsent bytes
+than allowed. Quiet streams get a heartbeat. Snapshots for watchers arriving together share one database read (see
 ``EventViewing.snapshot``), so a burst of new streams costs a few queries, and a change costs none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from event_svc.domain import EventViewing, SeatMap
+from event_svc.domain import EventViewing, MapSnapshot
 from tix import seatfeed
 from tix.errors import Unavailable
 from tix.logs import get_logger
+from tix.singleflight import SingleFlight
 
 log = get_logger("event_svc.seat_hub")
 
-SEAT_WATCHERS = Gauge("tix_seat_watchers", "WatchSeats streams open.", multiprocess_mode="livesum")
+SEAT_WATCHERS = Gauge("tix_seat_watchers", "Seat watches open (gRPC and HTTP).", multiprocess_mode="livesum")
 SEAT_FEED_SUBSCRIPTIONS = Gauge(
     "tix_seat_feed_subscriptions", "Events this process subscribes to on the seat feed.", multiprocess_mode="livesum"
+)
+SEAT_WATCH_STARTS = Counter(
+    "tix_seat_watch_starts_total", "How seat watches started: from a snapshot, or resumed from memory or the log.",
+    ["start"],
+)
+SEAT_FEED_REPAIRS = Counter(
+    "tix_seat_feed_repairs_total", "Gaps in an event's feed, by how they were mended.", ["outcome"]
 )
 
 # How long a new watcher waits for Redis to confirm its event's subscription.
 _SUBSCRIBE_TIMEOUT_SECONDS = 5.0
+# Log entries read at first when a watcher resumes (a storm of reconnects shares one read); all of it if needed.
+_TAIL_FIRST_READ = 512
+_TAIL_SHARED_SECONDS = 0.2
+
+
+class Heartbeat(NamedTuple):
+    """Nothing changed for a while; ``position`` is the last version the watcher was sent."""
+
+    position: int | None
+
+
+@dataclass(eq=False)
+class FeedItem:
+    """A publication as the hub passes it on, with the bytes each HTTP format renders it to (once, for all)."""
+
+    message: seatfeed.SeatFeedMessage
+    frames: dict[Any, bytes] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return self.message.version
+
+    @property
+    def prev(self) -> int:
+        return self.message.prev
+
+
+class Sink(Protocol):
+    """A watcher as the hub sees it."""
+
+    def offer(self, item: FeedItem) -> None: ...
+    def request_resync(self) -> None: ...
+
+
+class _EventFeed:
+    """One watched event in this process: its watchers, the last publication passed on, the recent ones."""
+
+    __slots__ = ("event_id", "held", "last", "recent", "sinks")
+
+    def __init__(self, event_id: int, recent_size: int) -> None:
+        self.event_id = event_id
+        self.sinks: set[Sink] = set()
+        # The version of the last publication passed on (None: unknown, nothing to check the next one against).
+        self.last: int | None = None
+        self.recent: deque[FeedItem] = deque(maxlen=recent_size)
+        # Publications held while a gap is mended from the log (None: no repair in progress).
+        self.held: list[FeedItem] | None = None
 
 
 class _Watcher:
-    """One stream's buffer of changes not yet sent."""
+    """One gRPC stream's buffer of changes not yet sent."""
 
     __slots__ = ("limit", "pending", "resync", "wakeup")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.pending: deque[seatfeed.SeatFeedMessage] = deque()
+        self.pending: deque[FeedItem] = deque()
         self.wakeup = asyncio.Event()
         # Set when buffered changes were dropped: the stream must start again from a fresh snapshot.
         self.resync = False
 
-    def offer(self, message: seatfeed.SeatFeedMessage) -> None:
+    def offer(self, item: FeedItem) -> None:
         if self.resync:
             return  # the coming snapshot is read after this change, so it includes it
         if len(self.pending) >= self.limit:
             self.request_resync()
             return
-        self.pending.append(message)
+        self.pending.append(item)
         self.wakeup.set()
 
     def request_resync(self) -> None:
@@ -62,11 +128,24 @@ class _Watcher:
 
 
 class SeatHub:
-    def __init__(self, redis: Redis, viewing: EventViewing, *, watcher_queue_size: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        viewing: EventViewing,
+        *,
+        watcher_queue_size: int,
+        recent_size: int = 2048,
+        heartbeat_seconds: float = 10.0,
+        on_publication: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._redis = redis
         self._viewing = viewing
         self._queue_size = watcher_queue_size
+        self._recent_size = recent_size
+        self.heartbeat_seconds = heartbeat_seconds
+        self._on_publication = on_publication
         self._pubsub = redis.pubsub()
-        self._watchers: dict[int, set[_Watcher]] = {}
+        self._feeds: dict[int, _EventFeed] = {}
         # Events whose SUBSCRIBE has been sent (and no UNSUBSCRIBE since), with the future its confirmation sets.
         self._subscriptions: dict[int, asyncio.Future] = {}
         # Confirmations not yet received, per channel, in the order the SUBSCRIBEs were sent.
@@ -74,18 +153,33 @@ class SeatHub:
         self._commands = asyncio.Lock()
         self._connected = asyncio.Event()
         self._background: set[asyncio.Task] = set()
+        self._tails: SingleFlight[tuple[int, int], tuple[float, seatfeed.FeedTail]] = SingleFlight()
+        self._tail_cache: dict[tuple[int, int], tuple[float, seatfeed.FeedTail]] = {}
 
-    # --- what the servicer uses ---------------------------------------------------------------------------------
+    # --- what the servicers use ---------------------------------------------------------------------------------
 
-    async def watch(self, event_id: int) -> AsyncIterator[SeatMap | seatfeed.SeatFeedMessage]:
-        """A snapshot, then every change after it; another snapshot whenever the stream fell behind."""
+    async def watch(
+        self, event_id: int, *, since: int | None = None
+    ) -> AsyncIterator[MapSnapshot | seatfeed.SeatFeedMessage | Heartbeat]:
+        """The changes after ``since`` (or a snapshot, then every change after it); another snapshot whenever the
+        stream fell behind; a heartbeat after ``heartbeat_seconds`` without anything to send."""
         await self._viewing.catalog_entry(event_id)  # unknown events fail before subscribing to anything
         watcher = _Watcher(self._queue_size)
         try:
-            await self._join(event_id, watcher)
+            await self.join(event_id, watcher)
             # The last publication passed on; None right after a snapshot, whatever came before it.
             last: int | None = None
-            watcher.resync = True
+            replay = await self.resume(event_id, since) if since is not None else None
+            if replay is not None:
+                SEAT_WATCH_STARTS.labels("resumed").inc()
+                sent = {item.version for item in replay}
+                for item in replay:
+                    last = item.version
+                    yield item.message
+                watcher.pending = deque(item for item in watcher.pending if item.version not in sent)
+            else:
+                SEAT_WATCH_STARTS.labels("snapshot").inc()
+                watcher.resync = True
             while True:
                 if watcher.resync:
                     watcher.resync = False
@@ -101,28 +195,27 @@ class SeatHub:
                     continue
                 if not watcher.pending:
                     watcher.wakeup.clear()
-                    await watcher.wakeup.wait()
+                    try:
+                        await asyncio.wait_for(watcher.wakeup.wait(), self.heartbeat_seconds)
+                    except TimeoutError:
+                        yield Heartbeat(last)
                     continue
-                message = watcher.pending.popleft()
-                if last is not None and message.prev != last:
-                    # Pub/sub delivers at most once: a broken chain means a lost change; start again.
+                item = watcher.pending.popleft()
+                if last is not None and item.prev != last:
+                    # A broken chain: a change this stream did not get; start again.
                     watcher.request_resync()
                     continue
-                last = message.version
-                yield message
+                last = item.version
+                yield item.message
         finally:
-            self._leave(event_id, watcher)
+            self.leave(event_id, watcher)
 
-    def watcher_count(self, event_id: int) -> int:
-        return len(self._watchers.get(event_id, ()))
-
-    def subscribed_events(self) -> set[int]:
-        return set(self._subscriptions)
-
-    # --- subscriptions ------------------------------------------------------------------------------------------
-
-    async def _join(self, event_id: int, watcher: _Watcher) -> None:
-        self._watchers.setdefault(event_id, set()).add(watcher)
+    async def join(self, event_id: int, sink: Sink) -> None:
+        """Add a watcher to the event's feed: from now on it is offered every publication, in order."""
+        feed = self._feeds.get(event_id)
+        if feed is None:
+            feed = self._feeds[event_id] = _EventFeed(event_id, self._recent_size)
+        feed.sinks.add(sink)
         SEAT_WATCHERS.inc()
         try:
             if event_id not in self._subscriptions:
@@ -130,33 +223,92 @@ class SeatHub:
             confirmed = self._subscriptions[event_id]
             await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT_SECONDS)
         except (RedisError, OSError, TimeoutError, KeyError) as exc:
+            self.leave(event_id, sink)
             log.warning("seat_feed_subscribe_failed", event_id=event_id, error=repr(exc))
             raise Unavailable("SEAT_FEED_UNAVAILABLE", "live seat updates are unavailable, retry shortly") from exc
 
-    def _leave(self, event_id: int, watcher: _Watcher) -> None:
-        watchers = self._watchers.get(event_id)
-        if watchers is None or watcher not in watchers:
+    def leave(self, event_id: int, sink: Sink) -> None:
+        feed = self._feeds.get(event_id)
+        if feed is None or sink not in feed.sinks:
             return
-        watchers.discard(watcher)
+        feed.sinks.discard(sink)
         SEAT_WATCHERS.dec()
-        if watchers:
+        if feed.sinks:
             return
-        del self._watchers[event_id]
+        del self._feeds[event_id]
         # Not awaited here: this runs while a cancelled stream unwinds.
-        task = asyncio.create_task(self._sync_subscription(event_id), name=f"seat-hub-unsubscribe-{event_id}")
+        self._in_background(self._sync_subscription(event_id), f"seat-hub-unsubscribe-{event_id}")
+
+    async def resume(self, event_id: int, position: int) -> list[FeedItem] | None:
+        """The publications after ``position``, from this process's memory or the event's log (None: neither
+        reaches back that far; the watcher needs a snapshot). Call after joining: what is published from then on
+        is offered to the watcher too (take out what the replay already holds)."""
+        feed = self._feeds.get(event_id)
+        if feed is not None and feed.last is not None and feed.held is None:
+            replay = seatfeed.replay_after([item.message for item in feed.recent], feed.last, position)
+            if replay is not None:
+                recent = list(feed.recent)
+                return recent[len(recent) - len(replay):] if replay else []
+        for count in (_TAIL_FIRST_READ, seatfeed.LOG_LENGTH * 2):
+            try:
+                tail = await self._tail(event_id, count)
+            except (RedisError, OSError) as error:
+                log.warning("seat_feed_log_unavailable", event_id=event_id, error=repr(error))
+                return None
+            messages = seatfeed.replay_after(tail.entries, tail.last, position)
+            if messages is not None:
+                return [FeedItem(message) for message in messages]
+            if tail.complete:
+                return None
+        return None
+
+    def feed_position(self, event_id: int) -> int | None:
+        feed = self._feeds.get(event_id)
+        return feed.last if feed is not None else None
+
+    def watcher_count(self, event_id: int) -> int:
+        feed = self._feeds.get(event_id)
+        return len(feed.sinks) if feed is not None else 0
+
+    def subscribed_events(self) -> set[int]:
+        return set(self._subscriptions)
+
+    # --- the log ------------------------------------------------------------------------------------------------
+
+    async def _tail(self, event_id: int, count: int) -> seatfeed.FeedTail:
+        """The log's newest entries; a storm of reconnecting watchers shares one read for a moment."""
+        key = (event_id, count)
+        cached = self._tail_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _TAIL_SHARED_SECONDS:
+            return cached[1]
+
+        async def read() -> tuple[float, seatfeed.FeedTail]:
+            started = time.monotonic()
+            tail = await seatfeed.read_tail(self._redis, event_id, count)
+            self._tail_cache[key] = (started, tail)
+            if len(self._tail_cache) > 1024:
+                self._tail_cache.clear()
+            return started, tail
+
+        return (await self._tails.run(key, read))[1]
+
+    # --- subscriptions ------------------------------------------------------------------------------------------
+
+    def _in_background(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("seat_feed_unsubscribe_failed", task=task.get_name(), error=repr(task.exception()))
+            log.warning("seat_hub_task_failed", task=task.get_name(), error=repr(task.exception()))
 
     async def _sync_subscription(self, event_id: int) -> None:
         """Make the subscription match whether the event has watchers; serialised so that an UNSUBSCRIBE sent for
         the last leaver can never overtake the SUBSCRIBE of a watcher that arrived just after."""
         async with self._commands:
-            wanted = event_id in self._watchers
+            wanted = event_id in self._feeds
             channel = seatfeed.channel(event_id)
             if wanted and event_id not in self._subscriptions:
                 confirmed = asyncio.get_running_loop().create_future()
@@ -186,8 +338,8 @@ class SeatHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the feed must survive Redis restarts
+                # The client subscribes again when it reconnects; each confirmation then mends that event's gap.
                 log.warning("seat_feed_read_failed", error=repr(exc))
-                self._resync_everyone()
                 await asyncio.sleep(0.5)
                 continue
             if message is not None:
@@ -198,16 +350,15 @@ class SeatHub:
         channel: str = message.get("channel") or ""
         if kind == "message":
             event_id = _event_of(channel)
-            watchers = self._watchers.get(event_id) if event_id is not None else None
-            if not watchers:
+            feed = self._feeds.get(event_id) if event_id is not None else None
+            if feed is None:
                 return
             try:
-                feed = seatfeed.SeatFeedMessage.from_json(message["data"])
+                parsed = seatfeed.SeatFeedMessage.from_json(message["data"])
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("seat_feed_message_malformed", channel=channel, error=repr(exc))
                 return
-            for watcher in tuple(watchers):
-                watcher.offer(feed)
+            self._receive(feed, FeedItem(parsed))
         elif kind == "subscribe":
             waiting = self._unconfirmed.get(channel)
             if waiting:
@@ -217,15 +368,60 @@ class SeatHub:
                 if not confirmed.done():
                     confirmed.set_result(None)
             else:
-                # A re-subscription after a reconnect: changes may have been lost while disconnected.
+                # A re-subscription after a reconnect: what was published meanwhile is missing; mend it.
                 event_id = _event_of(channel)
-                for watcher in tuple(self._watchers.get(event_id, ()) if event_id is not None else ()):
-                    watcher.request_resync()
+                feed = self._feeds.get(event_id) if event_id is not None else None
+                if feed is not None and feed.held is None:
+                    feed.held = []
+                    self._in_background(self._repair(feed), f"seat-feed-repair-{feed.event_id}")
 
-    def _resync_everyone(self) -> None:
-        for watchers in self._watchers.values():
-            for watcher in watchers:
-                watcher.request_resync()
+    def _receive(self, feed: _EventFeed, item: FeedItem) -> None:
+        if feed.held is not None:
+            feed.held.append(item)
+        elif feed.last is not None and item.prev != feed.last:
+            feed.held = [item]
+            self._in_background(self._repair(feed), f"seat-feed-repair-{feed.event_id}")
+        else:
+            self._deliver(feed, item)
+
+    def _deliver(self, feed: _EventFeed, item: FeedItem) -> None:
+        feed.last = item.version
+        feed.recent.append(item)
+        if self._on_publication is not None:
+            self._on_publication(feed.event_id, item.version)
+        for sink in tuple(feed.sinks):
+            sink.offer(item)
+
+    async def _repair(self, feed: _EventFeed) -> None:
+        """Pass on what the log holds after the last publication passed on, then what arrived meanwhile; when the
+        log does not reach back, every watcher of the event starts again from a snapshot."""
+        missing: list[FeedItem] | None = None
+        if feed.last is not None:
+            try:
+                tail = await seatfeed.read_tail(self._redis, feed.event_id, seatfeed.LOG_LENGTH * 2)
+            except (RedisError, OSError) as error:
+                log.warning("seat_feed_log_unavailable", event_id=feed.event_id, error=repr(error))
+            else:
+                found = seatfeed.replay_after(tail.entries, tail.last, feed.last)
+                missing = [FeedItem(m) for m in found] if found is not None else None
+        held, feed.held = feed.held or [], None
+        if missing is None:
+            SEAT_FEED_REPAIRS.labels("resync").inc()
+            feed.last = None
+            feed.recent.clear()
+            for sink in tuple(feed.sinks):
+                sink.request_resync()
+            for item in held:
+                self._receive(feed, item)
+            return
+        SEAT_FEED_REPAIRS.labels("log").inc()
+        delivered = set()
+        for item in missing:
+            delivered.add(item.version)
+            self._deliver(feed, item)
+        for item in held:
+            if item.version not in delivered:
+                self._receive(feed, item)
 
     async def close(self) -> None:
         for task in tuple(self._background):

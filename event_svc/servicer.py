@@ -7,8 +7,16 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from event_svc.domain import EventPage, EventViewing, SeatMap, SeatMapView, SeatStatus
-from event_svc.seat_hub import SeatHub
+from event_svc.domain import (
+    EventPage,
+    EventViewing,
+    MapSnapshot,
+    SeatLayout,
+    SeatMap,
+    SeatMapView,
+    SeatStatus,
+)
+from event_svc.seat_hub import Heartbeat, SeatHub
 from tix import seatfeed
 from tix.catalog import (
     event_category,
@@ -50,24 +58,42 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
         view = _VIEWS.get(request.view)
         if view is None:
             raise InvalidArgument("view", f"unknown seat map view {request.view}")
-        seat_map = await self._viewing.seat_map(event_id, section_id=request.section_id or None, view=view)
+        seat_map = await self._viewing.seat_map(
+            event_id, section_id=request.section_id or None, view=view, page_size=request.page_size,
+            page_token=request.page_token,
+        )
         return render_seat_map(seat_map)
 
     async def WatchSeats(
         self, request: event_pb2.WatchSeatsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[event_pb2.WatchSeatsResponse]:
         event_id = require_numeric_id(request.event_id, "event_id")
-        async for update in self._hub.watch(event_id):
-            if isinstance(update, SeatMap):
+        if request.since_version < 0:
+            raise InvalidArgument("since_version", "must not be negative")
+        since = request.since_version if request.HasField("since_version") else None
+        async for update in self._hub.watch(event_id, since=since):
+            if isinstance(update, MapSnapshot):
                 yield snapshot_response(update)
+            elif isinstance(update, Heartbeat):
+                yield event_pb2.WatchSeatsResponse(version=update.position or 0, heartbeat=event_pb2.Heartbeat())
             else:
                 yield changes_response(update)
+
+    async def GetSeatLayout(
+        self, request: event_pb2.GetSeatLayoutRequest, context: grpc.aio.ServicerContext
+    ) -> event_pb2.SeatLayout:
+        if not 0 < len(request.layout_id) <= 40:
+            raise InvalidArgument("layout_id", "must be 1 to 40 characters")
+        return render_seat_layout(await self._viewing.seat_layout(request.layout_id))
 
 
 # Every watcher sharing one snapshot or one change gets the same message object: rendered once, not per stream.
 @functools.lru_cache(maxsize=64)
-def snapshot_response(seat_map: SeatMap) -> event_pb2.WatchSeatsResponse:
-    return event_pb2.WatchSeatsResponse(version=seat_map.version, snapshot=render_seat_map(seat_map))
+def snapshot_response(snapshot: MapSnapshot) -> event_pb2.WatchSeatsResponse:
+    """``version`` is where the stream resumes after it: the last publication the map contains."""
+    seat_map = snapshot.seat_map
+    position = snapshot.position if snapshot.position is not None else seat_map.version
+    return event_pb2.WatchSeatsResponse(version=position, snapshot=render_seat_map(seat_map))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -121,7 +147,9 @@ def render_event(page: EventPage) -> event_pb2.Event:
 def render_seat_map(seat_map: SeatMap) -> event_pb2.SeatMap:
     """Built in place with ``add()``: constructing each Seat on its own and copying it in costs twice as much."""
     currency = seat_map.currency
-    rendered = event_pb2.SeatMap(event_id=str(seat_map.event_id), version=seat_map.version)
+    rendered = event_pb2.SeatMap(
+        event_id=str(seat_map.event_id), version=seat_map.version, next_page_token=seat_map.next_page_token
+    )
     statuses = SEAT_STATUSES
     for section in seat_map.sections:
         out_section = rendered.sections.add(
@@ -149,4 +177,16 @@ def render_seat_map(seat_map: SeatMap) -> event_pb2.SeatMap:
                 price = seat.price
                 price.currency_code = currency
                 price.amount_minor = price_minor
+    return rendered
+
+
+def render_seat_layout(layout: SeatLayout) -> event_pb2.SeatLayout:
+    rendered = event_pb2.SeatLayout(layout_id=layout.layout_id, name=layout.name, capacity=layout.capacity)
+    for section in layout.sections:
+        out_section = rendered.sections.add(section_id=section.section_id, name=section.name)
+        for row in section.rows:
+            out_section.rows.add(
+                row_label=row.row_label, first_seat_number=row.first_seat_number,
+                xs=[round(x, 2) for x in row.xs], ys=[round(y, 2) for y in row.ys], price_tiers=row.price_tiers,
+            )
     return rendered

@@ -24,7 +24,7 @@ def _now() -> datetime:
 def build_backend(settings: SearchSettings, runtime: Runtime[SearchSettings]) -> SearchBackend:
     """The one place a backend is chosen; an Elasticsearch backend slots in here by configuration."""
     if settings.search_backend == "postgres":
-        return PostgresSearchBackend(runtime.engine)
+        return PostgresSearchBackend(runtime.reader)
     raise ValueError(f"unknown search backend {settings.search_backend!r}")
 
 

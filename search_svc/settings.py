@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tix.settings import ServiceSettings
+from tix.settings import ReadServiceSettings
 
 
-class SearchSettings(ServiceSettings):
+class SearchSettings(ReadServiceSettings):
     """The event search service."""
 
     # Which engine answers searches; "postgres" needs nothing but the catalog database.

@@ -59,6 +59,8 @@ def serve(
         overrides["port"] = entry.port
     if "metrics_port" not in settings.model_fields_set:
         overrides["metrics_port"] = entry.metrics_port
+    if entry.http_port and "http_port" in type(settings).model_fields and "http_port" not in settings.model_fields_set:
+        overrides["http_port"] = entry.http_port
     if port is not None:
         overrides["port"] = port
     if workers is not None:

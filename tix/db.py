@@ -21,11 +21,12 @@ def libpq_url(url: str) -> str:
     return make_url(async_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(settings: TixSettings, *, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(settings: TixSettings, *, pool_size: int | None = None, url: str | None = None) -> AsyncEngine:
+    """An engine for ``settings.database_url`` (or ``url``, e.g. a read replica's, with the same pool sizes)."""
     size = pool_size or (settings.db_pool_size if isinstance(settings, ServiceSettings) else 5)
     overflow = settings.db_max_overflow if isinstance(settings, ServiceSettings) else 5
     return create_async_engine(
-        async_url(settings.database_url),
+        async_url(url or settings.database_url),
         pool_size=size,
         max_overflow=overflow,
         pool_pre_ping=True,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 
-def create_redis(url: str, *, max_connections: int = 200, wait_seconds: float = 10.0) -> aioredis.Redis:
+def create_redis(
+    url: str, *, max_connections: int = 200, wait_seconds: float = 10.0, decode_responses: bool = True
+) -> aioredis.Redis:
     """A client whose pool makes a burst wait for a free connection instead of failing with "Too many
-    connections" (redis-py's default pool), so a stampede is queued, not turned into errors."""
+    connections" (redis-py's default pool), so a stampede is queued, not turned into errors. Replies are text
+    unless ``decode_responses`` is false (a client for binary values, such as compressed bodies)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        decode_responses=True,
+        decode_responses=decode_responses,
         max_connections=max_connections,
         timeout=wait_seconds,
         socket_connect_timeout=2.0,

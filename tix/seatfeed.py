@@ -347,3 +347,43 @@ class SeatFeedPublisher:
                      recorded=recorded)
         except (RedisError, OSError, SQLAlchemyError) as error:
             log.warning("seat_feed_unavailable", event_id=event_id, error=repr(error))
+
+
+# --- the read side: resuming from the log ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedTail:
+    """The newest publications of an event's log, oldest first, and the head (``last``) when they were read."""
+
+    entries: tuple[SeatFeedMessage, ...]
+    last: int
+    # True when the log holds nothing older than ``entries``.
+    complete: bool
+
+
+async def read_tail(redis: Redis, event_id: int, count: int) -> FeedTail:
+    """At most ``count`` of the newest log entries and the head, read together (one MULTI)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xrevrange(log_key(event_id), "+", "-", count=count)
+        pipe.hget(head_key(event_id), "last")
+        newest_first, last = await pipe.execute()
+    entries = []
+    for _entry_id, fields in reversed(newest_first):
+        fields = {_text(k): _text(v) for k, v in fields.items()}
+        changes = tuple((str(seat), str(status)) for seat, status in json.loads(fields.get("c", "[]")))
+        entries.append(SeatFeedMessage(event_id, int(fields["v"]), int(fields.get("p", 0)), changes))
+    return FeedTail(tuple(entries), int(last) if last else 0, len(newest_first) < count)
+
+
+def replay_after(entries: Sequence[SeatFeedMessage], last: int, position: int) -> list[SeatFeedMessage] | None:
+    """The publications after ``position`` (a version the client applied, or the head a snapshot was read
+    under), in publication order: [] when ``position`` is the head, None when ``entries`` do not reach back to it
+    (the client must start again from a snapshot). ``entries`` are a contiguous run of the log ending at ``last``;
+    each names its predecessor, so the replay starts at the entry whose ``prev`` is ``position``."""
+    if position == last:
+        return []
+    for index, entry in enumerate(entries):
+        if entry.prev == position:
+            return list(entries[index:])
+    return None

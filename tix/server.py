@@ -32,7 +32,7 @@ from tix.errors import ERROR_DOMAIN, DomainError
 from tix.logs import configure_logging, get_logger
 from tix.metrics import RPC_HANDLED, RPC_IN_FLIGHT, RPC_LATENCY, start_metrics_server
 from tix.redis_pool import create_redis
-from tix.settings import ServiceSettings
+from tix.settings import ReadServiceSettings, ServiceSettings
 from tix.validation import check_request_text, undecodable_request
 
 log = get_logger("tix.server")
@@ -48,8 +48,23 @@ class Runtime(Generic[S]):
     settings: S
     engine: AsyncEngine
     redis: Redis
+    # Reads that may lag the primary a moment (ReadServiceSettings.database_read_url); the engine when unset.
+    read_engine: AsyncEngine | None = None
+    # Set when the server starts draining (health NOT_SERVING): side listeners (the event service's HTTP
+    # listener) report unhealthy too, so the edge stops sending them new requests.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.read_engine is None:
+            self.read_engine = self.engine
+
+    @property
+    def reader(self) -> AsyncEngine:
+        """The engine for reads that may lag (the replica's, or the primary's)."""
+        assert self.read_engine is not None
+        return self.read_engine
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
         """Run background work (sweepers, fan-out loops) until shutdown; a crash is logged, not silent."""
@@ -71,6 +86,8 @@ class Runtime(Generic[S]):
             except Exception:  # shutdown must go on
                 log.exception("close_failed", closer=repr(closer))
         await self.redis.aclose()
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
 
@@ -282,6 +299,7 @@ class RunningServer:
         Every step is bounded, so a stuck call or store can delay shutdown but never block it."""
         settings = self.runtime.settings
         grace = settings.grace_seconds if grace is None else grace
+        self.runtime.draining.set()
         await _bounded("health", self.health.enter_graceful_shutdown(), 5)
         drain = settings.drain_seconds if drain is None else drain
         if drain > 0:
@@ -329,10 +347,13 @@ async def start_server(
 ) -> RunningServer:
     """Build and start one server in this event loop (tests use this directly)."""
     settings = definition.check_settings(settings)
+    engine = engine or create_engine(settings)
+    read_url = settings.database_read_url if isinstance(settings, ReadServiceSettings) else None
     runtime = Runtime(
         settings=settings,
-        engine=engine or create_engine(settings),
+        engine=engine,
         redis=redis or create_redis(settings.redis_url),
+        read_engine=create_engine(settings, url=read_url) if read_url else engine,
     )
     server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=_server_options(settings))
     health_servicer = health.aio.HealthServicer()

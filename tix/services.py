@@ -20,12 +20,14 @@ class ServiceEntry:
     name: str
     port: int
     metrics_port: int
+    # The service's HTTP listener beside gRPC, when it has one (the event service's read path); 0: none.
+    http_port: int = 0
 
 
 SERVICES: dict[str, ServiceEntry] = {
     entry.name: entry
     for entry in (
-        ServiceEntry("event", 50051, 9101),
+        ServiceEntry("event", 50051, 9101, http_port=50061),
         ServiceEntry("search", 50052, 9102),
         ServiceEntry("booking", 50053, 9103),
         ServiceEntry("queue", 50054, 9104),

@@ -109,6 +109,15 @@ class ServiceSettings(TixSettings):
     max_pending_calls: int = 20_000
 
 
+class ReadServiceSettings(ServiceSettings):
+    """A service that serves reads (event viewing, search): it may read from a PostgreSQL replica."""
+
+    # A read replica (streaming replication) for the queries that may be a moment behind the primary; unset: the
+    # primary serves them too. Reads that must see the latest commit (the seat map at its version) stay on the
+    # primary whatever this says.
+    database_read_url: str | None = None
+
+
 class AdmissionSettings(ServiceSettings):
     """The services on both ends of an admission token: the queue signs it, booking verifies it."""
 

@@ -13,7 +13,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import text
 
-from event_svc.domain import EventViewing, LayoutCache, SeatMap
+from event_svc.domain import EventViewing, LayoutCache, MapSnapshot
+from event_svc.read_cache import RedisFeedClock
 from event_svc.repository import CatalogRepository, RedisAvailability, RedisCatalogCache
 from event_svc.seat_hub import SeatHub
 from event_svc.server import SERVICE as EVENT
@@ -317,11 +318,21 @@ async def test_a_20000_seat_compact_map_is_fast(db, events):
     assert sum(s.available_count for s in seat_map.sections) == 15_000
     assert timings[5] < 250
 
-    full_request = event_pb2.ListSeatsRequest(event_id=str(event.event_id), view=event_pb2.SEAT_MAP_VIEW_FULL)
+    # The full view comes in pages of whole sections (5,000 seats at most by default): four here.
     started = time.perf_counter()
-    full = await events.ListSeats(full_request)
-    print(f"20,000-seat full ListSeats: {(time.perf_counter() - started) * 1000:.0f} ms, {full.ByteSize()} bytes")
-    assert sum(len(row.seats) for s in full.sections for row in s.rows) == 20_000
+    pages, token = [], ""
+    while True:
+        page = await events.ListSeats(event_pb2.ListSeatsRequest(
+            event_id=str(event.event_id), view=event_pb2.SEAT_MAP_VIEW_FULL, page_token=token))
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            break
+    print(f"20,000-seat full ListSeats: {(time.perf_counter() - started) * 1000:.0f} ms in {len(pages)} pages, "
+          f"{max(p.ByteSize() for p in pages)} bytes at most")
+    assert len(pages) == 4
+    assert sum(len(row.seats) for p in pages for s in p.sections for row in s.rows) == 20_000
+    assert [s.section_id for p in pages for s in p.sections] == [f"S{i}" for i in range(1, 21)]
 
 
 async def test_pages_and_seat_maps_are_served_from_postgresql_when_redis_is_down(settings_env, db):
@@ -467,6 +478,7 @@ async def hub_and_viewing(settings_env, db, redis):
         availability=RedisAvailability(redis, db, repository),
         layouts=LayoutCache(repository, 4),
         clock=lambda: datetime.now(UTC),
+        clocks=RedisFeedClock(redis, freshness=0.25),
     )
     hub = SeatHub(redis, viewing, watcher_queue_size=3)
     reader = asyncio.create_task(hub.run())
@@ -481,17 +493,18 @@ async def test_a_watcher_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_ba
     event = await create_event(db)
     stream = hub.watch(event.event_id)
     snapshot = await anext(stream)
-    assert isinstance(snapshot, SeatMap)
-    assert snapshot.version == 0
+    assert isinstance(snapshot, MapSnapshot)
+    assert snapshot.seat_map.version == 0
 
     for number in range(1, 7):  # more than the watcher's buffer of 3, while it is not reading
         last = await set_seats(db, event.event_id, [f"S1-A-{number}"], "booked", redis=redis)
     await asyncio.sleep(0.2)
 
     fresh = await anext(stream)
-    assert isinstance(fresh, SeatMap)
-    assert fresh.version == last
-    assert fresh.sections[0].rows[0].status_codes == "BBBBBBAAAA"
+    assert isinstance(fresh, MapSnapshot)
+    assert fresh.seat_map.version == last
+    assert fresh.position == last
+    assert fresh.seat_map.sections[0].rows[0].status_codes == "BBBBBBAAAA"
     version = await set_seats(db, event.event_id, ["S1-A-7"], "reserved", redis=redis)
     change = await asyncio.wait_for(anext(stream), 5)
     assert isinstance(change, seatfeed.SeatFeedMessage)
@@ -504,16 +517,57 @@ async def test_a_lost_change_makes_the_watcher_start_again_from_a_snapshot(db, r
     hub, _ = hub_and_viewing
     event = await create_event(db)
     stream = hub.watch(event.event_id)
-    assert (await anext(stream)).version == 0
+    assert (await anext(stream)).seat_map.version == 0
     first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
     assert (await asyncio.wait_for(anext(stream), 5)).version == first
-    # A publication that never arrived: the next one names it as its predecessor, not the one this watcher saw.
+    # A publication that never arrived and is not in the log either: the next one names it as its predecessor.
     await redis.hset(seatfeed.head_key(event.event_id), "last", first + 1)
     second = await set_seats(db, event.event_id, ["S1-A-2"], "reserved", redis=redis)
     recovered = await asyncio.wait_for(anext(stream), 5)
-    assert isinstance(recovered, SeatMap)
-    assert recovered.version == second
+    assert isinstance(recovered, MapSnapshot)
+    assert recovered.seat_map.version == second
     await stream.aclose()
+
+
+async def test_a_change_lost_by_pub_sub_is_mended_from_the_log(db, redis, hub_and_viewing):
+    hub, _ = hub_and_viewing
+    event = await create_event(db)
+    stream = hub.watch(event.event_id)
+    assert isinstance(await anext(stream), MapSnapshot)
+    first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+    assert (await asyncio.wait_for(anext(stream), 5)).version == first
+    # A publication that reached the log but not this process (pub/sub delivers at most once).
+    lost = first + 1000
+    await redis.xadd(seatfeed.log_key(event.event_id),
+                     {"v": lost, "p": first, "c": '[["S1-A-5", "booked"]]', "d": "{}"})
+    await redis.hset(seatfeed.head_key(event.event_id), "last", lost)
+    second = await set_seats(db, event.event_id, ["S1-A-2"], "reserved", redis=redis)
+    mended = await asyncio.wait_for(anext(stream), 5)
+    assert isinstance(mended, seatfeed.SeatFeedMessage)
+    assert (mended.version, mended.changes) == (lost, (("S1-A-5", "booked"),))
+    after = await asyncio.wait_for(anext(stream), 5)
+    assert (after.version, after.prev) == (second, lost)
+    await stream.aclose()
+
+
+async def test_a_watcher_resuming_after_a_gap_gets_only_what_it_missed(db, redis, hub_and_viewing):
+    hub, _ = hub_and_viewing
+    event = await create_event(db)
+    first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+    missed = [await set_seats(db, event.event_id, [f"S1-B-{n}"], "booked", redis=redis) for n in range(1, 4)]
+    # Nobody watches: the replay comes from the log in Redis.
+    stream = hub.watch(event.event_id, since=first)
+    replayed = [await asyncio.wait_for(anext(stream), 5) for _ in missed]
+    assert [m.version for m in replayed] == missed
+    live = await set_seats(db, event.event_id, ["S1-C-1"], "reserved", redis=redis)
+    assert (await asyncio.wait_for(anext(stream), 5)).version == live
+    # A second watcher resumes from this process's memory; one too far back starts from a snapshot.
+    second = hub.watch(event.event_id, since=missed[-1])
+    assert (await asyncio.wait_for(anext(second), 5)).version == live
+    too_old = hub.watch(event.event_id, since=first - 1)
+    assert isinstance(await asyncio.wait_for(anext(too_old), 5), MapSnapshot)
+    for watching in (stream, second, too_old):
+        await watching.aclose()
 
 
 async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hub_and_viewing):
@@ -530,7 +584,7 @@ async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hu
     viewing.store.seat_state = counting  # type: ignore[method-assign]
     streams = [hub.watch(event.event_id) for _ in range(500)]
     snapshots = await asyncio.gather(*(anext(stream) for stream in streams))
-    assert all(isinstance(s, SeatMap) for s in snapshots)
+    assert all(isinstance(s, MapSnapshot) for s in snapshots)
     print(f"\n500 simultaneous watchers: {reads} snapshot read(s)")
     assert reads <= 3, reads
     assert hub.subscribed_events() == {event.event_id}
