@@ -109,11 +109,13 @@ class RepresentationCache:
         size: int,
         redis_seconds: int,
         degraded_seconds: float,
+        max_life_seconds: float = 30.0,
     ) -> None:
         self._blobs = blobs  # a client that returns bytes
         self._clocks = clocks
         self._redis_seconds = redis_seconds
         self._degraded_seconds = degraded_seconds
+        self._max_life_seconds = max_life_seconds
         self._entries: LRUCache[tuple[int, str], Representation] = LRUCache(maxsize=size)
         self._flights: SingleFlight[tuple[int, str], Representation] = SingleFlight()
 
@@ -132,6 +134,8 @@ class RepresentationCache:
     async def _current(self, event_id: int, cached: Representation) -> bool:
         if cached.expires_at is not None and time.time() >= cached.expires_at:
             return False
+        if time.monotonic() - cached.loaded_at >= self._max_life_seconds:
+            return False
         clock = await self._clocks.current(event_id)
         if clock is None or cached.clock is None:
             return time.monotonic() - cached.loaded_at < self._degraded_seconds
@@ -141,10 +145,11 @@ class RepresentationCache:
         clock = await self._clocks.observe(event_id)
         kind = variant.split(":", 1)[0]
         representation = await self._from_redis(event_id, variant, clock) if clock is not None else None
-        if representation is not None:
+        if representation is not None and time.time() - representation.rendered_at < self._max_life_seconds:
             RENDERS.labels(kind, "redis").inc()
         else:
             representation = await build(clock)
+            representation.rendered_at = time.time()
             representation.loaded_at = time.monotonic()
             RENDERS.labels(kind, "rendered").inc()
             if clock is not None:

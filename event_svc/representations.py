@@ -46,8 +46,9 @@ class Representation:
     version: int | None = None
     # Wall-clock time (Unix seconds) after which the answer changes by itself (a sale opens); None: never.
     expires_at: float | None = None
-    # When this process rendered or loaded it (monotonic seconds).
+    # When this process rendered or loaded it (monotonic seconds), and when it was rendered (Unix seconds).
     loaded_at: float = 0.0
+    rendered_at: float = 0.0
     # Derived byte strings (stream frames of a snapshot), computed once per representation.
     derived: dict[str, bytes] = field(default_factory=dict)
 
@@ -100,10 +101,13 @@ def json_dumps(value: Any) -> bytes:
 
 
 def map_etag(version: int, clock: EventClock | None) -> str:
-    """A seat map's validator: its version. Two maps can share a version (a change that drew a lower version
-    committed after the map was read, or the catalog changed): the clock the map was read under then adds a
-    suffix, so a revalidating client never keeps the older of the two."""
-    if clock is None or (clock.head in (0, version) and clock.catalog == "0.0"):
+    """A seat map's validator: its version. Two maps can share a version: a change that drew a lower version
+    committed after the map was read (the feed's head is then not the version), or the event's catalog entry was
+    edited (its prices or sections); the clock the map was read under then adds a suffix, so a revalidating client
+    never keeps the older of the two. (A wholesale catalog replacement, a development reseed, is left out.)"""
+    late = clock is not None and clock.head not in (0, version)
+    edited = clock is not None and clock.catalog.rpartition(".")[2] not in ("", "0")
+    if clock is None or not (late or edited):
         return f'W/"{version}"'
     digest = hashlib.blake2b(f"{clock.head}:{clock.catalog}".encode(), digest_size=4).hexdigest()
     return f'W/"{version}.{digest}"'
@@ -179,6 +183,7 @@ def to_blob(representation: Representation) -> bytes:
             "etag": representation.etag,
             "version": representation.version,
             "expires_at": representation.expires_at,
+            "rendered_at": representation.rendered_at,
             "clock": [clock.head, clock.catalog] if clock is not None else None,
         }
     )
@@ -214,4 +219,5 @@ def from_blob(blob: bytes, *, loaded_at: float) -> Representation:
         version=meta.get("version"),
         expires_at=meta.get("expires_at"),
         loaded_at=loaded_at,
+        rendered_at=float(meta.get("rendered_at") or 0.0),
     )

@@ -64,6 +64,7 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[EventSettings]) -> Non
             size=settings.representation_cache_size,
             redis_seconds=settings.representation_redis_seconds,
             degraded_seconds=settings.degraded_cache_seconds,
+            max_life_seconds=settings.representation_max_life_seconds,
         )
         api = ReadApi(viewing, cache, hub, settings, draining=runtime.draining)
         runner = await start_http(api, settings.host, settings.http_port)

@@ -31,7 +31,10 @@ class EventSettings(ReadServiceSettings):
     # Rendered maps, pages and layouts kept per process, and how long rendered maps stay in Redis for the other
     # processes and replicas (they are keyed by the published head, so a change makes them unreachable anyway).
     representation_cache_size: int = 512
-    representation_redis_seconds: int = 120
+    representation_redis_seconds: int = 30
+    # A rendered answer is rendered again after this long even if its clock says nothing changed: a change whose
+    # publication was lost (booking logs and goes on when Redis fails it) then shows within this time.
+    representation_max_life_seconds: float = Field(default=30.0, gt=0)
     # Cache-Control of seat maps and event pages: a CDN (or browser) may reuse a map this long and serve a stale
     # one while it revalidates; live seats come from the watch stream, so a second of staleness is harmless.
     seat_map_max_age_seconds: int = 1

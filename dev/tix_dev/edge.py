@@ -208,6 +208,8 @@ class EdgeTarget:
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     # Browser origins allowed to call the API from another origin (exact origins or RE2 patterns starting with ^).
     cors_origins: tuple[str, ...] = ()
+    # The event service's HTTP listener (the read path, see READ_ROUTES); None: those routes stay transcoded.
+    read_upstream: tuple[str, int] | None = None
 
 
 def http_routes(descriptor_path: Path = DESCRIPTOR_PATH) -> list[HttpRoute]:
@@ -260,8 +262,10 @@ def local_target(
     stream_jwks_path: Path | None = None,
     limits: EdgeLimits | None = None,
     cors_origins: tuple[str, ...] = LOCAL_ORIGINS,
+    read_port: int | None = None,
 ) -> EdgeTarget:
     ports = {name: entry.port for name, entry in SERVICES.items()} | dict(service_ports or {})
+    read_port = SERVICES["event"].http_port if read_port is None else read_port
     var_dir = DevSettings().var_dir
     return EdgeTarget(
         listen_address="127.0.0.1",
@@ -278,6 +282,7 @@ def local_target(
         health_check_interval="2s",
         limits=limits or EdgeLimits(),
         cors_origins=tuple(cors_origins),
+        read_upstream=("127.0.0.1", read_port) if read_port else None,
     )
 
 
@@ -298,6 +303,7 @@ def k8s_target() -> EdgeTarget:
         health_check_interval="5s",
         # The web app is served on the edge's own origin; other origins are added per deployment (envoy/README.md).
         cors_origins=(),
+        read_upstream=("event-svc", SERVICES["event"].http_port),
     )
 
 
@@ -305,7 +311,7 @@ def render_config(target: str | EdgeTarget = "local", **overrides: Any) -> str:
     """The Envoy bootstrap for ``local`` or ``k8s`` (or a ready-made target) as YAML.
 
     ``overrides`` go to :func:`local_target` (listen_port, admin_port, service_ports, descriptor_path, jwks_path,
-    stream_jwks_path, limits, cors_origins).
+    stream_jwks_path, limits, cors_origins, read_port).
     """
     if isinstance(target, EdgeTarget):
         edge = target
@@ -336,7 +342,8 @@ def bootstrap(edge: EdgeTarget) -> dict[str, Any]:
             "listeners": [_listener(edge, full_names, routes)],
             "clusters": [
                 _cluster(edge, short, full_names[short], host, port) for short, (host, port) in edge.upstreams.items()
-            ],
+            ]
+            + _read_clusters(edge),
         },
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
         # A ceiling on open connections so a flood cannot exhaust file descriptors (Envoy warns without one).
@@ -410,6 +417,8 @@ def _http_filters(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[
             "name": "envoy.filters.http.local_ratelimit",
             "typed_config": _edge_rate_limit(edge.limits),
         },
+        # Compression on the way out, after the transcoder has written JSON (filters encode in reverse order).
+        *_compressor_filters(),
         # Stream tokens ride in the query string, which the transcoder drops when it rewrites the path: they are
         # verified here, before it, and only on stream routes.
         {"name": _STREAM_JWT, "typed_config": _stream_jwt_authn(edge, full_names, routes)},
@@ -617,6 +626,7 @@ def _jwt_authn(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[Htt
         elif kind is RouteClass.FAN:
             rule["requires"] = stream if route.server_streaming else verified
         rules.append(rule)  # webhooks: no requirement (the service verifies the sender's signature)
+    rules += _read_jwt_rules(edge, public)
     return {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
         "providers": {
@@ -678,7 +688,7 @@ def _cors_policy(edge: EdgeTarget) -> dict[str, Any]:
         # What the web app sends: its token, JSON, a request id for support, EventSource's resume header, ETags.
         "allow_headers": "authorization, content-type, x-request-id, last-event-id, if-none-match",
         # What a page may read from answers: when to retry, ETags, the request id, gRPC statuses of streams.
-        "expose_headers": "retry-after, etag, x-request-id, grpc-status, grpc-message",
+        "expose_headers": "retry-after, etag, x-request-id, grpc-status, grpc-message, tix-feed-position",
         # Tokens travel in headers, never in cookies.
         "allow_credentials": False,
         "max_age": "600",
@@ -751,7 +761,7 @@ def _route_config(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[
                 "name": "tix",
                 "domains": ["*"],
                 "typed_per_filter_config": {_CORS: _cors_policy(edge)},
-                "routes": _document_routes(edge) + grpc_routes + webhook_rest + rest_routes,
+                "routes": _document_routes(edge) + grpc_routes + webhook_rest + _read_routes(edge) + rest_routes,
             }
         ],
     }
@@ -832,6 +842,128 @@ def _cluster(edge: EdgeTarget, short: str, full_name: str, host: str, port: int)
         # Headless Services: DNS lists every ready pod, so each call is balanced across pods, not each connection.
         cluster.update({"dns_refresh_rate": "5s", "respect_dns_ttl": True, "dns_lookup_family": "V4_PREFERRED"})
     return cluster
+
+
+
+# --- the read path: the event service's HTTP listener and compression -------------------------------------------
+
+# REST routes answered by the event service's HTTP listener instead of the transcoder (which can neither answer
+# 304, pass precompressed bytes on, nor write SSE ids and heartbeats): (name, path regex, streaming).
+READ_ROUTES = (
+    ("read.seat_watch", r"/v1/events/[^/]+/seats:watch", True),
+    ("read.seat_map", r"/v1/events/[^/]+/seats", False),
+    ("read.event_page", r"/v1/events/[^/:]+", False),
+    ("read.layout", r"/v1/layouts/[^/]+", False),
+)
+READ_CLUSTER = "event_http"
+# Compressed at the edge (the read path's maps and pages arrive compressed already and pass untouched).
+COMPRESSED_TYPES = ("application/json", "text/event-stream", "application/x-ndjson")
+# Brotli's per-stream state is large (its window), so long-lived streams get gzip and only JSON gets brotli.
+BROTLI_TYPES = ("application/json",)
+
+
+def _read_routes(edge: EdgeTarget) -> list[dict[str, Any]]:
+    if edge.read_upstream is None:
+        return []
+    routes = []
+    for name, regex, streaming in READ_ROUTES:
+        route: dict[str, Any] = {"cluster": READ_CLUSTER, "timeout": "0s" if streaming else UNARY_TIMEOUT}
+        if streaming:
+            route["idle_timeout"] = STREAM_IDLE_TIMEOUT
+        routes.append(
+            {
+                "name": name,
+                "match": {"safe_regex": {"regex": regex}, "headers": [{"name": ":method", "string_match": {
+                    "safe_regex": {"regex": "GET|HEAD"}}}]},
+                "route": route,
+                # Public reads: the per-address read budget, as the transcoded reads have.
+                "metadata": {"filter_metadata": {_METADATA_NAMESPACE: route_budgets(RouteClass.READ)}},
+                # The listener speaks REST itself: the transcoder must leave these requests alone.
+                "typed_per_filter_config": {
+                    _TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+                },
+            }
+        )
+    return routes
+
+
+def _read_jwt_rules(edge: EdgeTarget, public: dict[str, Any]) -> list[dict[str, Any]]:
+    """The read routes keep their REST paths (untranscoded): public, like the event service's gRPC reads."""
+    if edge.read_upstream is None:
+        return []
+    return [{"match": {"safe_regex": {"regex": regex}}, "requires": public} for _, regex, _ in READ_ROUTES]
+
+
+def _read_clusters(edge: EdgeTarget) -> list[dict[str, Any]]:
+    if edge.read_upstream is None:
+        return []
+    host, port = edge.read_upstream
+    cluster: dict[str, Any] = {
+        "name": READ_CLUSTER,
+        "type": edge.cluster_discovery,
+        "connect_timeout": "2s",
+        "lb_policy": "ROUND_ROBIN",
+        # HTTP/1.1 upstream (aiohttp); every open seat watch holds one connection, so no low ceilings.
+        "circuit_breakers": {
+            "thresholds": [
+                {"priority": "DEFAULT", "max_connections": 100_000, "max_pending_requests": 100_000,
+                 "max_requests": 1_000_000, "max_retries": 3}
+            ]
+        },
+        "load_assignment": {
+            "cluster_name": READ_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": edge.health_check_interval,
+                "no_traffic_interval": edge.health_check_interval,
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "http_health_check": {"path": "/healthz"},
+            }
+        ],
+    }
+    if edge.cluster_discovery == "STRICT_DNS":
+        cluster.update({"dns_refresh_rate": "5s", "respect_dns_ttl": True, "dns_lookup_family": "V4_PREFERRED"})
+    return [cluster]
+
+
+def _compressor_filters() -> list[dict[str, Any]]:
+    """brotli (preferred when a client accepts both) for JSON, gzip for JSON and streams. A response that is
+    already encoded (the read path's precompressed maps) passes untouched."""
+
+    def compressor(name: str, library: dict[str, Any], content_types: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "name": f"envoy.filters.http.compressor.{name}",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor",
+                "response_direction_config": {
+                    "common_config": {
+                        "min_content_length": 256,
+                        "content_type_matcher": [{"prefix": content_type} for content_type in content_types],
+                    },
+                },
+                "compressor_library": {"name": name, "typed_config": library},
+            },
+        }
+
+    return [
+        compressor(
+            "brotli",
+            {"@type": "type.googleapis.com/envoy.extensions.compression.brotli.compressor.v3.Brotli",
+             "quality": 5, "window_bits": 18},
+            BROTLI_TYPES,
+        ),
+        compressor(
+            "gzip",
+            # A small window: every open stream keeps its compressor state for as long as it lives.
+            {"@type": "type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip",
+             "compression_level": "BEST_SPEED", "memory_level": 5, "window_bits": 12},
+            COMPRESSED_TYPES,
+        ),
+    ]
 
 
 @dataclass(frozen=True)

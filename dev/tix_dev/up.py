@@ -74,6 +74,8 @@ class MeshPorts:
     stripe: int = STRIPE_PORT
     services: dict[str, int] = field(default_factory=lambda: {n: e.port for n, e in SERVICES.items()})
     metrics: dict[str, int] = field(default_factory=lambda: {n: e.metrics_port for n, e in SERVICES.items()})
+    # HTTP listeners beside gRPC (the event service's read path).
+    http: dict[str, int] = field(default_factory=lambda: {n: e.http_port for n, e in SERVICES.items() if e.http_port})
 
 
 @dataclass
@@ -118,6 +120,7 @@ class Mesh:
             jwks_path=jwks_path,
             stream_jwks_path=ensure_dev_stream_jwks(self.var_dir),
             limits=self.edge_limits,
+            read_port=self.ports.http.get("event", 0) if "event" in self.services else 0,
         )
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.envoy_config_path.write_text(text)
@@ -146,6 +149,8 @@ class Mesh:
                 )
             for name in self.services:
                 env = {**child_env, "TIX_METRICS_PORT": str(self.ports.metrics.get(name, 0))}
+                if name in self.ports.http:
+                    env["TIX_HTTP_PORT"] = str(self.ports.http[name])
                 self._spawn(
                     name,
                     [sys.executable, "-m", "tix.cli", "serve", name, "--port", str(self.ports.services[name])],
@@ -350,6 +355,7 @@ def _print_welcome(mesh: Mesh, settings: TixSettings, seconds: float, total: flo
         f"  Envoy admin      http://127.0.0.1:{mesh.ports.admin}",
         f"  localstripe      {mesh.stripe_api_base}",
         *(f"  {name + ' (gRPC)':<16} 127.0.0.1:{mesh.ports.services[name]}" for name in mesh.services),
+        *(f"  {name + ' (HTTP)':<16} 127.0.0.1:{port}" for name, port in mesh.ports.http.items() if name in mesh.services),
         f"  logs             {mesh.log_dir}/",
         "",
         "Try:",

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from event_svc.repository import CATALOG_GENERATION_KEY
 from tests.factories import TestEvent, create_event
 from tix.services import SERVICES
 from tix_dev.edge import EdgeLimits, render_config
@@ -34,6 +35,7 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         services={name: free_port() for name in SERVICES},
         # No metrics listeners: the ports would only be more to find free.
         metrics=dict.fromkeys(SERVICES, 0),
+        http={"event": free_port()},
     )
     env = {
         **settings_env,
@@ -42,6 +44,8 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         "TIX_DB_MAX_OVERFLOW": "2",
         "TIX_GRACE_SECONDS": "1",
         "TIX_LOG_LEVEL": "INFO",
+        # Heartbeats on quiet seat watches every second, so the tests see them without waiting.
+        "TIX_WATCH_HEARTBEAT_SECONDS": "1",
     }
     # Every test client comes from 127.0.0.1: the shared edge has its rate budgets off, and the tests of the limits
     # start an edge of their own with the budgets they mean to exhaust (second_edge).
@@ -70,14 +74,22 @@ async def http(edge_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def catalog_event(db, redis_url: str) -> TestEvent:
-    """A fresh event on an empty catalog; Redis is flushed too, so no service serves a cached older event 1."""
+async def forget_catalog(redis_url: str) -> None:
+    """Empty Redis and start a catalog generation never used before: the tests recreate event ids (the catalog is
+    truncated between tests), and the event service also keeps rendered pages and maps in process memory, keyed by
+    the catalog generation, as after a reseed in production."""
     client = aioredis.Redis.from_url(redis_url)
     try:
         await client.flushdb()
+        await client.set(CATALOG_GENERATION_KEY, time.time_ns())
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def catalog_event(db, redis_url: str) -> TestEvent:
+    """A fresh event on an empty catalog; no service serves a cached older event 1."""
+    await forget_catalog(redis_url)
     return await create_event(db)
 
 

@@ -188,11 +188,15 @@ async def test_seat_watch_streams_server_sent_events(mesh: Mesh, edge_url: str, 
         buffer = ""
         async for chunk in response.aiter_text():
             buffer += chunk
-            if "\n\n" in buffer:
+            if "event: snapshot" in buffer and buffer.count("\n\n") >= 2:
                 break
-    frame = buffer.split("\n\n", 1)[0]
-    assert frame.startswith("data: ")
-    first = json.loads(frame.removeprefix("data: "))
+    # retry: (how long an EventSource waits to reconnect), then the snapshot with its id.
+    retry, frame = buffer.split("\n\n")[:2]
+    assert retry.startswith("retry: ")
+    event, ident, data = frame.split("\n")
+    assert event == "event: snapshot"
+    assert ident.startswith("id: ")
+    first = json.loads(data.removeprefix("data: "))
     assert first["snapshot"]["eventId"] == str(catalog_event.event_id)
 
 
@@ -204,7 +208,7 @@ async def test_seat_watch_streams_newline_delimited_json_to_other_clients(
         client.stream("GET", f"/v1/events/{catalog_event.event_id}/seats:watch") as response,
     ):
             assert response.status_code == 200
-            assert response.headers["content-type"].startswith("application/json")
+            assert response.headers["content-type"] == "application/x-ndjson"
             buffer = ""
             async for chunk in response.aiter_text():
                 buffer += chunk

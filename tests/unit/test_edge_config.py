@@ -48,11 +48,13 @@ def test_committed_k8s_edge_config_matches_a_fresh_render():
 def test_k8s_edge_reaches_services_by_dns_and_reads_mounted_files():
     config = yaml.safe_load(render_config("k8s"))
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    assert set(clusters) == {"event", "search", "booking", "queue"}
+    assert set(clusters) == {"event", "search", "booking", "queue", "event_http"}
     for name, cluster in clusters.items():
         assert cluster["type"] == "STRICT_DNS"
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-        assert address["socket_address"]["address"] == f"{name}-svc"
+        assert address["socket_address"]["address"] == f"{name.removesuffix('_http')}-svc"
+    assert clusters["event_http"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"]["port_value"] == 50061
     listener = config["static_resources"]["listeners"][0]["address"]["socket_address"]
     assert listener == {"address": "0.0.0.0", "port_value": 8080}
     filters = _filters(config)
@@ -160,7 +162,11 @@ def test_fans_need_a_verified_user_while_reads_and_webhooks_are_public():
     assert provider["require_expiration"] is True
     assert provider["subjects"]["safe_regex"]["regex"].startswith("^[A-Za-z0-9]")
     assert provider["from_headers"] == [{"name": "Authorization", "value_prefix": "Bearer "}]  # never a URL
-    rules = {rule["match"]["path"]: rule.get("requires") for rule in jwt["rules"]}
+    rules = {rule["match"]["path"]: rule.get("requires") for rule in jwt["rules"] if "path" in rule["match"]}
+    # The read path's REST routes (untranscoded, matched by their REST paths) are public too.
+    read_rules = [rule for rule in jwt["rules"] if "safe_regex" in rule["match"]]
+    assert read_rules
+    assert all({"allow_missing_or_failed": {}} in r["requires"]["requires_any"]["requirements"] for r in read_rules)
     verified = {"provider_name": "tix"}
     assert rules["/tix.v1.BookingService/HandleStripeWebhook"] is None
     assert rules["/tix.v1.BookingService/ReserveSeats"] == verified
@@ -291,3 +297,39 @@ def test_the_openapi_document_is_served_by_the_edge_without_transcoding():
     assert openapi["direct_response"]["body"]["filename"] == "/etc/tix/openapi/openapi.json"
     assert openapi["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"] is True
     assert routes["reference"]["direct_response"]["body"]["filename"] == "/etc/tix/openapi/openapi.html"
+
+
+def test_the_read_routes_reach_the_event_services_http_listener_untranscoded():
+    config = yaml.safe_load(render_config("k8s"))
+    routes = {r["name"]: r for r in _routes(config)}
+    names = [r["name"] for r in _routes(config)]
+    for name in ("read.seat_watch", "read.seat_map", "read.event_page", "read.layout"):
+        route = routes[name]
+        assert route["route"]["cluster"] == "event_http"
+        disabled = route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+        assert disabled["disabled"] is True
+        # Before the REST catch-alls that hand everything else to the transcoder.
+        assert names.index(name) < names.index("rest-sse")
+    assert routes["read.seat_watch"]["route"]["timeout"] == "0s"
+    # The per-address budget of public reads, as the transcoded reads have.
+    assert routes["read.seat_map"]["metadata"]["filter_metadata"]["tix.edge"] == {"per_address": "read-ip"}
+    # The watch route is matched before the map's, which would otherwise not match ":watch" anyway.
+    assert names.index("read.seat_watch") < names.index("read.seat_map")
+
+
+def test_json_and_streams_are_compressed_at_the_edge_before_the_transcoder_writes_them():
+    config = yaml.safe_load(render_config("k8s"))
+    http_filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "http_filters"]
+    names = [f["name"] for f in http_filters]
+    assert names.index("envoy.filters.http.compressor.brotli") < names.index("envoy.filters.http.grpc_json_transcoder")
+    assert names.index("envoy.filters.http.compressor.gzip") < names.index("envoy.filters.http.grpc_json_transcoder")
+    by_name = {f["name"]: f["typed_config"] for f in http_filters}
+
+    def types(name: str) -> set[str]:
+        common = by_name[name]["response_direction_config"]["common_config"]
+        return {matcher["prefix"] for matcher in common["content_type_matcher"]}
+
+    assert types("envoy.filters.http.compressor.gzip") == {
+        "application/json", "text/event-stream", "application/x-ndjson"}
+    assert types("envoy.filters.http.compressor.brotli") == {"application/json"}
