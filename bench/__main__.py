@@ -1,8 +1,11 @@
 """``python -m bench`` (``make bench``): a flash sale through the booking service, beside baselines measured in the
 same run on the same machine, the same sale as REST/JSON through the Envoy edge, and the seed's naive design on the
-same load; after each sale the checker proves no seat was sold twice and no fan paid without a ticket.
+same load; after each sale the checker proves no seat was sold twice and no fan paid without a ticket. Then the
+on-sale read path (``bench/read.py``): event pages, a stadium's seat map and 5,000 live seat watches through Envoy.
 
-    python -m bench                       # 20,000 seats, 200,000 attempts, 500 concurrent clients
+    python -m bench                       # both: the sale (below) and the read path
+    python -m bench sale                  # the flash sale only: 20,000 seats, 200,000 attempts, 500 clients
+    python -m bench read                  # the read path only (--watchers, --event-workers)
     python -m bench --quick               # a small run (about a minute)
     python -m bench --smoke               # every scenario at toy size, in seconds (run by make test)
     python -m bench --seats 4000 --attempts 40000 --clients 200
@@ -25,11 +28,17 @@ from bench import baselines
 from bench.catalog import BLOCK, create_sale_event
 from bench.checker import SaleCheck, check_sale
 from bench.load import LoadResult, LoadSpec, percentile, run_load
+from bench.read import add_arguments as read_arguments
+from bench.read import run_read
+from bench.report import Report, _fmt_rate, _ms, _ratio
 from bench.stack import BenchStack, bench_stack
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read"), default="all",
+                        help="which benchmark: the flash sale, the read path, or both (default)")
+    read_arguments(parser)
     parser.add_argument("--seats", type=int, default=20_000, help="seats of the event (a multiple of 40)")
     parser.add_argument("--attempts", type=int, default=200_000, help="reserve attempts in the sale")
     parser.add_argument("--clients", type=int, default=500, help="concurrent clients")
@@ -72,39 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.envoy_attempts = args.envoy_attempts or args.attempts
     args.envoy_seconds = args.envoy_seconds or args.sale_seconds
     return args
-
-
-def _fmt_rate(value: float) -> str:
-    return f"{value:,.0f}/s"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms"
-
-
-class Report:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str]] = []
-        self.notes: list[str] = []
-
-    def add(self, name: str, value: str, baseline: str = "", ratio: str = "") -> None:
-        self.rows.append((name, value, baseline, ratio))
-        print(f"  {name}: {value}" + (f"   (baseline {baseline}; {ratio})" if baseline else ""), flush=True)
-
-    def print(self) -> None:
-        widths = [max(len(row[i]) for row in [("figure", "value", "baseline", "ratio"), *self.rows]) for i in range(4)]
-        line = "  ".join(f"{{:<{w}}}" for w in widths)
-        print()
-        print(line.format("figure", "value", "baseline (same run)", "ratio"))
-        print(line.format(*("-" * w for w in widths)))
-        for row in self.rows:
-            print(line.format(*row))
-        for note in self.notes:
-            print(f"- {note}")
-
-
-def _ratio(value: float, baseline: float) -> str:
-    return f"{value / baseline:.2f}x" if baseline else "n/a"
 
 
 def _check(stack: BenchStack, event_id: int, title: str) -> SaleCheck:
@@ -244,6 +220,83 @@ def _envoy_run(args: argparse.Namespace, stack: BenchStack, booking_port: int, e
         edge.stop()
 
 
+def _sale(args: argparse.Namespace, stack: BenchStack, report: Report, checks: list[SaleCheck]) -> None:
+    """The flash sale: baselines, the gRPC sale, the same sale through Envoy, the naive design, the checker."""
+    dsn = stack.libpq_url
+    sale = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (booking service)"))
+    naive_event = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (naive)"))
+    pg_event = asyncio.run(create_sale_event(dsn, args.seats, "Baseline (conditional UPDATE)"))
+    envoy_event = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (Envoy edge)")) if args.envoy else None
+    print(f"catalog ready: events {sale.event_id}, {naive_event.event_id}, {pg_event.event_id}"
+          + (f", {envoy_event.event_id}" if envoy_event else ""), flush=True)
+
+    print("baselines:", flush=True)
+    redis_ops = int(min(100_000, max(10_000, args.attempts // 2)) * args.baseline_scale)
+    single, piped = asyncio.run(baselines.redis_hold_rates(stack.redis_url, args.seats, redis_ops))
+    report.add(single.name, _fmt_rate(single.per_second))
+    report.add(piped.name, _fmt_rate(piped.per_second), _fmt_rate(single.per_second),
+               _ratio(piped.per_second, single.per_second))
+    pg_ops = int(min(50_000, max(5_000, args.attempts // 4)) * args.baseline_scale)
+    pg = asyncio.run(baselines.postgres_update_rate(dsn, pg_event.event_id, args.seats, pg_ops))
+    report.add(pg.name, _fmt_rate(pg.per_second), f"redis unpipelined {_fmt_rate(single.per_second)}",
+               _ratio(pg.per_second, single.per_second))
+    cycles = asyncio.run(baselines.localstripe_cycle_rate(stack.stripe_api_base, min(3_000, args.seats // BLOCK)))
+    report.add(cycles.name, f"{_fmt_rate(cycles.per_second)} payments")
+
+    echo = None
+    if args.skip_sale:
+        report.notes.append("flash sale skipped (--skip-sale)")
+    else:
+        try:
+            port = stack.start_booking_server(workers=args.workers, db_pool_size=args.server_db_pool)
+        except Exception as error:  # noqa: BLE001 - report and go on with the naive run
+            report.notes.append(f"flash sale skipped: the booking server did not start ({error})")
+            print(stack.booking_log_tail(), file=sys.stderr)
+        else:
+            target = f"127.0.0.1:{port}"
+            echo = run_load(
+                LoadSpec("health", args.echo_calls, args.clients, args.client_procs, grpc_target=target),
+                description="gRPC health echo",
+            )
+            report.add(f"gRPC Health/Check echo ({args.clients} clients)", _fmt_rate(echo.rate))
+            result = run_load(
+                LoadSpec("flash_sale", args.attempts, args.clients, args.client_procs, grpc_target=target,
+                         event_id=sale.event_id, seats=args.seats, stripe_api_base=stack.stripe_api_base,
+                         deadline_seconds=args.sale_seconds, request_ids=not args.without_request_id,
+                         fan_pay_seconds=args.fan_pay_seconds),
+                description="flash sale (booking service)",
+            )
+            _sale_figures(report, "sale", result, echo, cycles.per_second)
+            if result.operations < args.attempts:
+                report.notes.append(
+                    f"flash sale stopped at its {args.sale_seconds:.0f}s budget after {result.operations:,} of "
+                    f"{args.attempts:,} attempts"
+                )
+            time.sleep(1.5)  # let in-flight webhooks and sweeps settle before checking
+            checks.append(_check(stack, sale.event_id, "booking service"))
+            if envoy_event is not None:
+                envoy_check = _envoy_run(args, stack, port, envoy_event.event_id, report, echo, result)
+                if envoy_check is not None:
+                    checks.append(envoy_check)
+            stack.stop_booking_server()
+
+    if not args.skip_naive:
+        naive = run_load(
+            LoadSpec("naive", args.attempts, args.clients, args.client_procs, event_id=naive_event.event_id,
+                     seats=args.seats, stripe_api_base=stack.stripe_api_base, dsn=dsn,
+                     db_connections=args.naive_connections, deadline_seconds=args.naive_seconds,
+                     fan_pay_seconds=args.fan_pay_seconds),
+            description="flash sale (naive FOR UPDATE)",
+        )
+        _sale_figures(report, "naive", naive, echo, cycles.per_second)
+        if naive.operations < args.attempts:
+            report.notes.append(
+                f"naive run stopped at its {args.naive_seconds:.0f}s budget after {naive.operations:,} of "
+                f"{args.attempts:,} attempts"
+            )
+        checks.append(_check(stack, naive_event.event_id, "naive"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(
@@ -253,87 +306,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = Report()
     checks: list[SaleCheck] = []
+    failed_read: list[Exception] = []
     started = time.perf_counter()
     with bench_stack(keep_database=args.keep_db) as stack:
-        dsn = stack.libpq_url
-        sale = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (booking service)"))
-        naive_event = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (naive)"))
-        pg_event = asyncio.run(create_sale_event(dsn, args.seats, "Baseline (conditional UPDATE)"))
-        envoy_event = asyncio.run(create_sale_event(dsn, args.seats, "Flash Sale (Envoy edge)")) if args.envoy else None
-        print(f"catalog ready: events {sale.event_id}, {naive_event.event_id}, {pg_event.event_id}"
-              + (f", {envoy_event.event_id}" if envoy_event else ""), flush=True)
-
-        print("baselines:", flush=True)
-        redis_ops = int(min(100_000, max(10_000, args.attempts // 2)) * args.baseline_scale)
-        single, piped = asyncio.run(baselines.redis_hold_rates(stack.redis_url, args.seats, redis_ops))
-        report.add(single.name, _fmt_rate(single.per_second))
-        report.add(piped.name, _fmt_rate(piped.per_second), _fmt_rate(single.per_second),
-                   _ratio(piped.per_second, single.per_second))
-        pg_ops = int(min(50_000, max(5_000, args.attempts // 4)) * args.baseline_scale)
-        pg = asyncio.run(baselines.postgres_update_rate(dsn, pg_event.event_id, args.seats, pg_ops))
-        report.add(pg.name, _fmt_rate(pg.per_second), f"redis unpipelined {_fmt_rate(single.per_second)}",
-                   _ratio(pg.per_second, single.per_second))
-        cycles = asyncio.run(baselines.localstripe_cycle_rate(stack.stripe_api_base, min(3_000, args.seats // BLOCK)))
-        report.add(cycles.name, f"{_fmt_rate(cycles.per_second)} payments")
-
-        echo = None
-        if args.skip_sale:
-            report.notes.append("flash sale skipped (--skip-sale)")
-        else:
+        if args.scenario in ("all", "sale"):
+            _sale(args, stack, report, checks)
+        if args.scenario in ("all", "read"):
             try:
-                port = stack.start_booking_server(workers=args.workers, db_pool_size=args.server_db_pool)
-            except Exception as error:  # noqa: BLE001 - report and go on with the naive run
-                report.notes.append(f"flash sale skipped: the booking server did not start ({error})")
-                print(stack.booking_log_tail(), file=sys.stderr)
-            else:
-                target = f"127.0.0.1:{port}"
-                echo = run_load(
-                    LoadSpec("health", args.echo_calls, args.clients, args.client_procs, grpc_target=target),
-                    description="gRPC health echo",
-                )
-                report.add(f"gRPC Health/Check echo ({args.clients} clients)", _fmt_rate(echo.rate))
-                result = run_load(
-                    LoadSpec("flash_sale", args.attempts, args.clients, args.client_procs, grpc_target=target,
-                             event_id=sale.event_id, seats=args.seats, stripe_api_base=stack.stripe_api_base,
-                             deadline_seconds=args.sale_seconds, request_ids=not args.without_request_id,
-                             fan_pay_seconds=args.fan_pay_seconds),
-                    description="flash sale (booking service)",
-                )
-                _sale_figures(report, "sale", result, echo, cycles.per_second)
-                if result.operations < args.attempts:
-                    report.notes.append(
-                        f"flash sale stopped at its {args.sale_seconds:.0f}s budget after {result.operations:,} of "
-                        f"{args.attempts:,} attempts"
-                    )
-                time.sleep(1.5)  # let in-flight webhooks and sweeps settle before checking
-                checks.append(_check(stack, sale.event_id, "booking service"))
-                if envoy_event is not None:
-                    envoy_check = _envoy_run(args, stack, port, envoy_event.event_id, report, echo, result)
-                    if envoy_check is not None:
-                        checks.append(envoy_check)
-                stack.stop_booking_server()
+                run_read(args, stack, report)
+            except Exception as error:  # noqa: BLE001 - report it; the sale's figures still print
+                report.notes.append(f"read path skipped: {error!r}")
+                print(stack.event_log_tail(), file=sys.stderr)
+                failed_read.append(error)
 
-        if not args.skip_naive:
-            naive = run_load(
-                LoadSpec("naive", args.attempts, args.clients, args.client_procs, event_id=naive_event.event_id,
-                         seats=args.seats, stripe_api_base=stack.stripe_api_base, dsn=dsn,
-                         db_connections=args.naive_connections, deadline_seconds=args.naive_seconds,
-                         fan_pay_seconds=args.fan_pay_seconds),
-                description="flash sale (naive FOR UPDATE)",
-            )
-            _sale_figures(report, "naive", naive, echo, cycles.per_second)
-            if naive.operations < args.attempts:
-                report.notes.append(
-                    f"naive run stopped at its {args.naive_seconds:.0f}s budget after {naive.operations:,} of "
-                    f"{args.attempts:,} attempts"
-                )
-            checks.append(_check(stack, naive_event.event_id, "naive"))
-
-    report.notes.append(
-        "Stripe pacing was lifted for the sale (TIX_STRIPE_REQUESTS_PER_SECOND=1000000); at Stripe's test-mode "
-        "limit of 25 requests/s, and at least two calls per booking (create at reserve, retrieve at confirm), "
-        f"confirmations would be capped near 12 bookings/s = {12.5 * BLOCK:.0f} seats/s per account"
-    )
+    if args.scenario in ("all", "sale"):
+        report.notes.append(
+            "Stripe pacing was lifted for the sale (TIX_STRIPE_REQUESTS_PER_SECOND=1000000); at Stripe's test-mode "
+            "limit of 25 requests/s, and at least two calls per booking (create at reserve, retrieve at confirm), "
+            f"confirmations would be capped near 12 bookings/s = {12.5 * BLOCK:.0f} seats/s per account"
+        )
     if args.fan_pay_seconds:
         report.notes.append(f"each winner took {args.fan_pay_seconds:g}s to pay (--fan-pay-seconds)")
     report.print()
@@ -341,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c for c in checks if not c.ok]
     for check in failed:
         print(check.summary(), file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or failed_read else 0
 
 
 if __name__ == "__main__":

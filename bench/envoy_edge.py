@@ -81,30 +81,39 @@ def start_edge(work_dir: Path, booking_port: int, *, upstream_streams: int = 0, 
     ``upstream_streams`` > 0 caps concurrent streams per upstream HTTP/2 connection to booking, so Envoy opens
     more connections (and SO_REUSEPORT can spread them over the server's workers); 0 keeps the edge's config, one
     connection per Envoy worker thread."""
-    var_dir = work_dir / "edge"
+    return start_edge_for(work_dir, "booking", booking_port, upstream_streams=upstream_streams, timeout=timeout)
+
+
+def start_edge_for(
+    work_dir: Path, service: str, port: int, *, read_port: int = 0, upstream_streams: int = 0, timeout: float = 60.0
+) -> BenchEdge:
+    """The edge in front of one service on ``port`` (others on closed ports; the event service's HTTP listener on
+    ``read_port`` when given), ready and with that service's cluster healthy."""
+    var_dir = work_dir / f"edge-{service}"
     _, jwks_path = ensure_dev_keys(var_dir)
     listen_port, admin_port = free_port(), free_port()
-    closed = {name: free_port() for name in SERVICES if name != "booking"}  # nothing listens: health checks fail
+    closed = {name: free_port() for name in SERVICES if name != service}  # nothing listens: health checks fail
     target = local_target(
         listen_port=listen_port,
         admin_port=admin_port,
-        service_ports={**closed, "booking": booking_port},
+        service_ports={**closed, service: port},
         jwks_path=jwks_path,
         stream_jwks_path=ensure_dev_stream_jwks(var_dir),
         limits=EdgeLimits.unlimited(),
+        read_port=read_port,
     )
     config_path = var_dir / "envoy.yaml"
     if upstream_streams > 0:
         config = bootstrap(target)
         for cluster in config["static_resources"]["clusters"]:
-            if cluster["name"] == "booking":
+            if cluster["name"] == service:
                 (options,) = cluster["typed_extension_protocol_options"].values()
                 http2 = options["explicit_http_config"]["http2_protocol_options"]
                 http2["max_concurrent_streams"] = upstream_streams
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     else:
         config_path.write_text(render_config(target))
-    log_path = work_dir / "envoy.log"
+    log_path = work_dir / f"envoy-{service}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [envoy_binary(), "-c", str(config_path), "--log-level", "warn", "--disable-hot-restart"],
@@ -114,16 +123,16 @@ def start_edge(work_dir: Path, booking_port: int, *, upstream_streams: int = 0, 
         )
     edge = BenchEdge(process, listen_port, admin_port, var_dir, log_path)
     try:
-        _wait_ready(edge, booking_port, timeout)
+        _wait_ready(edge, service, port, timeout)
     except BaseException:
         edge.stop()
         raise
     return edge
 
 
-def _wait_ready(edge: BenchEdge, booking_port: int, timeout: float) -> None:
+def _wait_ready(edge: BenchEdge, service: str, port: int, timeout: float) -> None:
     admin = f"http://127.0.0.1:{edge.admin_port}"
-    healthy = f"booking::127.0.0.1:{booking_port}::health_flags::healthy"
+    healthy = f"{service}::127.0.0.1:{port}::health_flags::healthy"
 
     def booking_healthy() -> bool:
         if http_status(f"{admin}/ready") != 200:
@@ -135,7 +144,7 @@ def _wait_ready(edge: BenchEdge, booking_port: int, timeout: float) -> None:
             return False
 
     try:
-        wait_until(booking_healthy, what="envoy (and booking healthy behind it)", timeout=timeout,
+        wait_until(booking_healthy, what=f"envoy (and {service} healthy behind it)", timeout=timeout,
                    process=edge.process, interval=0.1)
     except NotReady as error:
         raise RuntimeError(f"{error}:\n{edge.log_tail()}") from None

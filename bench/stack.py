@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from tix.db import drop_database, ensure_database, libpq_url
 from tix.settings import DEVELOPMENT_STRIPE_API_KEY
@@ -35,6 +36,9 @@ class BenchStack:
     _redis: RedisServer | None = None
     _localstripe: subprocess.Popen[bytes] | None = None
     _booking: subprocess.Popen[bytes] | None = None
+    _booking_log: BinaryIO | None = None
+    _event: subprocess.Popen[bytes] | None = None
+    _event_log: BinaryIO | None = None
 
     @property
     def libpq_url(self) -> str:
@@ -81,25 +85,53 @@ class BenchStack:
         env = self.booking_env(workers=workers, db_pool_size=db_pool_size)
         env["TIX_PORT"] = str(self.booking_port)
         env["TIX_METRICS_PORT"] = str(free_port())
-        log_path = self.work_dir / "booking.log"
-        self._booking_log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._booking = subprocess.Popen(
-            [sys.executable, "-m", "tix.cli", "serve", "booking"],
+        self._booking, self._booking_log = self._serve("booking", self.booking_port, env)
+        return self.booking_port
+
+    def start_event_server(self, *, workers: int = 1, db_pool_size: int = 10) -> tuple[int, int]:
+        """``tix serve event`` with its HTTP listener on free ports; returns (gRPC port, HTTP port) once SERVING."""
+        grpc_port, http_port = free_port(), free_port()
+        env = self.booking_env(workers=workers, db_pool_size=db_pool_size)
+        env.update({"TIX_PORT": str(grpc_port), "TIX_HTTP_PORT": str(http_port), "TIX_METRICS_PORT": "0"})
+        self._event, self._event_log = self._serve("event", grpc_port, env)
+        return grpc_port, http_port
+
+    @property
+    def event_pid(self) -> int | None:
+        return self._event.pid if self._event is not None else None
+
+    def stop_event_server(self) -> None:
+        stop_process(self._event, timeout=30)
+        self._event = None
+        if self._event_log is not None:
+            self._event_log.close()
+            self._event_log = None
+
+    def _serve(self, name: str, port: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], BinaryIO]:
+        log_path = self.work_dir / f"{name}.log"
+        log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tix.cli", "serve", name],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=self._booking_log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
         )
         try:
             wait_until(
-                lambda: grpc_serving(self.booking_port, "tix.v1.BookingService"),
-                what=f"booking server (log: {log_path})", timeout=60, process=self._booking, interval=0.1,
+                lambda: grpc_serving(port, f"tix.v1.{name.capitalize()}Service"),
+                what=f"{name} server (log: {log_path})", timeout=60, process=process, interval=0.1,
             )
         except BaseException:
-            stop_process(self._booking)
+            stop_process(process)
+            log_file.close()
             raise
-        return self.booking_port
+        return process, log_file
+
+    def event_log_tail(self, lines: int = 30) -> str:
+        path = self.work_dir / "event.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def booking_log_tail(self, lines: int = 30) -> str:
         path = self.work_dir / "booking.log"
@@ -108,12 +140,14 @@ class BenchStack:
     def stop_booking_server(self) -> None:
         stop_process(self._booking, timeout=30)
         self._booking = None
-        if getattr(self, "_booking_log", None) is not None:
+        if self._booking_log is not None:
             self._booking_log.close()
+            self._booking_log = None
 
     def stop(self, *, keep_database: bool = False) -> None:
         """Stop every process; drop the database and the work directory (server log) unless asked to keep them."""
         self.stop_booking_server()
+        self.stop_event_server()
         if self._localstripe is not None:
             stop_localstripe(self._localstripe)
         if self._redis is not None:

@@ -109,9 +109,15 @@ class CachePolicy:
         return cache_control(self.max_age, self.stale_while_revalidate)
 
 
+# On seat maps: the feed position the map contains (a watch opened with ``sinceVersion`` set to it needs no map).
+FEED_POSITION_HEADER = "Tix-Feed-Position"
+
+
 def represent(request: web.Request, representation: Representation, policy: CachePolicy) -> web.Response:
     """The answer in the encoding the client prefers, or 304 when its copy is current."""
     headers = {"ETag": representation.etag, "Cache-Control": policy.header, "Vary": "Accept-Encoding"}
+    if representation.version is not None and representation.position is not None:
+        headers[FEED_POSITION_HEADER] = str(representation.position)
     if etag_matches(request.headers.get("If-None-Match"), representation.etag):
         return web.Response(status=304, headers=headers)
     encoding = negotiate(request.headers.get("Accept-Encoding"))

@@ -1,5 +1,5 @@
 """The benchmarks cannot rot: every ``bench/`` module imports, and ``python -m bench --smoke`` runs every scenario
-(baselines, the gRPC sale, the sale through Envoy, the naive design, the checker) at toy size. ``make bench``, the
+(baselines, the gRPC sale, the sale through Envoy, the naive design, the checker, the read path) at toy size. ``make bench``, the
 real measurement, stays out of ``make test``; this only proves it would run."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def test_every_bench_module_imports():
     names = [info.name for info in pkgutil.iter_modules(bench.__path__, prefix="bench.")]
     assert "bench.__main__" in names
     assert "bench.envoy_edge" in names
+    assert "bench.read" in names
     for name in names:
         importlib.import_module(name)
 
@@ -33,7 +34,8 @@ def test_the_bench_runs_every_scenario_at_toy_size():
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output[-4000:]
     for figure in ("redis", "sale: reserve decisions/s", "envoy sale: reserve decisions/s",
-                   "naive: reserve decisions/s"):
+                   "naive: reserve decisions/s", "map 304", "event page", "map during a sale",
+                   "change -> last of", "reconnect storm"):
         assert figure in output, f"{figure!r} missing from the report:\n{output[-4000:]}"
     assert "skipped" not in output, output[-4000:]
     assert output.count("checker (") == 3, output[-4000:]
