@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import random
 import re
 import shutil
@@ -544,6 +545,7 @@ def watch_figures(report: Report, edge: BenchEdge, stack: BenchStack, event: Rea
 def run_read(args: argparse.Namespace, stack: BenchStack, report: Report) -> None:
     """The read-path scenarios on their own event, service and edge."""
     size = read_size(args)
+    load_before = os.getloadavg()
     print(f"read path: {size.layout} event, {size.connections} connections, {size.watchers:,} watchers", flush=True)
     event = asyncio.run(create_read_event(stack.libpq_url, size.layout))
     grpc_port, http_port = stack.start_event_server(workers=args.event_workers)
@@ -556,10 +558,12 @@ def run_read(args: argparse.Namespace, stack: BenchStack, report: Report) -> Non
         _get(f"{edge.base_url}/v1/events/{event.event_id}/seats", BROWSER)  # the layout into the process once
         http_figures(report, edge, stack, event, size)
         watch_figures(report, edge, stack, event, size)
+        load_after = os.getloadavg()
         report.notes.append(
             f"read path: event service with TIX_WORKERS={args.event_workers}, Envoy with {mp.cpu_count()} worker "
-            f"threads, load generators and stores on the same {mp.cpu_count()} cores, shared with other work while "
-            "measured: compare the ratios, not the absolute figures")
+            f"threads, load generators and stores on the same {mp.cpu_count()} cores; the machine's 1-minute load "
+            f"average was {load_before[0]:.1f} before and {load_after[0]:.1f} after (anything above "
+            f"{mp.cpu_count()} means other work shared the cores): compare the ratios, not the absolute figures")
     finally:
         edge.stop()
         stack.stop_event_server()

@@ -20,6 +20,7 @@ Maps, pages and layouts are rendered and compressed once per change (``read_cach
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,7 +32,7 @@ from cachetools import LRUCache
 from google.rpc import code_pb2
 from prometheus_client import Counter, Histogram
 
-from event_svc.domain import MAX_SECTIONS_PER_PAGE, EventClock, EventViewing, SeatMapView
+from event_svc.domain import MAX_SECTIONS_PER_PAGE, EventClock, EventViewing, MapSnapshot, SeatMapView
 from event_svc.read_cache import RepresentationCache
 from event_svc.representations import (
     Representation,
@@ -343,9 +344,8 @@ class ReadApi:
             return [frame, *(_changes(item, fmt) for item in replay)]
         # The cached map is older than the log reaches (or the feed's store forgot the event): read one now.
         snapshot = await self._viewing.snapshot(event_id, not_before=self._viewing.mark())
-        position = snapshot.position if snapshot.position is not None else snapshot.seat_map.version
         watcher.started("snapshot", None, [])
-        return [snapshot_frame(fmt, proto_json(render_seat_map(snapshot.seat_map)), position)]
+        return [_snapshot_frame(snapshot, fmt)]
 
     async def _serve(self, event_id: int, watcher: HttpWatcher, request: web.Request) -> None:
         """Pass on what the watcher buffered while it started, then let the hub write to it directly; send a
@@ -361,8 +361,7 @@ class ReadApi:
                 watcher.resync = False
                 watcher.pending.clear()
                 snapshot = await self._viewing.snapshot(event_id, not_before=self._viewing.mark())
-                position = snapshot.position if snapshot.position is not None else snapshot.seat_map.version
-                watcher.write(snapshot_frame(watcher.fmt, proto_json(render_seat_map(snapshot.seat_map)), position))
+                watcher.write(_snapshot_frame(snapshot, watcher.fmt))
                 watcher.last = None
                 await request.writer.drain()
                 continue
@@ -379,6 +378,13 @@ class ReadApi:
             except TimeoutError:
                 if time.monotonic() - watcher.last_write >= heartbeat * 0.95:
                     watcher.write(heartbeat_frame(watcher.fmt, watcher.last))
+
+
+@functools.lru_cache(maxsize=16)
+def _snapshot_frame(snapshot: MapSnapshot, fmt: StreamFormat) -> bytes:
+    """A map read for watchers, rendered once for all who share the read."""
+    position = snapshot.position if snapshot.position is not None else snapshot.seat_map.version
+    return snapshot_frame(fmt, proto_json(render_seat_map(snapshot.seat_map)), position)
 
 
 def _changes(item: FeedItem, fmt: StreamFormat) -> bytes:
@@ -420,6 +426,15 @@ class HttpWatcher:
     # --- Sink, for the hub ------------------------------------------------------------------------------------------
 
     def offer(self, item: FeedItem) -> None:
+        if self.live and not self.pending and item.prev == self.last:
+            # The hot path, once per change and caught-up watcher: one write of bytes shared by all of them.
+            frame = item.frames.get(self.fmt) or _changes(item, self.fmt)
+            transport = self.transport
+            if transport.get_write_buffer_size() + len(frame) <= self.max_buffer and not transport.is_closing():
+                transport.write(frame)
+                self.last = item.version
+                self.last_write = item.received
+                return
         if self.ended is not None or self.resync:
             return
         if self.live and not self.pending:

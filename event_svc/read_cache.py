@@ -7,7 +7,9 @@ event's clock is still the one it was read under: a change moves the head (even 
 committed late: the head is the *last* publication, not the highest version), a catalog change moves the catalog
 version. A process asks Redis for the clock at most every ``read_freshness_seconds`` per event (single-flighted), and
 learns of publications at once for the events it watches; so an answer may be that much older than the newest
-change, never older, and a burst of fans costs no store round trip at all.
+change, never older, and a burst of fans costs no store round trip at all. While an event changes faster than a map
+renders (a sale), the last rendering keeps being served for up to ``refresh_seconds`` and then while one refresh
+runs: a map is then at most about a second behind, and costs one render a second per process, not a wait per fan.
 
 **Redis down.** The clock cannot be read: answers are read from PostgreSQL (slower, correct) and kept only
 ``degraded_cache_seconds``.
@@ -18,6 +20,7 @@ replicas of the service take it instead of rendering it again (compressed bytes,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -110,12 +113,17 @@ class RepresentationCache:
         redis_seconds: int,
         degraded_seconds: float,
         max_life_seconds: float = 30.0,
+        refresh_seconds: float = 1.0,
+        stale_seconds: float = 5.0,
     ) -> None:
         self._blobs = blobs  # a client that returns bytes
         self._clocks = clocks
         self._redis_seconds = redis_seconds
         self._degraded_seconds = degraded_seconds
         self._max_life_seconds = max_life_seconds
+        self._refresh_seconds = refresh_seconds
+        self._stale_seconds = stale_seconds
+        self._refreshing: set[asyncio.Task] = set()
         self._entries: LRUCache[tuple[int, str], Representation] = LRUCache(maxsize=size)
         self._flights: SingleFlight[tuple[int, str], Representation] = SingleFlight()
 
@@ -124,15 +132,38 @@ class RepresentationCache:
         ``build(clock)``, which must read its data after the clock it is given was observed."""
         key = (event_id, variant)
         cached = self._entries.get(key)
-        if cached is not None and await self._current(event_id, cached):
+        if cached is None:
+            return await self._flights.run(key, lambda: self._load(event_id, variant, build))
+        if await self._current(event_id, cached):
+            return cached
+        age = time.monotonic() - cached.loaded_at
+        if age < self._stale_seconds and cached.clock is not None and not self._expired(cached):
+            # Changed, but recently rendered: serve it while one refresh runs (at most one per refresh_seconds),
+            # so a sale changing seats every few milliseconds costs a render a second, not a wait per request.
+            if age >= self._refresh_seconds and not self._flights.in_flight(key):
+                self._refresh(key, lambda: self._load(event_id, variant, build))
             return cached
         return await self._flights.run(key, lambda: self._load(event_id, variant, build))
+
+    def _refresh(self, key: tuple[int, str], load: Callable[[], Awaitable[Representation]]) -> None:
+        task = asyncio.ensure_future(self._flights.run(key, load))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("representation_refresh_failed", error=repr(task.exception()))
+
+    @staticmethod
+    def _expired(cached: Representation) -> bool:
+        return cached.expires_at is not None and time.time() >= cached.expires_at
 
     def cached(self, event_id: int, variant: str) -> Representation | None:
         return self._entries.get((event_id, variant))
 
     async def _current(self, event_id: int, cached: Representation) -> bool:
-        if cached.expires_at is not None and time.time() >= cached.expires_at:
+        if self._expired(cached):
             return False
         if time.monotonic() - cached.loaded_at >= self._max_life_seconds:
             return False

@@ -49,11 +49,11 @@ SEAT_FEED_REPAIRS = Counter(
     "tix_seat_feed_repairs_total", "Gaps in an event's feed, by how they were mended.", ["outcome"]
 )
 
-# How long a new watcher waits for Redis to confirm its event's subscription.
-_SUBSCRIBE_TIMEOUT_SECONDS = 5.0
+# How long a new watcher waits for Redis to confirm its event's subscription (generous: in a reconnect storm the
+# confirmation queues behind thousands of arriving streams).
+_SUBSCRIBE_TIMEOUT_SECONDS = 15.0
 # Log entries read at first when a watcher resumes (a storm of reconnects shares one read); all of it if needed.
 _TAIL_FIRST_READ = 512
-_TAIL_SHARED_SECONDS = 0.2
 
 
 class Heartbeat(NamedTuple):
@@ -68,6 +68,8 @@ class FeedItem:
 
     message: seatfeed.SeatFeedMessage
     frames: dict[Any, bytes] = field(default_factory=dict)
+    # When this process received it (monotonic seconds).
+    received: float = field(default_factory=time.monotonic)
 
     @property
     def version(self) -> int:
@@ -76,6 +78,13 @@ class FeedItem:
     @property
     def prev(self) -> int:
         return self.message.prev
+
+
+@dataclass(frozen=True)
+class _Tail:
+    began: int  # the mark taken as the read started
+    feed: seatfeed.FeedTail
+    items: tuple[FeedItem, ...]
 
 
 class Sink(Protocol):
@@ -153,8 +162,8 @@ class SeatHub:
         self._commands = asyncio.Lock()
         self._connected = asyncio.Event()
         self._background: set[asyncio.Task] = set()
-        self._tails: SingleFlight[tuple[int, int], tuple[float, seatfeed.FeedTail]] = SingleFlight()
-        self._tail_cache: dict[tuple[int, int], tuple[float, seatfeed.FeedTail]] = {}
+        self._tails: SingleFlight[tuple[int, int], _Tail] = SingleFlight()
+        self._tail_cache: dict[tuple[int, int], _Tail] = {}
 
     # --- what the servicers use ---------------------------------------------------------------------------------
 
@@ -243,6 +252,7 @@ class SeatHub:
         """The publications after ``position``, from this process's memory or the event's log (None: neither
         reaches back that far; the watcher needs a snapshot). Call after joining: what is published from then on
         is offered to the watcher too (take out what the replay already holds)."""
+        joined = self._tails.mark()
         feed = self._feeds.get(event_id)
         if feed is not None and feed.last is not None and feed.held is None:
             replay = seatfeed.replay_after([item.message for item in feed.recent], feed.last, position)
@@ -251,14 +261,15 @@ class SeatHub:
                 return recent[len(recent) - len(replay):] if replay else []
         for count in (_TAIL_FIRST_READ, seatfeed.LOG_LENGTH * 2):
             try:
-                tail = await self._tail(event_id, count)
+                tail = await self._tail(event_id, count, joined)
             except (RedisError, OSError) as error:
                 log.warning("seat_feed_log_unavailable", event_id=event_id, error=repr(error))
                 return None
-            messages = seatfeed.replay_after(tail.entries, tail.last, position)
+            messages = seatfeed.replay_after(tail.feed.entries, tail.feed.last, position)
             if messages is not None:
-                return [FeedItem(message) for message in messages]
-            if tail.complete:
+                # The same items (and so the same rendered frames) for every watcher resuming from this read.
+                return list(tail.items[len(tail.items) - len(messages):]) if messages else []
+            if tail.feed.complete:
                 return None
         return None
 
@@ -275,22 +286,24 @@ class SeatHub:
 
     # --- the log ------------------------------------------------------------------------------------------------
 
-    async def _tail(self, event_id: int, count: int) -> seatfeed.FeedTail:
-        """The log's newest entries; a storm of reconnecting watchers shares one read for a moment."""
+    async def _tail(self, event_id: int, count: int, joined: int) -> _Tail:
+        """The log's newest entries, read after ``joined`` (a mark taken once the watcher was joined, so what the
+        read misses is in its buffer); a storm of reconnecting watchers shares each read."""
         key = (event_id, count)
         cached = self._tail_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < _TAIL_SHARED_SECONDS:
-            return cached[1]
+        if cached is not None and cached.began > joined:
+            return cached
 
-        async def read() -> tuple[float, seatfeed.FeedTail]:
-            started = time.monotonic()
-            tail = await seatfeed.read_tail(self._redis, event_id, count)
-            self._tail_cache[key] = (started, tail)
+        async def read() -> _Tail:
+            began = self._tails.mark()
+            feed = await seatfeed.read_tail(self._redis, event_id, count)
+            tail = _Tail(began, feed, tuple(FeedItem(message) for message in feed.entries))
+            self._tail_cache[key] = tail
             if len(self._tail_cache) > 1024:
                 self._tail_cache.clear()
-            return started, tail
+            return tail
 
-        return (await self._tails.run(key, read))[1]
+        return await self._tails.run(key, read, not_before=joined)
 
     # --- subscriptions ------------------------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[EventSettings]) -> Non
             redis_seconds=settings.representation_redis_seconds,
             degraded_seconds=settings.degraded_cache_seconds,
             max_life_seconds=settings.representation_max_life_seconds,
+            refresh_seconds=settings.representation_refresh_seconds,
+            stale_seconds=settings.representation_stale_seconds,
         )
         api = ReadApi(viewing, cache, hub, settings, draining=runtime.draining)
         runner = await start_http(api, settings.host, settings.http_port)

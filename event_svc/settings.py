@@ -35,6 +35,10 @@ class EventSettings(ReadServiceSettings):
     # A rendered answer is rendered again after this long even if its clock says nothing changed: a change whose
     # publication was lost (booking logs and goes on when Redis fails it) then shows within this time.
     representation_max_life_seconds: float = Field(default=30.0, gt=0)
+    # While an event changes faster than its map renders, the last rendering is served this long before one
+    # refresh starts, and meanwhile (up to stale seconds; older ones make requests wait for the new rendering).
+    representation_refresh_seconds: float = Field(default=1.0, ge=0)
+    representation_stale_seconds: float = Field(default=5.0, gt=0)
     # Cache-Control of seat maps and event pages: a CDN (or browser) may reuse a map this long and serve a stale
     # one while it revalidates; live seats come from the watch stream, so a second of staleness is harmless.
     seat_map_max_age_seconds: int = 1

@@ -901,7 +901,8 @@ def _read_clusters(edge: EdgeTarget) -> list[dict[str, Any]]:
     cluster: dict[str, Any] = {
         "name": READ_CLUSTER,
         "type": edge.cluster_discovery,
-        "connect_timeout": "2s",
+        # A reconnect storm opens thousands of upstream connections at once: give accepts time to catch up.
+        "connect_timeout": "5s",
         "lb_policy": "ROUND_ROBIN",
         # HTTP/1.1 upstream (aiohttp); every open seat watch holds one connection, so no low ceilings.
         "circuit_breakers": {
