@@ -267,6 +267,26 @@ class MapSnapshot:
     position: int | None
 
 
+@dataclass(frozen=True, eq=False)
+class SeatMapSource:
+    """A seat map's ingredients, read; :meth:`build` overlays them (pure, no I/O)."""
+
+    entry: EventCatalogEntry
+    layout: SeatLayout
+    state: SeatState
+    section_id: str | None
+    view: SeatMapView
+    page: FullViewPage | None
+
+    def build(self) -> SeatMap:
+        page = self.page
+        return build_seat_map(
+            self.entry, self.layout, self.state, section_id=self.section_id, view=self.view,
+            section_indexes=page.section_indexes if page else None,
+            next_page_token=page.next_page_token if page else "",
+        )
+
+
 @dataclass(frozen=True)
 class EventClock:
     """What says whether a cached map or page is still current: the event's last seat-feed publication (its
@@ -317,11 +337,10 @@ def full_view_page(
         raise InvalidArgument("page_size", "must not be negative")
     sections = layout.sections
     if section_id is not None:
-        indexes: tuple[int, ...] = tuple(i for i, s in enumerate(sections) if s.section_id == section_id)
-        start, wanted = 0, indexes
+        wanted: tuple[int, ...] = tuple(i for i, s in enumerate(sections) if s.section_id == section_id)
     else:
         start = decode_page_token(page_token, layout.layout_id) if page_token else 0
-        if start > len(sections):
+        if start >= len(sections) and (start or sections):
             raise InvalidArgument("page_token", "not a page token of this seat map", "INVALID_PAGE_TOKEN")
         limit = min(page_size or MAX_SECTIONS_PER_PAGE, MAX_SECTIONS_PER_PAGE)
         chosen: list[int] = []
@@ -529,6 +548,24 @@ class EventViewing:
     ) -> SeatMap:
         """The map (a page of it in the full view). Concurrent readers share the read in progress, or with
         ``not_before`` (a :meth:`mark`) only a read that starts after it."""
+        source = await self.seat_map_source(
+            event_id, section_id=section_id, view=view, page_size=page_size, page_token=page_token,
+            not_before=not_before,
+        )
+        return source.build()
+
+    async def seat_map_source(
+        self,
+        event_id: int,
+        *,
+        section_id: str | None = None,
+        view: SeatMapView = SeatMapView.COMPACT,
+        page_size: int = 0,
+        page_token: str = "",
+        not_before: int | None = None,
+    ) -> SeatMapSource:
+        """What a map is built from, read from the stores; building it is pure CPU (a caller may do it off the
+        event loop)."""
         entry = await self.catalog_entry(event_id)
         if section_id is not None and entry.section(section_id) is None:
             raise NotFound(
@@ -544,11 +581,7 @@ class EventViewing:
             )
         # Concurrent readers share one query: a stampede of seat-map viewers costs one read.
         state = await self._seat_flights.run(event_id, lambda: self._read_seat_state(event_id), not_before=not_before)
-        return build_seat_map(
-            entry, layout, state, section_id=section_id, view=view,
-            section_indexes=page.section_indexes if page else None,
-            next_page_token=page.next_page_token if page else "",
-        )
+        return SeatMapSource(entry, layout, state, section_id, view, page)
 
     def mark_seats(self) -> int:
         """A point in time after which a seat-map read must start (see SingleFlight): take it after observing the

@@ -243,14 +243,20 @@ class ReadApi:
         page_size: int = 0, page_token: str = "",
     ) -> Representation:
         async def build(clock: EventClock | None) -> Representation:
-            seat_map = await self._viewing.seat_map(
+            source = await self._viewing.seat_map_source(
                 event_id, section_id=section_id, view=view, page_size=page_size, page_token=page_token,
                 not_before=self._viewing.mark_seats(),
             )
-            body = proto_json(render_seat_map(seat_map))
-            etag = map_etag(seat_map.version, clock)
-            # Compression releases the GIL: the loop keeps serving watchers meanwhile.
-            return await asyncio.to_thread(encode, body, etag, clock=clock, version=seat_map.version)
+
+            def render() -> Representation:
+                seat_map = source.build()
+                body = proto_json(render_seat_map(seat_map))
+                return encode(body, map_etag(seat_map.version, clock), clock=clock, version=seat_map.version)
+
+            # Off the event loop: a stadium mid-sale takes a few hundred milliseconds of CPU to overlay, render and
+            # compress, and the loop keeps answering from the cache and writing to watchers meanwhile (the
+            # interpreter switches threads every few milliseconds; compression releases the lock altogether).
+            return await asyncio.to_thread(render)
 
         return await self._cache.get(event_id, variant, build)
 
