@@ -14,8 +14,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from event_svc.repository import CATALOG_GENERATION_KEY
 from tests.factories import TestEvent, create_event
+from tix.catalog import CATALOG_GENERATION_KEY
 from tix.services import SERVICES
 from tix_dev.edge import EdgeLimits, render_config
 from tix_dev.processes import stop_process
