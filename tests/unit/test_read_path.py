@@ -224,3 +224,52 @@ def test_any_position_in_the_log_replays_exactly_the_later_publications(versions
     replay = seatfeed.replay_after(log, versions[-1], versions[index])
     assert replay is not None
     assert [m.version for m in replay] == versions[index + 1:]
+
+
+# --- slow readers -------------------------------------------------------------------------------------------------
+
+
+class _Transport:
+    """A connection's send side: what was written, and how much of it the peer has not taken yet."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.unsent = 0
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if not self.reading:
+            self.unsent += len(data)
+
+
+async def test_a_slow_reader_is_dropped_with_a_reason_and_the_others_keep_getting_every_change():
+    from event_svc.http_api import HttpWatcher
+    from event_svc.seat_hub import FeedItem
+
+    fast_transport, slow_transport = _Transport(), _Transport()
+    slow_transport.reading = False
+    fast = HttpWatcher(fast_transport, StreamFormat.SSE, max_buffer=64 * 1024, queue_limit=16)
+    slow = HttpWatcher(slow_transport, StreamFormat.SSE, max_buffer=64 * 1024, queue_limit=16)
+    for watcher in (fast, slow):
+        watcher.live, watcher.last = True, 0
+    changes = tuple((f"101-1-{n}", "reserved") for n in range(200))  # ~10 KB a frame
+    prev = 0
+    for version in range(1, 41):
+        item = FeedItem(seatfeed.SeatFeedMessage(1, version, prev, changes))
+        prev = version
+        fast.offer(item)
+        slow.offer(item)
+    assert fast.ended is None
+    assert fast.last == 40
+    assert len(fast_transport.written) == 40
+    assert slow.ended is not None
+    assert slow.ended[0] == "SLOW_READER"
+    assert slow_transport.unsent <= 64 * 1024
+    assert len(slow_transport.written) < 10
