@@ -68,6 +68,19 @@ async def ensure_stadium(conn: psycopg.AsyncConnection, seats: int) -> str:
     return layout_id
 
 
+async def materialise_tickets(conn: psycopg.AsyncConnection, event_id: int) -> None:
+    """The same statement the services run on first use (tix.inventory), done before the clock starts."""
+    await conn.execute(
+        "WITH claimed AS (UPDATE events SET tickets_ready = true WHERE event_id = %(e)s AND NOT tickets_ready"
+        " RETURNING event_id, venue_id, tier_prices)"
+        " INSERT INTO tickets (event_id, seat_id, section_id, status, price_minor)"
+        " SELECT c.event_id, s.seat_id, s.section_id, 'available',"
+        " c.tier_prices[LEAST(s.price_tier, cardinality(c.tier_prices))]"
+        " FROM claimed c JOIN venues v ON v.venue_id = c.venue_id JOIN layout_seats s ON s.layout_id = v.layout_id",
+        {"e": event_id},
+    )
+
+
 async def create_sale_event(dsn: str, seats: int, name: str, *, max_seats_per_user: int = 8) -> SaleEvent:
     """An on-sale event (no waiting room) on the stadium, with its ticket rows created."""
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
@@ -90,16 +103,7 @@ async def create_sale_event(dsn: str, seats: int, name: str, *, max_seats_per_us
             " RETURNING event_id",
             (name, venue_id, performer_id, list(TIER_PRICES), max_seats_per_user),
         )).fetchone())[0]
-        # The same statement the services run on first use (tix.inventory), done before the clock starts.
-        await conn.execute(
-            "WITH claimed AS (UPDATE events SET tickets_ready = true WHERE event_id = %(e)s AND NOT tickets_ready"
-            " RETURNING event_id, venue_id, tier_prices)"
-            " INSERT INTO tickets (event_id, seat_id, section_id, status, price_minor)"
-            " SELECT c.event_id, s.seat_id, s.section_id, 'available',"
-            " c.tier_prices[LEAST(s.price_tier, cardinality(c.tier_prices))]"
-            " FROM claimed c JOIN venues v ON v.venue_id = c.venue_id JOIN layout_seats s ON s.layout_id = v.layout_id",
-            {"e": event_id},
-        )
+        await materialise_tickets(conn, event_id)
         await conn.commit()
         await conn.execute("ANALYZE tickets")
         await conn.commit()

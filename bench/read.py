@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from bench.catalog import materialise_tickets
 from bench.envoy_edge import BenchEdge, start_edge_for
 from bench.load import percentile
 from bench.report import Report, _fmt_rate, _ms, _ratio
@@ -93,14 +94,7 @@ async def create_read_event(dsn: str, template: str) -> ReadEvent:
             " VALUES ('Read Bench Live', 'read path benchmark', 1, %s, %s, now() + interval '30 days',"
             " now() + interval '30 days 3 hours', now() - interval '1 minute', 'USD', %s, 8, false)"
             " RETURNING event_id", (venue_id, performer_id, [15000, 9500, 6000, 4000, 2500]))).fetchone())[0]
-        await conn.execute(
-            "WITH claimed AS (UPDATE events SET tickets_ready = true WHERE event_id = %(e)s AND NOT tickets_ready"
-            " RETURNING event_id, venue_id, tier_prices)"
-            " INSERT INTO tickets (event_id, seat_id, section_id, status, price_minor)"
-            " SELECT c.event_id, s.seat_id, s.section_id, 'available',"
-            " c.tier_prices[LEAST(s.price_tier, cardinality(c.tier_prices))]"
-            " FROM claimed c JOIN venues v ON v.venue_id = c.venue_id JOIN layout_seats s ON s.layout_id = v.layout_id",
-            {"e": event_id})
+        await materialise_tickets(conn, event_id)
         seats = [seat.seat_id for seat in layout.seats]
         sold = [seat for index, seat in enumerate(seats) if index % 6 in (1, 2)]
         await conn.execute(
