@@ -592,3 +592,24 @@ async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hu
         await stream.aclose()
     await wait_for(lambda: _is(numsub(redis, event.event_id), 0))
     assert hub.subscribed_events() == set()
+
+
+async def test_a_read_replica_url_gives_the_read_services_a_second_engine(settings_env, db, database_url):
+    """TIX_DATABASE_READ_URL: catalog reads go to the replica's engine (here the same database under another URL
+    spelling), while the seat state under a map stays on the primary."""
+    event = await create_event(db)
+    version = await set_seats(db, event.event_id, ["S1-A-1"], "booked")
+    replica = database_url.replace("postgresql+psycopg://", "postgresql://")
+    running = await start_event_server(database_read_url=replica)
+    try:
+        runtime = running.runtime
+        assert runtime.reader is not runtime.engine
+        assert runtime.reader.url.database == runtime.engine.url.database
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = event_pb2_grpc.EventServiceStub(channel)
+            page = await stub.GetEvent(event_pb2.GetEventRequest(event_id=str(event.event_id)))
+            seat_map = await stub.ListSeats(event_pb2.ListSeatsRequest(event_id=str(event.event_id)))
+        assert page.available_count == 99
+        assert seat_map.version == version
+    finally:
+        await running.stop(grace=0)
