@@ -138,10 +138,18 @@ class RepresentationCache:
         if self._current(cached, clock):
             return cached
         age = time.monotonic() - cached.loaded_at
-        if clock is not None and cached.clock is not None and age < self._stale_seconds and not self._expired(cached):
-            # Changed, but recently rendered: serve it while one refresh runs (at most one per refresh_seconds),
-            # so a sale changing seats every few milliseconds costs a render a second, not a wait per request.
-            if age >= self._refresh_seconds and not self._flights.in_flight(key):
+        expired = self._expired(cached)
+        # Only its maximum life is over (nothing says it changed): serve it while it is rendered again.
+        unchanged = clock is not None and clock == cached.clock and not expired
+        # Seats changed (the catalog did not), but it was rendered recently.
+        seats_moved = (
+            clock is not None and cached.clock is not None and clock.catalog == cached.clock.catalog
+            and age < self._stale_seconds and not expired
+        )
+        if unchanged or seats_moved:
+            # Serve it while one refresh runs (at most one per refresh_seconds), so a sale changing seats every few
+            # milliseconds costs a render a second, not a wait per request; a catalog change always waits.
+            if (unchanged or age >= self._refresh_seconds) and not self._flights.in_flight(key):
                 self._refresh(key, lambda: self._load(event_id, variant, build))
             return cached
         return await self._flights.run(key, lambda: self._load(event_id, variant, build))
