@@ -57,6 +57,7 @@ from event_svc.watch_frames import (
     snapshot_frame,
 )
 from tix.errors import DomainError, InvalidArgument
+from tix.identity import STREAM_TOKEN_PARAMETER
 from tix.logs import get_logger
 from tix.validation import require_numeric_id
 
@@ -282,7 +283,9 @@ class ReadApi:
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         event_id = require_numeric_id(request.match_info["event_id"], "event_id")
-        query = _query(request, {"sinceVersion": "since_version", "since_version": "since_version"})
+        # A stream token (tix.identity) may ride along: the edge verified it before routing here; it is no input.
+        query = _query(request, {"sinceVersion": "since_version", "since_version": "since_version",
+                                 STREAM_TOKEN_PARAMETER: STREAM_TOKEN_PARAMETER})
         since = self._resume_point(request.headers.get("Last-Event-ID"), query.get("since_version"))
         fmt = StreamFormat.SSE if SSE_ACCEPT in request.headers.get("Accept", "") else StreamFormat.NDJSON
         await self._viewing.catalog_entry(event_id)  # an unknown event is a 404, before any stream starts
