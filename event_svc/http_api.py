@@ -59,7 +59,7 @@ from event_svc.watch_frames import (
 from tix.errors import DomainError, InvalidArgument
 from tix.identity import STREAM_TOKEN_PARAMETER
 from tix.logs import get_logger
-from tix.validation import require_numeric_id
+from tix.validation import TEXT_REASON, require_numeric_id, text_problem
 
 log = get_logger("event_svc.http_api")
 
@@ -131,14 +131,25 @@ def represent(request: web.Request, representation: Representation, policy: Cach
 
 def _query(request: web.Request, allowed: Mapping[str, str]) -> dict[str, str]:
     """Query parameters by field name (``sectionId`` and ``section_id`` alike); unknown ones are refused, as the
-    transcoder refuses them."""
+    transcoder refuses them, and every value, like the path's, passes the runtime's one check of request text
+    (tix.validation: the gRPC server runs the same check before its handlers)."""
+    for name, value in request.match_info.items():
+        _check_text(name, value)
     out: dict[str, str] = {}
     for name, value in request.query.items():
+        _check_text(name, name)
         field = allowed.get(name)
         if field is None:
-            raise InvalidArgument(name, "unknown query parameter", "UNKNOWN_QUERY_PARAMETER")
+            raise InvalidArgument(name[:40], "unknown query parameter", "UNKNOWN_QUERY_PARAMETER")
+        _check_text(field, value)
         out[field] = value
     return out
+
+
+def _check_text(field: str, value: str) -> None:
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidArgument(field if text_problem(field) is None else "query", problem, reason=TEXT_REASON)
 
 
 def _int(name: str, raw: str | None, default: int = 0) -> int:
@@ -211,8 +222,8 @@ class ReadApi:
     # --- cacheable reads --------------------------------------------------------------------------------------------
 
     async def event_page(self, request: web.Request) -> web.StreamResponse:
-        event_id = require_numeric_id(request.match_info["event_id"], "event_id")
         _query(request, {})
+        event_id = require_numeric_id(request.match_info["event_id"], "event_id")
 
         async def build(clock: EventClock | None) -> Representation:
             page = await self._viewing.event_page(event_id)
@@ -223,10 +234,10 @@ class ReadApi:
         return represent(request, await self._cache.get(event_id, "page", build), self._page_policy)
 
     async def seat_map(self, request: web.Request) -> web.StreamResponse:
-        event_id = require_numeric_id(request.match_info["event_id"], "event_id")
         query = _query(request, {"sectionId": "section_id", "section_id": "section_id", "view": "view",
                                  "pageSize": "page_size", "page_size": "page_size", "pageToken": "page_token",
                                  "page_token": "page_token"})
+        event_id = require_numeric_id(request.match_info["event_id"], "event_id")
         view = _VIEWS.get(query.get("view", "0").upper())
         if view is None:
             raise InvalidArgument("view", f"unknown seat map view {query['view']!r}")
@@ -282,10 +293,10 @@ class ReadApi:
     # --- live seats -------------------------------------------------------------------------------------------------
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
-        event_id = require_numeric_id(request.match_info["event_id"], "event_id")
         # A stream token (tix.identity) may ride along: the edge verified it before routing here; it is no input.
         query = _query(request, {"sinceVersion": "since_version", "since_version": "since_version",
                                  STREAM_TOKEN_PARAMETER: STREAM_TOKEN_PARAMETER})
+        event_id = require_numeric_id(request.match_info["event_id"], "event_id")
         since = self._resume_point(request.headers.get("Last-Event-ID"), query.get("since_version"))
         fmt = StreamFormat.SSE if SSE_ACCEPT in request.headers.get("Accept", "") else StreamFormat.NDJSON
         await self._viewing.catalog_entry(event_id)  # an unknown event is a 404, before any stream starts
