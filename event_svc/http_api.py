@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -134,7 +136,14 @@ def _query(request: web.Request, allowed: Mapping[str, str]) -> dict[str, str]:
     transcoder refuses them, and every value, like the path's, passes the runtime's one check of request text
     (tix.validation: the gRPC server runs the same check before its handlers)."""
     for name, value in request.match_info.items():
+        if _UNDECODED.search(value):  # the router leaves a percent-escape that is not UTF-8 as it came
+            raise InvalidArgument(name, "is not valid UTF-8", reason=TEXT_REASON)
         _check_text(name, value)
+    try:
+        urllib.parse.parse_qsl(request.query_string, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidArgument(_undecodable_parameter(request.query_string), "is not valid UTF-8",
+                              reason=TEXT_REASON) from None
     out: dict[str, str] = {}
     for name, value in request.query.items():
         _check_text(name, name)
@@ -144,6 +153,21 @@ def _query(request: web.Request, allowed: Mapping[str, str]) -> dict[str, str]:
         _check_text(field, value)
         out[field] = value
     return out
+
+
+_UNDECODED = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _undecodable_parameter(query_string: str) -> str:
+    """The field named by the first query parameter whose bytes are not UTF-8 (its camelCase name mapped back)."""
+    for pair in query_string.split("&"):
+        name, _, value = pair.partition("=")
+        try:
+            urllib.parse.unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            plain = urllib.parse.unquote(name, errors="replace")
+            return re.sub(r"(?<!^)([A-Z])", r"_\1", plain).lower()[:40] if text_problem(plain) is None else "query"
+    return "query"
 
 
 def _check_text(field: str, value: str) -> None:
@@ -508,7 +532,12 @@ class HttpWatcher:
 
 async def start_http(api: ReadApi, host: str, port: int) -> web.AppRunner:
     """Serve ``api`` on ``host:port`` (SO_REUSEPORT, so worker processes share the port as gRPC does)."""
-    runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+    # Request lines and headers as large as the edge lets through (4 KB URLs, 32 KB of headers), so a request the
+    # edge accepts is never refused here (aiohttp's defaults are 8 KB each).
+    runner = web.AppRunner(
+        api.app(), access_log=None, handler_cancellation=True, shutdown_timeout=2.0,
+        max_line_size=16 * 1024, max_field_size=64 * 1024,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=True, backlog=4096)
     await site.start()

@@ -402,9 +402,12 @@ async def _first_sse_frame(client: httpx.AsyncClient, url: str) -> tuple[int, di
         buffer = ""
         async for chunk in response.aiter_text():
             buffer += chunk
-            if "\n\n" in buffer:
-                break
-    return 200, json.loads(buffer.split("\n\n", 1)[0].removeprefix("data: "))
+            # The first complete frame with data (the seat watch starts with a retry: frame, and names its events).
+            for frame in buffer.split("\n\n")[:-1]:
+                for line in frame.split("\n"):
+                    if line.startswith("data: "):
+                        return 200, json.loads(line.removeprefix("data: "))
+    raise AssertionError(f"the stream ended without data: {buffer!r}")
 
 
 async def test_a_stream_token_opens_the_fans_queue_watch_and_nothing_else(mesh: Mesh, http, db, edge_url):
