@@ -48,6 +48,7 @@ from tix.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from tix.logs import get_logger
@@ -101,6 +102,8 @@ class SeatRequest:
     best_available: BestAvailable | None = None
     admission_token: str = ""
     request_id: str | None = None
+    # The queue ticket of a verified admission token: the booking spends it (set by the sale check, not by callers).
+    admission_ticket: str | None = None
 
 
 # --- best available -----------------------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ class BookingService:
     async def reserve_seats(self, request: SeatRequest) -> BookingRecord:
         _validate(request)
         catalog = await self._event_catalog(request.event_id)
-        self._check_sale(catalog, request)
+        request = replace(request, admission_ticket=self._check_sale(catalog, request))
         limit = min(catalog.rules.max_seats_per_user, self._settings.max_seats_per_user)
         wanted = len(request.seat_ids) or (request.best_available.quantity if request.best_available else 0)
         if wanted > limit:
@@ -284,11 +287,17 @@ class BookingService:
             hold_seconds=self._settings.hold_seconds,
             max_seats_per_user=limit,
             request_id=request.request_id,
+            admission_ticket=request.admission_ticket,
         )
         if result.outcome is ReserveOutcome.DUPLICATE:
             return await self._replay_duplicate(request, seat_ids, booking_id)
         if result.outcome is not ReserveOutcome.RESERVED:
             await self._holds.release(event_id, seat_ids, str(booking_id))
+            if result.outcome is ReserveOutcome.ADMISSION_USED:
+                raise PermissionDenied(
+                    "ADMISSION_USED", "this admission already bought a booking: join the queue again",
+                    event_id=event_id,
+                )
             if result.outcome is ReserveOutcome.LIMIT_EXCEEDED:
                 raise FailedPrecondition(
                     "SEAT_LIMIT_EXCEEDED",
@@ -366,7 +375,9 @@ class BookingService:
         )
         return await self._view(booking_id)
 
-    def _check_sale(self, catalog: EventCatalog, request: SeatRequest) -> None:
+    def _check_sale(self, catalog: EventCatalog, request: SeatRequest) -> str | None:
+        """Refuse a reservation outside the sale; for a waiting-room event, the queue ticket the fan's admission
+        token names (the booking spends it)."""
         rules = catalog.rules
         window = SaleWindow(rules.starts_at, rules.sale_starts_at, rules.sale_ends_at, rules.cancelled)
         status = sale_status(window, datetime.now(UTC))
@@ -379,11 +390,13 @@ class BookingService:
             )
         if status is SaleStatus.ENDED:
             raise FailedPrecondition("SALE_ENDED", "the sale has ended", event_id=rules.event_id)
-        if rules.queue_enabled:
-            verify_admission_token(
-                self._settings.admission_secret, request.admission_token,
-                user_id=request.user_id, event_id=rules.event_id,
-            )
+        if not rules.queue_enabled:
+            return None
+        admission = verify_admission_token(
+            self._settings.admission_secret, request.admission_token,
+            user_id=request.user_id, event_id=rules.event_id,
+        )
+        return admission.ticket_id
 
     async def _event_catalog(self, event_id: int) -> EventCatalog:
         if event_id in self._catalogs:

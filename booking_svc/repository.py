@@ -94,6 +94,8 @@ class ReserveOutcome(enum.Enum):
     DUPLICATE = "duplicate"
     SEATS_TAKEN = "seats_taken"
     LIMIT_EXCEEDED = "limit_exceeded"
+    # The admission token already bought another booking (each token buys one).
+    ADMISSION_USED = "admission_used"
 
 
 @dataclass(frozen=True)
@@ -228,9 +230,9 @@ _INSERT_BOOKING = text(
     """
     WITH booking AS (
         INSERT INTO bookings (booking_id, event_id, user_id, status, seat_ids, seat_prices, total_minor, currency,
-                              fence, request_id, expires_at)
+                              fence, request_id, admission_ticket, expires_at)
         SELECT :booking_id, :event_id, :user_id, 'reserved', :seat_ids, :prices, :total, :currency, :fence,
-               :request_id, reserved_until
+               :request_id, :admission_ticket, reserved_until
         FROM tickets WHERE event_id = :event_id AND seat_id = :first_seat
         ON CONFLICT DO NOTHING
         RETURNING *
@@ -364,17 +366,19 @@ class BookingRepository:
         hold_seconds: int,
         max_seats_per_user: int,
         request_id: str | None,
+        admission_ticket: str | None = None,
     ) -> ReserveResult:
         """Reserve exactly ``seat_ids`` for a new booking, all or nothing, with its payments row. Four statements:
-        the fan's lock, the duplicate and seat-limit checks, the conditional ticket update (which draws the fence),
-        and the booking with its payment row."""
+        the fan's lock, the duplicate, admission and seat-limit checks, the conditional ticket update (which draws
+        the fence), and the booking with its payment row. ``admission_ticket`` (the queue ticket an admission token
+        names) is spent by this booking: the fan's lock serializes the check, a unique index backs it."""
         async with self._engine.connect() as conn, conn.begin() as tx:
                 # One fan's reservations for one event run one at a time, so the seat limit cannot be raced.
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                     {"key": f"tix:booking:{event_id}:{user_id}"},
                 )
-                existing, active = (
+                existing, active, spent = (
                     await conn.execute(
                         text(
                             "SELECT (SELECT booking_id FROM bookings WHERE booking_id = :booking_id"
@@ -382,13 +386,20 @@ class BookingRepository:
                             "              AND request_id = :request_id) LIMIT 1),"
                             " (SELECT coalesce(sum(cardinality(seat_ids)), 0) FROM bookings"
                             "   WHERE event_id = :event_id AND user_id = :user_id AND (status = 'confirmed'"
-                            "   OR (status = 'reserved' AND expires_at > now())))"
+                            "   OR (status = 'reserved' AND expires_at > now()))),"
+                            " (CAST(:ticket AS text) IS NOT NULL AND EXISTS (SELECT 1 FROM bookings"
+                            "   WHERE admission_ticket = :ticket))"
                         ),
-                        {"booking_id": booking_id, "request_id": request_id, "user_id": user_id, "event_id": event_id},
+                        {
+                            "booking_id": booking_id, "request_id": request_id, "user_id": user_id,
+                            "event_id": event_id, "ticket": admission_ticket,
+                        },
                     )
                 ).one()
                 if existing is not None:
                     return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
+                if spent:
+                    return ReserveResult(ReserveOutcome.ADMISSION_USED)
                 if int(active) + len(seat_ids) > max_seats_per_user:
                     return ReserveResult(ReserveOutcome.LIMIT_EXCEEDED, active_seats=int(active))
                 moved_rows = (
@@ -424,6 +435,7 @@ class BookingRepository:
                             "currency": currency,
                             "fence": fence,
                             "request_id": request_id,
+                            "admission_ticket": admission_ticket,
                             "first_seat": seat_ids[0],
                         },
                     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from booking_svc.domain import BestAvailable, SeatRequest
 from booking_svc.holds import hold_key
@@ -274,6 +275,40 @@ async def test_a_waiting_room_event_needs_an_admission_token_for_this_fan(world,
         SeatRequest("fan-1", event.event_id, (event.seat_ids[0],), admission_token=token)
     )
     assert booking.status == "reserved"
+
+
+async def test_an_admission_token_buys_one_booking_and_a_retry_of_that_purchase_is_not_a_second_use(
+    world, db, redis, localstripe_url
+):
+    event = await create_event(db, queue_enabled=True)
+    token = issue_admission_token(world.settings.admission_secret, user_id="fan-1", event_id=event.event_id,
+                                  ticket_id="ticket-1", ttl_seconds=60)
+    first = await world.service.reserve_seats(
+        SeatRequest("fan-1", event.event_id, (event.seat_ids[0],), admission_token=token, request_id="buy-1")
+    )
+    replay = await world.service.reserve_seats(
+        SeatRequest("fan-1", event.event_id, (event.seat_ids[0],), admission_token=token, request_id="buy-1")
+    )
+    assert replay.booking_id == first.booking_id
+    # Five more purchases with the same admission, at once: every one is refused, none holds a seat.
+    attempts = await asyncio.gather(
+        *(
+            world.service.reserve_seats(
+                SeatRequest("fan-1", event.event_id, (event.seat_ids[i],), admission_token=token,
+                            request_id=f"again-{i}")
+            )
+            for i in range(1, 6)
+        ),
+        return_exceptions=True,
+    )
+    assert all(isinstance(a, PermissionDenied) and a.reason == "ADMISSION_USED" for a in attempts), attempts
+    assert not await redis.exists(*(hold_key(event.event_id, s) for s in event.seat_ids[1:6]))
+    async with db.connect() as conn:
+        spent = await conn.scalar(
+            text("SELECT count(*) FROM bookings WHERE event_id = :e AND admission_ticket = 'ticket-1'"),
+            {"e": event.event_id},
+        )
+    assert spent == 1
 
 
 async def test_fans_late_for_a_sold_seat_lose_in_redis_and_a_retry_of_the_purchase_still_replays(
