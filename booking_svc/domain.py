@@ -41,7 +41,7 @@ from booking_svc.repository import (
     StripeEventRecord,
 )
 from booking_svc.settings import BookingSettings
-from tix.admission import verify_admission_token
+from tix.admission import AdmissionEnd, AdmissionEnds, verify_admission_token
 from tix.errors import (
     Aborted,
     DomainError,
@@ -191,8 +191,11 @@ class BookingService:
         holds: SeatHolds,
         payments: PaymentGateway,
         seat_feed: SeatFeedPublisher,
+        admission_ends: AdmissionEnds | None = None,
     ) -> None:
         self._settings = settings
+        # Tells the waiting room when an admitted fan's booking ends, so their shopper slot frees at once.
+        self._admission_ends = admission_ends
         self._repository = repository
         self._holds = holds
         self._payments = payments
@@ -211,6 +214,12 @@ class BookingService:
         _validate(request)
         catalog = await self._event_catalog(request.event_id)
         request = replace(request, admission_ticket=self._check_sale(catalog, request))
+        record = await self._reserve(request, catalog)
+        if request.admission_ticket and self._admission_ends is not None and record.status == "reserved":
+            await self._admission_ends.remember(str(record.booking_id), request.event_id, request.admission_ticket)
+        return record
+
+    async def _reserve(self, request: SeatRequest, catalog: EventCatalog) -> BookingRecord:
         limit = min(catalog.rules.max_seats_per_user, self._settings.max_seats_per_user)
         wanted = len(request.seat_ids) or (request.best_available.quantity if request.best_available else 0)
         if wanted > limit:
@@ -483,6 +492,7 @@ class BookingService:
                     result.event_id, result.seat_ids, str(booking_id), await self._sold_marker_ttl_ms(result.event_id)
                 )
             await self._seat_feed.publish(result.event_id, result.version, result.seat_changes)
+            await self._admission_ended(booking_id, AdmissionEnd.CONFIRMED)
         if result.outcome is SettleOutcome.REFUND_OWED:
             await self.refund(booking_id)
         return result
@@ -518,6 +528,7 @@ class BookingService:
             if released is not None and released.status_before == "reserved":
                 BOOKINGS.labels("cancelled").inc()
                 await self._after_release(released)
+                await self._admission_ended(booking_id, AdmissionEnd.CANCELLED)
                 return await self._view(booking_id)
             record = await self._view(booking_id)
         if record.status == "confirmed":
@@ -537,6 +548,7 @@ class BookingService:
             for released in batch:
                 BOOKINGS.labels("expired").inc()
                 await self._after_release(released)
+                await self._admission_ended(released.booking_id, AdmissionEnd.EXPIRED)
             total += len(batch)
             if len(batch) < self._settings.sweeper_batch_size:
                 return total
@@ -555,6 +567,11 @@ class BookingService:
         await self._seat_feed.publish(released.event_id, released.version, released.seat_changes)
         if released.payment_intent_id:
             await self.cancel_payment(released.booking_id, released.payment_intent_id)
+
+    async def _admission_ended(self, booking_id: uuid.UUID, end: AdmissionEnd) -> None:
+        """The fan is done shopping (paid, cancelled or let the hold lapse): free their waiting-room slot."""
+        if self._admission_ends is not None:
+            await self._admission_ends.publish(str(booking_id), end)
 
     async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str) -> None:
         try:

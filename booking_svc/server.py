@@ -11,6 +11,7 @@ from booking_svc.repository import BookingRepository
 from booking_svc.servicer import BookingServicer
 from booking_svc.settings import BookingSettings
 from booking_svc.sweeper import run_sweeper
+from tix.admission import AdmissionEnds
 from tix.seatfeed import SeatFeedPublisher
 from tix.server import Runtime, ServiceDefinition
 from tixpb.v1 import booking_pb2, booking_pb2_grpc
@@ -24,7 +25,8 @@ def build_booking_service(settings: BookingSettings, runtime: Runtime[BookingSet
     runtime.on_close(holds.aclose)
     runtime.on_close(payments.aclose)
     seat_feed = SeatFeedPublisher(runtime.redis, runtime.engine)
-    return BookingService(settings, BookingRepository(runtime.engine), holds, payments, seat_feed)
+    admission_ends = AdmissionEnds(runtime.redis, remember_seconds=settings.hold_seconds + 3600)
+    return BookingService(settings, BookingRepository(runtime.engine), holds, payments, seat_feed, admission_ends)
 
 
 async def setup(server: grpc.aio.Server, runtime: Runtime[BookingSettings]) -> None:

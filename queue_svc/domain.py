@@ -79,6 +79,7 @@ class QueueRepository(Protocol):
     async def advance(self, event_id: int, *, rate_per_second: int, max_active: int, admission_ttl: int) -> LineState: ...
     async def line_state(self, event_id: int) -> LineState: ...
     async def store_admission_token(self, event_id: int, ticket_id: str, token: str) -> str: ...
+    async def free_slots(self, event_id: int, ticket_ids: list[str]) -> int: ...
 
 
 class WaitingRoom:
@@ -132,6 +133,10 @@ class WaitingRoom:
         if line.admission_rate <= 0:  # nothing measured yet: estimate from the configured rate
             line = LineState(line.serving, line.last_sequence, float(settings.rate_per_second))
         return line
+
+    async def free_slots(self, event_id: int, ticket_ids: list[str]) -> int:
+        """Booking said these admitted fans confirmed, cancelled or let their hold expire: free their slots."""
+        return await self._repo.free_slots(event_id, ticket_ids)
 
     async def refresh(self, ticket: StoredTicket) -> StoredTicket:
         """Re-read a ticket whose sequence or admission may have changed since it was loaded."""

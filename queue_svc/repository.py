@@ -217,6 +217,12 @@ class RedisQueueRepository:
         )
         return LineState(int(serving), int(last_sequence), float(rate))
 
+    async def free_slots(self, event_id: int, ticket_ids: list[str]) -> int:
+        """Admitted fans who are done shopping leave the active set: their slots go to the next fans at once."""
+        if not ticket_ids:
+            return 0
+        return int(await self._redis.zrem(_Keys(event_id).active, *ticket_ids))
+
     async def store_admission_token(self, event_id: int, ticket_id: str, token: str) -> str:
         """Keep the first token issued for a ticket, so every watcher of it is handed the same one."""
         key = _Keys(event_id).ticket(ticket_id)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+
 import grpc
 
 from queue_svc.domain import WaitingRoom
 from queue_svc.repository import RedisQueueRepository
 from queue_svc.servicer import QueueServicer
 from queue_svc.settings import QueueSettings
+from queue_svc.slots import run_slot_freeing
 from queue_svc.stream_tokens import StreamTokenSigner
 from queue_svc.watchers import QueueWatchers
+from tix.admission import AdmissionEndsReader
 from tix.server import Runtime, ServiceDefinition
 from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
@@ -29,6 +35,8 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[QueueSettings]) -> Non
     )
     watchers = QueueWatchers(room, tick_seconds=settings.tick_seconds, heartbeat_seconds=settings.heartbeat_seconds)
     runtime.spawn(watchers.run(), name="queue-watchers")
+    ends = AdmissionEndsReader(runtime.redis, consumer=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
+    runtime.spawn(run_slot_freeing(ends, room, watchers.step_now), name="queue-slot-freeing")
     stream_tokens = StreamTokenSigner(settings.stream_token_private_key, settings.stream_token_ttl_seconds)
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(room, watchers, stream_tokens), server)
 

@@ -8,6 +8,7 @@ so tens of thousands of fans can watch from one process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ class QueueWatchers:
         self._tick = tick_seconds
         self._heartbeat = heartbeat_seconds
         self._by_event: dict[int, set[_Watcher]] = {}
+        self._wake = asyncio.Event()
+
+    def step_now(self, event_ids: set[int]) -> None:
+        """Slots were freed: step at once instead of at the next tick."""
+        if event_ids & self._by_event.keys():
+            self._wake.set()
 
     def watcher_count(self) -> int:
         return sum(len(watchers) for watchers in self._by_event.values())
@@ -75,7 +82,9 @@ class QueueWatchers:
                     await self._push(event_id)
                 except Exception as exc:  # noqa: BLE001 - one event's trouble must not stop the others
                     log.warning("queue_push_failed", event_id=event_id, error=repr(exc))
-            await asyncio.sleep(max(0.0, self._tick - (time.monotonic() - started)))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, self._tick - (time.monotonic() - started)))
 
     async def _push(self, event_id: int) -> None:
         watchers = list(self._by_event.get(event_id, ()))
