@@ -14,15 +14,15 @@ COPY event_svc event_svc
 COPY search_svc search_svc
 COPY booking_svc booking_svc
 COPY queue_svc queue_svc
-# Wheels for Tix and every dependency, with the Elasticsearch client for TIX_SEARCH_BACKEND=elasticsearch.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[search-es]'
+# Wheels for Tix and every dependency (the Elasticsearch client for TIX_SEARCH_BACKEND=elasticsearch included).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TIX_HOST=0.0.0.0
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels 'tix[search-es]' \
+    pip install --no-cache-dir --no-index --find-links /wheels tix \
  && groupadd --system --gid 10001 tix \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tix
 # Numeric, so the kubelet can verify runAsNonRoot without reading /etc/passwd.

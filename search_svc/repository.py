@@ -1,5 +1,5 @@
 """Storage for search: the PostgreSQL backend over ``search_documents``, the Redis cache of popular queries, and the
-outbox indexer that keeps the documents in step with the catalog.
+rebuild of documents from the catalog (which the outbox indexer, search_svc.indexer, calls).
 
 Documents use the 'simple' text search configuration (as the seed does): names are proper nouns, which stemming
 and stop words would mangle ("The Who"). Keywords match through ``websearch_to_tsquery`` and prefixes (type-ahead),
@@ -8,17 +8,13 @@ typos through pg_trgm word similarity on ``search_text``; both feed the rank.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
@@ -32,7 +28,6 @@ from search_svc.domain import (
 )
 from tix.availability import AvailabilityBand
 from tix.catalog import Performer, Venue, venue_and_performer
-from tix.db import libpq_url
 from tix.logs import get_logger
 from tix.redis_pool import as_text
 from tix.search_documents import upsert_documents_sql
@@ -257,138 +252,3 @@ async def rebuild_search_documents(
 async def rebuild_search_document(conn: AsyncConnection, event_id: int) -> None:
     """(Re)build one event's document from the catalog; an event that no longer exists loses its document."""
     await rebuild_search_documents(conn, event_ids=[event_id])
-
-
-# --- the outbox indexer ----------------------------------------------------------------------------------------
-
-CATALOG_TOPICS = ("event", "venue", "performer")
-NOTIFY_CHANNEL = "tix_outbox"
-
-_CLAIM_CURSOR = text(
-    """
-    INSERT INTO outbox_cursors (consumer, last_outbox_id) VALUES (:consumer, 0) ON CONFLICT (consumer) DO NOTHING
-    """
-)
-# SKIP LOCKED: with several search processes, one indexes and the others skip the round instead of queueing.
-_LOCK_CURSOR = text(
-    "SELECT last_outbox_id FROM outbox_cursors WHERE consumer = :consumer FOR UPDATE SKIP LOCKED"
-)
-_NEXT_ROWS = text(
-    """
-    SELECT outbox_id, topic, aggregate_id FROM outbox WHERE outbox_id > :cursor ORDER BY outbox_id LIMIT :batch
-    """
-)
-_MOVE_CURSOR = text(
-    "UPDATE outbox_cursors SET last_outbox_id = :cursor, updated_at = now() WHERE consumer = :consumer"
-)
-
-
-class OutboxIndexer:
-    """Tails the outbox from a stored cursor and rebuilds the documents of what changed.
-
-    Outbox ids are handed out when rows are inserted, not when they commit, so a later id can become visible before
-    an earlier one. The cursor therefore stops below a gap until the gap fills or is old enough to be a rolled-back
-    insert (``gap_seconds``); rows beyond the gap are indexed meanwhile, and rebuilding a document twice is harmless.
-    """
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        database_url: str,
-        *,
-        consumer: str = "search",
-        poll_seconds: float = 1.0,
-        batch_size: int = 500,
-        gap_seconds: float = 10.0,
-    ) -> None:
-        self._engine = engine
-        self._database_url = database_url
-        self._consumer = consumer
-        self._poll_seconds = poll_seconds
-        self._batch_size = batch_size
-        self._gap_seconds = gap_seconds
-        self._wakeup = asyncio.Event()
-        # Rows past the cursor already indexed (the cursor can wait below a gap while rows beyond it are done).
-        self._indexed_ahead: set[int] = set()
-        self._gap_seen: dict[int, float] = {}
-
-    async def run(self) -> None:
-        listener = asyncio.create_task(self._listen(), name="search-outbox-listener")
-        try:
-            while True:
-                try:
-                    handled = await self.catch_up()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the indexer retries; the outbox keeps the work
-                    log.warning("search_indexing_failed", error=repr(exc))
-                    handled = 0
-                if handled >= self._batch_size:
-                    continue  # more is waiting
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
-        finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
-
-    async def _listen(self) -> None:
-        """LISTEN so a catalog change is indexed at once; polling covers writers that do not NOTIFY."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    libpq_url(self._database_url), autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    async for _ in conn.notifies():
-                        self._wakeup.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - fall back to polling until the connection is back
-                log.warning("search_outbox_listen_failed", error=repr(exc))
-                await asyncio.sleep(5)
-
-    async def catch_up(self) -> int:
-        """Index one batch after the cursor; returns how many outbox rows were read."""
-        async with self._engine.begin() as conn:
-            await conn.execute(_CLAIM_CURSOR, {"consumer": self._consumer})
-            cursor = await conn.scalar(_LOCK_CURSOR, {"consumer": self._consumer})
-            if cursor is None:
-                return 0  # another process holds the cursor
-            rows = (await conn.execute(_NEXT_ROWS, {"cursor": cursor, "batch": self._batch_size})).all()
-            if not rows:
-                return 0
-            new_cursor = self._advance(cursor, [row.outbox_id for row in rows])
-            changed: dict[str, set[int]] = {topic: set() for topic in CATALOG_TOPICS}
-            for outbox_id, topic, aggregate_id in rows:
-                if outbox_id not in self._indexed_ahead and topic in changed and aggregate_id.isdigit():
-                    changed[topic].add(int(aggregate_id))
-            if any(changed.values()):
-                await rebuild_search_documents(
-                    conn,
-                    event_ids=sorted(changed["event"]),
-                    venue_ids=sorted(changed["venue"]),
-                    performer_ids=sorted(changed["performer"]),
-                )
-            if new_cursor != cursor:
-                await conn.execute(_MOVE_CURSOR, {"cursor": new_cursor, "consumer": self._consumer})
-        self._indexed_ahead = {row.outbox_id for row in rows if row.outbox_id > new_cursor} | {
-            outbox_id for outbox_id in self._indexed_ahead if outbox_id > new_cursor
-        }
-        if any(changed.values()):
-            log.info(
-                "search_documents_rebuilt",
-                events=len(changed["event"]), venues=len(changed["venue"]), performers=len(changed["performer"]),
-            )
-        return len(rows)
-
-    def _advance(self, cursor: int, outbox_ids: list[int]) -> int:
-        now = time.monotonic()
-        for outbox_id in outbox_ids:
-            if outbox_id != cursor + 1:
-                first_seen = self._gap_seen.setdefault(cursor + 1, now)
-                if now - first_seen < self._gap_seconds:
-                    break  # maybe a transaction still in flight: keep the cursor below it
-                self._gap_seen.pop(cursor + 1, None)
-            cursor = outbox_id
-        return cursor

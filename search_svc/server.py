@@ -8,7 +8,8 @@ import grpc
 from prometheus_client import Counter
 
 from search_svc.domain import EventSearch, SearchBackend
-from search_svc.repository import OutboxIndexer, PostgresSearchBackend, RedisSearchCache
+from search_svc.repository import PostgresSearchBackend, RedisSearchCache
+from search_svc.runner import build_indexers, build_sinks
 from search_svc.servicer import SearchServicer
 from search_svc.settings import SearchSettings
 from tix.server import Runtime, ServiceDefinition
@@ -36,14 +37,9 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[SearchSettings]) -> No
         on_served=lambda cached: SEARCHES.labels("true" if cached else "false").inc(),
     )
     if settings.indexer_enabled:
-        indexer = OutboxIndexer(
-            runtime.engine,
-            settings.database_url,
-            poll_seconds=settings.indexer_poll_seconds,
-            batch_size=settings.indexer_batch_size,
-            gap_seconds=settings.indexer_gap_seconds,
-        )
-        runtime.spawn(indexer.run(), name="search-outbox-indexer")
+        # Every worker and replica runs one per sink; one of them leads (search_svc.indexer).
+        for indexer in build_indexers(settings, runtime.engine, build_sinks(settings)):
+            runtime.spawn(indexer.run(), name=f"search-outbox-indexer-{indexer.sink.name}")
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search, _now), server)
 
 

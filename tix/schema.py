@@ -94,6 +94,8 @@ venues = Table(
     Column("time_zone", Text, nullable=False),
     Column("layout_id", String(40), ForeignKey("layouts.layout_id"), nullable=False),
     Column("capacity", Integer, nullable=False),
+    # The operator's key for the row (tix catalog apply); NULL for rows made otherwise (the seed).
+    Column("external_id", Text, nullable=True, unique=True),
 )
 
 performers = Table(
@@ -104,6 +106,7 @@ performers = Table(
     # tix.v1.EventCategory number.
     Column("category", SmallInteger, nullable=False),
     Column("genre", Text, nullable=False, server_default=""),
+    Column("external_id", Text, nullable=True, unique=True),
 )
 
 events = Table(
@@ -134,6 +137,7 @@ events = Table(
     Column("availability_band", String(10), nullable=False, server_default="available"),
     Column("availability_version", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("external_id", Text, nullable=True, unique=True),
     CheckConstraint("ends_at >= starts_at", name="ends_after_start"),
     CheckConstraint("max_seats_per_user BETWEEN 1 AND 100", name="seat_limit_range"),
     CheckConstraint("availability_band IN ('available', 'few_left', 'sold_out')", name="availability_band_known"),
@@ -232,11 +236,15 @@ audit_log = Table(
     Index("ix_audit_log_target_at", "target", "at"),
 )
 
+# Every change to events, venues and performers adds rows here in its own transaction (statement triggers of
+# migration 0007), booking adds 'availability' rows when an event's band changes, and every insert NOTIFYs
+# ``tix_outbox``; search indexers tail it from their cursor (search_svc.indexer).
 outbox = Table(
     "outbox",
     metadata,
     Column("outbox_id", BigInteger, Identity(), primary_key=True),
-    # "event", "venue", "performer", "availability" (the band, from booking): what changed.
+    # "event", "venue", "performer", "availability" (the band, from booking), "catalog" (aggregate "*": reloaded
+    # wholesale by a seed): what changed.
     Column("topic", String(20), nullable=False),
     Column("aggregate_id", Text, nullable=False),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),

@@ -781,6 +781,9 @@ EVENT_COLUMNS = (
     "tier_prices, max_seats_per_user, queue_enabled, queue_rate_per_second, queue_max_active"
 )
 
+# Tables whose changes the outbox captures (migration 0007).
+CAPTURED_TABLES = ("venues", "performers", "events")
+
 SEARCH_DOCUMENTS_SQL = insert_documents_sql("e.event_id BETWEEN %s AND %s")
 
 
@@ -969,6 +972,11 @@ async def seed_catalog(
                 return report
             await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
             await conn.execute("SET LOCAL work_mem = '64MB'")
+            # The catalog is loaded wholesale: instead of an outbox row per loaded row (captured by the tables'
+            # triggers), one 'catalog' row below tells the indexers that everything changed. Disabled inside this
+            # transaction only, so no other writer ever runs without capture.
+            for table in CAPTURED_TABLES:
+                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
 
             rebuild: list[tuple[str, str]] = []
             foreign_keys: list[tuple[str, str, str]] = []
@@ -1033,6 +1041,10 @@ async def seed_catalog(
                     for table, name, definition in foreign_keys:
                         await conn.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
                         bar.update(1)
+
+            for table in CAPTURED_TABLES:
+                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+            await conn.execute("INSERT INTO outbox (topic, aggregate_id) VALUES ('catalog', '*')")
 
             for table, column in (
                 ("venues", "venue_id"),

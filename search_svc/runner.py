@@ -1,0 +1,81 @@
+"""Wiring of the search index outside the gRPC server: the sinks the configured backend needs, indexers over them
+for ``tix search index`` (and the server), and a full rebuild for ``tix search reindex``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from search_svc.indexer import IndexSink, OutboxIndexer, PostgresDocumentSink
+from search_svc.settings import SearchSettings
+from tix.db import create_engine
+from tix.search_documents import upsert_documents_sql
+
+_REBUILD_RANGE = text(upsert_documents_sql("e.event_id BETWEEN :first AND :last"))
+_DROP_ORPHANS = text(
+    "DELETE FROM search_documents d WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id)"
+)
+
+
+def build_sinks(settings: SearchSettings) -> list[IndexSink]:
+    """The PostgreSQL documents are always kept current (switching the backend back is then instant); a configured
+    external backend gets its own sink, with its own cursor, fed from the same outbox."""
+    return [PostgresDocumentSink()]
+
+
+def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[IndexSink]) -> list[OutboxIndexer]:
+    return [
+        OutboxIndexer(
+            engine,
+            settings.database_url,
+            sink,
+            poll_seconds=settings.indexer_poll_seconds,
+            batch_size=settings.indexer_batch_size,
+            gap_seconds=settings.indexer_gap_seconds,
+            standby_seconds=settings.indexer_standby_seconds,
+        )
+        for sink in sinks
+    ]
+
+
+@asynccontextmanager
+async def open_indexers(settings: SearchSettings) -> AsyncIterator[list[OutboxIndexer]]:
+    engine = create_engine(settings, pool_size=3)
+    try:
+        yield build_indexers(settings, engine, build_sinks(settings))
+    finally:
+        await engine.dispose()
+
+
+async def reindex_postgres(engine: AsyncEngine, *, batch_size: int, progress: bool) -> int:
+    """Rebuild every search document in place, a range of event ids per transaction; returns how many."""
+    import typer
+
+    async with engine.connect() as conn:
+        bounds = (await conn.execute(text("SELECT min(event_id), max(event_id), count(*) FROM events"))).one()
+    first_id, last_id, total = bounds
+    rebuilt = 0
+    with typer.progressbar(length=int(total), label="search documents", hidden=not progress) as bar:
+        if first_id is not None:
+            for first in range(first_id, last_id + 1, batch_size):
+                last = min(last_id, first + batch_size - 1)
+                async with engine.begin() as conn:
+                    count = (await conn.execute(_REBUILD_RANGE, {"first": first, "last": last})).rowcount
+                rebuilt += count
+                bar.update(count)
+    async with engine.begin() as conn:
+        await conn.execute(_DROP_ORPHANS)
+    return rebuilt
+
+
+async def reindex(settings: SearchSettings, *, batch_size: int, progress: bool) -> str:
+    """Rebuild the configured backend's index from the catalog; returns a one-line summary."""
+    engine = create_engine(settings, pool_size=2)
+    try:
+        count = await reindex_postgres(engine, batch_size=batch_size, progress=progress)
+        return f"rebuilt {count:,} PostgreSQL search documents"
+    finally:
+        await engine.dispose()
