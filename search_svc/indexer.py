@@ -1,7 +1,7 @@
 """The outbox indexer: keeps a search backend's index in step with the catalog.
 
 Producers: every change to ``events``, ``venues`` and ``performers`` adds outbox rows in its own transaction (the
-tables' statement triggers, migration 0007), booking adds an ``availability`` row when an event's band changes
+tables' statement triggers, migration 0008_searchcdc_outbox_capture), booking adds an ``availability`` row when an event's band changes
 (tix.seatfeed), a seed adds one ``catalog`` row (everything changed). Every outbox insert NOTIFYs ``tix_outbox`` at
 commit.
 

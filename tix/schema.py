@@ -237,7 +237,7 @@ audit_log = Table(
 )
 
 # Every change to events, venues and performers adds rows here in its own transaction (statement triggers of
-# migration 0007), booking adds 'availability' rows when an event's band changes, and every insert NOTIFYs
+# migration 0008_searchcdc_outbox_capture), booking adds 'availability' rows when an event's band changes, and every insert NOTIFYs
 # ``tix_outbox``; search indexers tail it from their cursor (search_svc.indexer).
 outbox = Table(
     "outbox",

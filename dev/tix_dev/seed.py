@@ -781,7 +781,7 @@ EVENT_COLUMNS = (
     "tier_prices, max_seats_per_user, queue_enabled, queue_rate_per_second, queue_max_active"
 )
 
-# Tables whose changes the outbox captures (migration 0007).
+# Tables whose changes the outbox captures (migration 0008_searchcdc_outbox_capture).
 CAPTURED_TABLES = ("venues", "performers", "events")
 
 SEARCH_DOCUMENTS_SQL = insert_documents_sql("e.event_id BETWEEN %s AND %s")

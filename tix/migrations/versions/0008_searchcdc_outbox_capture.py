@@ -1,15 +1,15 @@
 """catalog change capture: every change to events, venues and performers writes an outbox row in its own
 transaction, every outbox insert wakes the indexers (NOTIFY); external ids for catalog files
 
-Revision ID: 0007_searchcdc_outbox_capture
-Revises: 0006_sale_ends_at
+Revision ID: 0008_searchcdc_outbox_capture
+Revises: 0007_admission_consumed
 Create Date: 2026-11-30 09:10:00.000000
 """
 
 from alembic import op
 
-revision = '0007_searchcdc_outbox_capture'
-down_revision = '0006_sale_ends_at'
+revision = '0008_searchcdc_outbox_capture'
+down_revision = '0007_admission_consumed'
 branch_labels = None
 depends_on = None
 
