@@ -14,6 +14,7 @@ signature), and everything else belongs to a *fan* (token required, per-fan and 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
 import json
 import re
@@ -38,7 +39,10 @@ from tix.identity import (
 )
 from tix.services import SERVICES
 from tix_dev.settings import DESCRIPTOR_PATH, REPO_ROOT, DevSettings
+from tix_dev.signin import DEFAULT_PORT as SIGN_IN_PORT
+from tix_dev.signin import SIGN_IN_PATH
 from tix_dev.tokens import dev_key_paths, dev_stream_jwks_path
+from tix_dev.webapp import ENCODINGS, WebConfig, WebFile, build_web
 
 PROTO_PACKAGE = "tix.v1"
 JWT_PROVIDER = "tix"
@@ -210,6 +214,10 @@ class EdgeTarget:
     cors_origins: tuple[str, ...] = ()
     # The event service's HTTP listener (the read path, see READ_ROUTES); None: those routes stay transcoded.
     read_upstream: tuple[str, int] | None = None
+    # The fans' web app (tix_dev.webapp), answered by the edge itself on its own origin; empty: no web app.
+    web_files: tuple[WebFile, ...] = ()
+    # The development sign-in (tix_dev.signin) at SIGN_IN_PATH; None (always in production): no such route.
+    sign_in_upstream: tuple[str, int] | None = None
 
 
 def http_routes(descriptor_path: Path = DESCRIPTOR_PATH) -> list[HttpRoute]:
@@ -263,10 +271,24 @@ def local_target(
     limits: EdgeLimits | None = None,
     cors_origins: tuple[str, ...] = LOCAL_ORIGINS,
     read_port: int | None = None,
+    web_dir: Path | None = None,
+    web_config: WebConfig | None = None,
+    sign_in_port: int | None = None,
 ) -> EdgeTarget:
+    """The local edge. The web app is built into ``web_dir`` (default: the var directory's ``web/``) as a side
+    effect, since the configuration names its files. The development sign-in is routed unless the environment is
+    production."""
     ports = {name: entry.port for name, entry in SERVICES.items()} | dict(service_ports or {})
     read_port = SERVICES["event"].http_port if read_port is None else read_port
-    var_dir = DevSettings().var_dir
+    settings = DevSettings()
+    var_dir = settings.var_dir
+    development = settings.environment != "production"
+    web_config = web_config or WebConfig.local()
+    if development:
+        web_config = dataclasses.replace(web_config, dev_sign_in_path=SIGN_IN_PATH)
+    else:
+        web_config = dataclasses.replace(web_config, dev_sign_in_path="")
+    web_files = build_web((web_dir or var_dir / "web").resolve(), web_config)
     return EdgeTarget(
         listen_address="127.0.0.1",
         listen_port=listen_port,
@@ -283,6 +305,8 @@ def local_target(
         limits=limits or EdgeLimits(),
         cors_origins=tuple(cors_origins),
         read_upstream=("127.0.0.1", read_port) if read_port else None,
+        web_files=tuple(web_files),
+        sign_in_upstream=("127.0.0.1", sign_in_port or SIGN_IN_PORT) if development else None,
     )
 
 
@@ -311,7 +335,7 @@ def render_config(target: str | EdgeTarget = "local", **overrides: Any) -> str:
     """The Envoy bootstrap for ``local`` or ``k8s`` (or a ready-made target) as YAML.
 
     ``overrides`` go to :func:`local_target` (listen_port, admin_port, service_ports, descriptor_path, jwks_path,
-    stream_jwks_path, limits, cors_origins, read_port).
+    stream_jwks_path, limits, cors_origins, read_port, web_dir, web_config, sign_in_port).
     """
     if isinstance(target, EdgeTarget):
         edge = target
@@ -343,7 +367,8 @@ def bootstrap(edge: EdgeTarget) -> dict[str, Any]:
             "clusters": [
                 _cluster(edge, short, full_names[short], host, port) for short, (host, port) in edge.upstreams.items()
             ]
-            + _read_clusters(edge),
+            + _read_clusters(edge)
+            + _sign_in_clusters(edge),
         },
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
         # A ceiling on open connections so a flood cannot exhaust file descriptors (Envoy warns without one).
@@ -761,10 +786,86 @@ def _route_config(edge: EdgeTarget, full_names: Mapping[str, str], routes: list[
                 "name": "tix",
                 "domains": ["*"],
                 "typed_per_filter_config": {_CORS: _cors_policy(edge)},
-                "routes": _document_routes(edge) + grpc_routes + webhook_rest + _read_routes(edge) + rest_routes,
+                "routes": _document_routes(edge) + _web_routes(edge) + _sign_in_routes(edge) + grpc_routes + webhook_rest + _read_routes(edge) + rest_routes,
             }
         ],
     }
+
+
+def _web_routes(edge: EdgeTarget) -> list[dict[str, Any]]:
+    """The web app's files, answered from the edge's memory: per file, its brotli and gzip twins for browsers
+    that accept them (precompressed once at build time, so the compressor filters leave them alone), else the
+    plain bytes. Hashed assets are immutable; index.html is revalidated on every visit."""
+    untranscoded = {_TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}}
+    get = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+    routes: list[dict[str, Any]] = []
+    for web_file in edge.web_files:
+        variants: list[tuple[str, str, list[dict[str, Any]]]] = [
+            (
+                encoding,
+                str(web_file.encoded(encoding)),
+                [{"name": "accept-encoding", "string_match": {"contains": encoding}}],
+            )
+            for encoding, _ in ENCODINGS
+        ]
+        variants.append(("identity", str(web_file.file), []))
+        for encoding, filename, headers in variants:
+            response_headers = [
+                _header("content-type", web_file.content_type),
+                _header("cache-control", web_file.cache_control),
+                _header("vary", "accept-encoding"),
+                _header("x-content-type-options", "nosniff"),
+            ]
+            if encoding != "identity":
+                response_headers.append(_header("content-encoding", encoding))
+            routes.append(
+                {
+                    "name": f"web:{web_file.url_path}:{encoding}",
+                    "match": {"path": web_file.url_path, "headers": [get, *headers]},
+                    "direct_response": {"status": 200, "body": {"filename": filename}},
+                    "response_headers_to_add": response_headers,
+                    # A page load is a public read: the per-address read budget.
+                    "metadata": {"filter_metadata": {_METADATA_NAMESPACE: route_budgets(RouteClass.READ)}},
+                    "typed_per_filter_config": untranscoded,
+                }
+            )
+    return routes
+
+
+SIGN_IN_CLUSTER = "dev_signin"
+
+
+def _sign_in_routes(edge: EdgeTarget) -> list[dict[str, Any]]:
+    """Development only: POST /dev/signin to tix_dev.signin (a name becomes a token)."""
+    if edge.sign_in_upstream is None:
+        return []
+    untranscoded = {_TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}}
+    return [
+        {
+            "name": "dev.signin",
+            "match": {"path": SIGN_IN_PATH, "headers": [{"name": ":method", "string_match": {"exact": "POST"}}]},
+            "route": {"cluster": SIGN_IN_CLUSTER, "timeout": UNARY_TIMEOUT},
+            "metadata": {"filter_metadata": {_METADATA_NAMESPACE: route_budgets(RouteClass.READ)}},
+            "typed_per_filter_config": untranscoded,
+        }
+    ]
+
+
+def _sign_in_clusters(edge: EdgeTarget) -> list[dict[str, Any]]:
+    if edge.sign_in_upstream is None:
+        return []
+    host, port = edge.sign_in_upstream
+    return [
+        {
+            "name": SIGN_IN_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "2s",
+            "load_assignment": {
+                "cluster_name": SIGN_IN_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+            },
+        }
+    ]
 
 
 def _document_routes(edge: EdgeTarget) -> list[dict[str, Any]]:

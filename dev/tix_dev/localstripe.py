@@ -18,11 +18,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tix_dev.processes import stop_process
@@ -83,8 +85,73 @@ def _memory_only_app() -> Any:
         return listed
 
     resources.StripeObject._api_list_all = classmethod(list_all)
+    # Before localstripe's own middlewares (its authentication would refuse /_tix/ without a secret key).
+    app.middlewares.insert(0, _stripe_js_stand_in())
     # try_load_from_disk() is never called, so no stale pickle is read either.
     return app
+
+
+STRIPE_JS = Path(__file__).with_name("localstripe_v3.js")
+_CONFIRM_CARD = re.compile(r"^/_tix/payment_intents/(pi_\w+)/confirm_card$")
+
+
+def confirm_card(payment_intent_id: str, given: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """What Stripe.js's confirmCardPayment does on Stripe's side: check the client secret, make a card
+    PaymentMethod from the fields, attach it and confirm. (HTTP status, PaymentIntent or {"error": ...})."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    def error(status: int, message: str, code: str = "") -> tuple[int, dict[str, Any]]:
+        kind = "card_error" if status == 402 else "invalid_request_error"
+        return status, {"error": {"type": kind, "message": message, **({"code": code} if code else {})}}
+
+    try:
+        intent = resources.PaymentIntent._api_retrieve(payment_intent_id)
+        if not isinstance(given.get("client_secret"), str) or given["client_secret"] != intent.client_secret:
+            return error(401, "The client secret does not match this payment.")
+        card = given.get("card")
+        if not isinstance(card, dict):
+            return error(400, "Card details are missing.")
+        fields = {key: str(card.get(key, "")) for key in ("number", "exp_month", "exp_year", "cvc")}
+        if len(fields["number"]) != 16 or not fields["number"].isdigit():
+            return error(402, "Your card number is incomplete.", "incomplete_number")
+        if not fields["exp_month"].isdigit() or not fields["exp_year"].isdigit():
+            return error(402, "Your card's expiry date is incomplete.", "incomplete_expiry")
+        if len(fields["cvc"]) != 3:
+            return error(402, "Your card's security code is incomplete.", "incomplete_cvc")
+        method = resources.PaymentMethod._api_create(type="card", card=fields)
+        resources.PaymentIntent._api_update(payment_intent_id, payment_method=method.id)
+        confirmed = resources.PaymentIntent._api_confirm(payment_intent_id)
+    except UserError as failure:
+        body = getattr(failure, "body", None) or {}
+        message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
+        return error(getattr(failure, "code", 400), message or str(failure), "card_declined")
+    exported: dict[str, Any] = confirmed._export()
+    if exported.get("status") not in ("succeeded", "processing", "requires_capture"):
+        return 402, {"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined.",
+                               "payment_intent": exported}}
+    return 200, exported
+
+
+def _stripe_js_stand_in() -> Any:
+    from aiohttp import web
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/js.stripe.com/v3/":
+            return web.Response(text=STRIPE_JS.read_text(), content_type="application/javascript")
+        match = _CONFIRM_CARD.match(request.path)
+        if request.method == "POST" and match:
+            try:
+                given = json.loads(await request.read() or b"{}")
+            except ValueError:
+                given = {}
+            status, answer = confirm_card(match.group(1), given if isinstance(given, dict) else {})
+            return web.json_response(answer, status=status)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware
 
 
 async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:

@@ -26,9 +26,10 @@ from tix.settings import DEVELOPMENT_STRIPE_WEBHOOK_SECRET, TixSettings
 from tix_dev.edge import EdgeLimits, render_config, service_full_names
 from tix_dev.localstripe import configure_webhook
 from tix_dev.processes import die_with_parent_hook
-from tix_dev.readiness import NotReady, grpc_serving, http_answers, http_ok, port_open, wait_until
+from tix_dev.readiness import NotReady, free_port, grpc_serving, http_answers, http_ok, port_open, wait_until
 from tix_dev.settings import REPO_ROOT, DevSettings
 from tix_dev.tokens import ensure_dev_keys, ensure_dev_stream_jwks
+from tix_dev.webapp import WebConfig
 
 log = get_logger("tix_dev.up")
 
@@ -76,6 +77,9 @@ class MeshPorts:
     metrics: dict[str, int] = field(default_factory=lambda: {n: e.metrics_port for n, e in SERVICES.items()})
     # HTTP listeners beside gRPC (the event service's read path).
     http: dict[str, int] = field(default_factory=lambda: {n: e.http_port for n, e in SERVICES.items() if e.http_port})
+    # The development sign-in (tix_dev.signin), behind the edge only; 0: a free port chosen at start. Not started in
+    # production.
+    sign_in: int = 0
 
 
 @dataclass
@@ -99,6 +103,11 @@ class Mesh:
         return self.var_dir / "log"
 
     @property
+    def development(self) -> bool:
+        """Not production: the development sign-in runs and the edge routes to it."""
+        return (self.env.get("TIX_ENVIRONMENT") or DevSettings().environment) != "production"
+
+    @property
     def envoy_config_path(self) -> Path:
         return self.var_dir / "envoy.yaml"
 
@@ -111,6 +120,8 @@ class Mesh:
         return f"http://127.0.0.1:{self.ports.stripe}"
 
     def render_edge_config(self) -> Path:
+        if self.ports.sign_in == 0:
+            self.ports.sign_in = free_port()
         _, jwks_path = ensure_dev_keys(self.var_dir)
         text = render_config(
             "local",
@@ -121,6 +132,9 @@ class Mesh:
             stream_jwks_path=ensure_dev_stream_jwks(self.var_dir),
             limits=self.edge_limits,
             read_port=self.ports.http.get("event", 0) if "event" in self.services else 0,
+            web_dir=self.var_dir / "web",
+            web_config=WebConfig.local(self.stripe_api_base),
+            sign_in_port=self.ports.sign_in,
         )
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.envoy_config_path.write_text(text)
@@ -145,6 +159,12 @@ class Mesh:
                     "localstripe",
                     [sys.executable, "-m", "tix_dev.localstripe", "--host", "127.0.0.1",
                      "--port", str(self.ports.stripe)],
+                    child_env,
+                )
+            if self.development:
+                self._spawn(
+                    "signin",
+                    [sys.executable, "-m", "tix_dev.signin", "--host", "127.0.0.1", "--port", str(self.ports.sign_in)],
                     child_env,
                 )
             for name in self.services:
@@ -200,7 +220,8 @@ class Mesh:
         """Wait until every service is SERVING, localstripe answers and Envoy is ready; returns the seconds taken."""
         full_names = service_full_names()
         pending = set(self.services)
-        state = {"stripe": not self.with_localstripe, "webhook": not self.with_localstripe, "edge": False}
+        state = {"stripe": not self.with_localstripe, "webhook": not self.with_localstripe, "edge": False,
+                 "signin": not self.development}
 
         def ready() -> bool:
             self.raise_if_dead()
@@ -216,14 +237,16 @@ class Mesh:
                 state["webhook"] = True
             if not state["edge"]:
                 state["edge"] = http_ok(f"http://127.0.0.1:{self.ports.admin}/ready")
-            return not pending and state["webhook"] and state["edge"]
+            if not state["signin"]:
+                state["signin"] = http_ok(f"http://127.0.0.1:{self.ports.sign_in}/healthz")
+            return not pending and state["webhook"] and state["edge"] and state["signin"]
 
         try:
             return wait_until(ready, what="the mesh", timeout=timeout, interval=0.1)
         except NotReady:
             waiting = sorted(pending) + ([] if state["edge"] else ["envoy"]) + (
                 [] if state["stripe"] else ["localstripe"]
-            )
+            ) + ([] if state["signin"] else ["signin"])
             tails = "\n".join(f"--- {c.name} ---\n{c.tail(10)}" for c in self.children if c.name in waiting)
             raise MeshError(f"not ready after {timeout:.0f}s: {', '.join(waiting)}\n{tails}") from None
 
@@ -351,6 +374,7 @@ def _print_welcome(mesh: Mesh, settings: TixSettings, seconds: float, total: flo
         f"Tix is up: all {len(mesh.services)} services SERVING and the edge ready {seconds:.1f}s after they started; "
         f"{total:.1f}s including stores, migrations and seed"
         + (f", {since_command:.1f}s since the command started." if since_command is not None else "."),
+        f"  web app          {edge}/   (sign in with any name)",
         f"  edge (REST)      {edge}",
         f"  Envoy admin      http://127.0.0.1:{mesh.ports.admin}",
         f"  localstripe      {mesh.stripe_api_base}",
