@@ -15,8 +15,8 @@ import yaml
 
 from tix.identity import JWT_AUDIENCE, JWT_ISSUER
 from tix_dev.edge import render_config
-from tix_dev.signin import ProductionRefused, check_name, refuse_in_production, sign_in
 from tix_dev.settings import DevSettings
+from tix_dev.signin import ProductionRefused, check_name, refuse_in_production, sign_in
 from tix_dev.tokens import TokenSigner, ensure_dev_keys
 from tix_dev.webapp import IMMUTABLE, REVALIDATE, WEB_SOURCE, WebConfig, build_web, render_index
 
@@ -56,7 +56,8 @@ def test_a_changed_file_gets_a_new_name_and_an_unchanged_one_keeps_its_own(tmp_p
     first = {f.url_path for f in build_web(tmp_path / "out", source=source)}
     (source / "assets" / "a.js").write_text("export const a = 2;")
     second = {f.url_path for f in build_web(tmp_path / "out", source=source)}
-    assert len(first - second) == 1 and next(iter(first - second)).startswith("/assets/a.")
+    assert len(first - second) == 1
+    assert next(iter(first - second)).startswith("/assets/a.")
     assert [p for p in first & second if p.startswith("/assets/b.")]
     assert sorted(p.name for p in (tmp_path / "out" / "assets").iterdir() if p.suffix == ".js") == sorted(
         p.removeprefix("/assets/") for p in second if p != "/"
@@ -77,7 +78,7 @@ def test_the_first_load_is_far_below_200_kilobytes_compressed(tmp_path):
 
 
 def test_an_unknown_placeholder_is_an_error_not_a_broken_page():
-    with pytest.raises(ValueError, match="asset:missing.js"):
+    with pytest.raises(ValueError, match=r"asset:missing\.js"):
         render_index("{{asset:missing.js}}", {}, WebConfig())
 
 
@@ -89,11 +90,13 @@ def test_the_local_edge_serves_each_file_per_encoding_with_its_cache_policy(tmp_
     assert index_br["match"]["path"] == "/"
     assert {"name": "accept-encoding", "string_match": {"contains": "br"}} in index_br["match"]["headers"]
     headers = {h["header"]["key"]: h["header"]["value"] for h in index_br["response_headers_to_add"]}
-    assert headers["content-encoding"] == "br" and headers["cache-control"] == REVALIDATE
+    assert headers["content-encoding"] == "br"
+    assert headers["cache-control"] == REVALIDATE
     assert index_br["direct_response"]["body"]["filename"] == str((tmp_path / "web" / "index.html.br").resolve())
     asset = next(r for r in routes if r["match"]["path"].startswith("/assets/main.") and r["name"].endswith(":identity"))
     headers = {h["header"]["key"]: h["header"]["value"] for h in asset["response_headers_to_add"]}
-    assert headers["cache-control"] == IMMUTABLE and "content-encoding" not in headers
+    assert headers["cache-control"] == IMMUTABLE
+    assert "content-encoding" not in headers
     assert headers["content-type"].startswith("text/javascript")
     # Brotli is tried first, then gzip, then the plain bytes.
     names = [r["name"] for r in routes if r["match"]["path"] == "/"]
@@ -122,7 +125,8 @@ def test_production_has_no_sign_in_route_and_the_page_offers_none(tmp_path, monk
 
 def test_the_kubernetes_edge_never_has_the_development_sign_in():
     text = render_config("k8s")
-    assert "/dev/signin" not in text and "dev_signin" not in text
+    assert "/dev/signin" not in text
+    assert "dev_signin" not in text
 
 
 @pytest.mark.parametrize("name", ["", "a b", "-leading", "x" * 65, 7, None, "new\nline"])
@@ -133,18 +137,22 @@ def test_sign_in_refuses_names_the_edge_would_refuse_as_subjects(name):
 def test_sign_in_turns_a_name_into_a_token_the_edge_verifies(tmp_path):
     private_path, jwks_path = ensure_dev_keys(tmp_path)
     status, answer = sign_in(TokenSigner(private_path), b'{"name": "alice"}')
-    assert status == 200 and answer["userId"] == "alice"
+    assert status == 200
+    assert answer["userId"] == "alice"
     jwk = json.loads(jwks_path.read_text())["keys"][0]
     key = jwt.PyJWK(jwk).key
     claims = jwt.decode(answer["token"], key, algorithms=["RS256"], audience=JWT_AUDIENCE, issuer=JWT_ISSUER)
-    assert claims["sub"] == "alice" and claims["exp"] > claims["iat"]
+    assert claims["sub"] == "alice"
+    assert claims["exp"] > claims["iat"]
     status, answer = sign_in(TokenSigner(private_path), b"not json")
-    assert status == 400 and answer["details"][0]["reason"] == "INVALID_REQUEST"
+    assert status == 400
+    assert answer["details"][0]["reason"] == "INVALID_REQUEST"
 
 
 def test_local_stripe_js_stand_in_is_shipped_beside_the_launcher():
     from tix_dev.localstripe import STRIPE_JS
 
     text = STRIPE_JS.read_text()
-    assert "confirmCardPayment" in text and "/_tix/payment_intents/" in text
+    assert "confirmCardPayment" in text
+    assert "/_tix/payment_intents/" in text
     assert Path(STRIPE_JS).parent.name == "tix_dev"
