@@ -1,6 +1,6 @@
-"""Booking rules: hold seats, take payment, confirm, cancel, expire; and the late-payment promise that no fan
-ends paid without either a ticket or a refund. No grpc here and no SQL: storage is ``repository``, Redis holds are
-``holds``, Stripe is ``payments``.
+"""Booking rules: hold seats, take payment, confirm, cancel, expire. Settling payments (webhook, confirm, late
+payment, refund) is ``settlement``'s. Pure: no grpc, redis, sqlalchemy or stripe here; the stores are the Protocols
+of ``ports`` (PostgreSQL ``repository``, Redis ``holds``, Stripe ``payments``, the seat feed), wired in ``server``.
 
 Choices made here (see ``holds`` for Redis-down and fencing):
 - Stripe unavailable while reserving: the reservation is withdrawn (seats freed, booking removed) and the call fails
@@ -24,24 +24,25 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
-from prometheus_client import Counter
 
-from booking_svc.holds import HoldOutcome, SeatHolds
-from booking_svc.payments import PaymentGateway, PaymentIntentInfo
-from booking_svc.repository import (
+from booking_svc.model import (
     BookedSeatDetail,
     BookingRecord,
-    BookingRepository,
+    BookingStatus,
     CatalogSeat,
     EventCatalog,
+    HoldOutcome,
+    PaymentIntentInfo,
+    PaymentStatus,
     ReleasedBooking,
     ReserveOutcome,
     SettleOutcome,
     SettleResult,
-    StripeEventRecord,
 )
+from booking_svc.ports import AdmissionEndsPort, BookingStore, PaymentProvider, SeatFeed, SeatHoldStore
 from booking_svc.settings import BookingSettings
-from tix.admission import AdmissionEnd, AdmissionEnds, verify_admission_token
+from booking_svc.settlement import BOOKINGS, Settlement
+from tix.admission_tokens import AdmissionEnd, verify_admission_token
 from tix.errors import (
     Aborted,
     DomainError,
@@ -53,12 +54,9 @@ from tix.errors import (
 )
 from tix.logs import get_logger
 from tix.sales import SaleStatus, SaleWindow, sale_status
-from tix.seatfeed import SeatFeedPublisher
 from tix.singleflight import SingleFlight
 
 log = get_logger("booking_svc.domain")
-
-BOOKINGS = Counter("tix_booking_bookings_total", "Booking state changes, by outcome.", ["outcome"])
 
 # A hard ceiling on one request, whatever an event's own limit says (events allow at most 100 per fan).
 MAX_SEATS_PER_REQUEST = 100
@@ -67,23 +65,6 @@ _CATALOG_CACHE_SIZE = 256
 # Booking ids of requests carrying a request id are derived from (user, request id): concurrent retries then hold
 # the seats under the same id in Redis and meet at the database, where the first one wins and the others replay it.
 _REQUEST_NAMESPACE = uuid.UUID("5b0c3c52-8f3e-4c5e-9d55-7f1f5f3a2b10")
-
-_SETTLED_METRIC = {
-    SettleOutcome.CONFIRMED: "confirmed",
-    SettleOutcome.REBOOKED: "rebooked",
-    SettleOutcome.REFUND_OWED: "refunded",
-}
-
-_STRIPE_TO_PAYMENT_STATUS = {
-    "requires_payment_method": "requires_payment",
-    "requires_confirmation": "requires_payment",
-    "requires_action": "requires_payment",
-    "requires_capture": "processing",
-    "processing": "processing",
-    "succeeded": "succeeded",
-    "canceled": "canceled",
-}
-
 
 @dataclass(frozen=True)
 class BestAvailable:
@@ -187,11 +168,11 @@ class BookingService:
     def __init__(
         self,
         settings: BookingSettings,
-        repository: BookingRepository,
-        holds: SeatHolds,
-        payments: PaymentGateway,
-        seat_feed: SeatFeedPublisher,
-        admission_ends: AdmissionEnds | None = None,
+        repository: BookingStore,
+        holds: SeatHoldStore,
+        payments: PaymentProvider,
+        seat_feed: SeatFeed,
+        admission_ends: AdmissionEndsPort | None = None,
     ) -> None:
         self._settings = settings
         # Tells the waiting room when an admitted fan's booking ends, so their shopper slot frees at once.
@@ -207,6 +188,9 @@ class BookingService:
         )
         self._catalog_seats: LRUCache[int, dict[str, CatalogSeat]] = LRUCache(maxsize=_CATALOG_CACHE_SIZE)
         self._catalog_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
+        self.settlement = Settlement(
+            repository, holds, payments, seat_feed, self._sold_marker_ttl_ms, admission_ended=self._admission_ended
+        )
 
     # --- ReserveSeats ---------------------------------------------------------------------------------------
 
@@ -330,18 +314,23 @@ class BookingService:
                 event_id=event_id,
             )
         except Exception as error:
-            # No PaymentIntent, no way to pay: give the seats back rather than hold them for nothing.
-            await self._repository.withdraw_unpaid_reservation(booking_id)
+            # No PaymentIntent, no way to pay: give the seats back rather than hold them for nothing...
+            withdrawn = await self._repository.withdraw_unpaid_reservation(booking_id)
+            if withdrawn is None:
+                # ...unless a retry of this request (same request id, same booking) attached a PaymentIntent in
+                # the meantime and may have handed it to the fan: then the booking stands, and is the answer.
+                log.info("reservation_kept_for_retry", booking_id=str(booking_id), error=repr(error))
+                await self._seat_feed.publish(event_id, result.version, result.seat_changes)
+                return await self._view(booking_id)
             await self._holds.release(event_id, seat_ids, str(booking_id))
             BOOKINGS.labels("withdrawn").inc()
             log.warning("reservation_withdrawn", booking_id=str(booking_id), error=repr(error))
             if isinstance(error, DomainError):
                 raise
             raise Unavailable("PAYMENTS_UNAVAILABLE", "payments are unavailable, try again shortly") from error
-        payment_intent_id, client_secret, payment_status = await self._repository.attach_payment_intent(
-            booking_id, intent.payment_intent_id, intent.client_secret, _payment_status(intent)
-        )
+        attached = await self._attach(booking_id, intent)
         await self._seat_feed.publish(event_id, result.version, result.seat_changes)
+        payment_intent_id, client_secret, payment_status = attached
         # Everything the answer needs is at hand: no need to read the booking back.
         return _with_seat_details(
             replace(
@@ -360,17 +349,23 @@ class BookingService:
         set that the booking does not hold now (it ended, or best-available picked other seats this time) are
         given back, or they would keep other fans off those seats until their TTL."""
         replay = await self._repository.booking_id_for_request(request.user_id, request.request_id or "")
-        record = await self._view(replay or booking_id)
-        stray = [s for s in seat_ids if record.status != "reserved" or s not in record.seat_ids]
+        found = await self._repository.get_booking(replay or booking_id, with_seats=False)
+        stray = [
+            s for s in seat_ids
+            if found is None or found.status is not BookingStatus.RESERVED or s not in found.seat_ids
+        ]
         if stray:
             await self._holds.release(request.event_id, stray, str(booking_id))
-        return await self._replay(record.booking_id)
+        if found is None:
+            # The first attempt was withdrawn (Stripe failed it) after this one met it: nothing to replay.
+            raise _withdrawn()
+        return await self._replay(found.booking_id)
 
     async def _replay(self, booking_id: uuid.UUID) -> BookingRecord:
         """The answer to a retried ReserveSeats: the first booking, with its PaymentIntent even when the first
         call is still creating it (the gateway makes one intent per booking id; the first one stored wins)."""
         record = await self._view(booking_id)
-        if record.status != "reserved" or record.payment_intent_id:
+        if record.status is not BookingStatus.RESERVED or record.payment_intent_id:
             return record
         intent = await self._payments.create_payment_intent(
             booking_id=str(booking_id),
@@ -379,10 +374,20 @@ class BookingService:
             user_id=record.user_id,
             event_id=record.event_id,
         )
-        await self._repository.attach_payment_intent(
-            booking_id, intent.payment_intent_id, intent.client_secret, _payment_status(intent)
-        )
+        await self._attach(booking_id, intent)
         return await self._view(booking_id)
+
+    async def _attach(self, booking_id: uuid.UUID, intent: PaymentIntentInfo) -> tuple[str, str, PaymentStatus]:
+        """Store the intent with the booking; the one stored wins. An intent that lost (another attempt stored
+        its own first, or the booking was withdrawn meanwhile) is cancelled, so it can never take money."""
+        attached = await self._repository.attach_payment_intent(
+            booking_id, intent.payment_intent_id, intent.client_secret, PaymentStatus.of_stripe(intent.status)
+        )
+        if attached is None or attached[0] != intent.payment_intent_id:
+            await self.settlement.cancel_stray_intent(intent.payment_intent_id, booking_id)
+        if attached is None:
+            raise _withdrawn()
+        return attached
 
     def _check_sale(self, catalog: EventCatalog, request: SeatRequest) -> str | None:
         """Refuse a reservation outside the sale; for a waiting-room event, the queue ticket the fan's admission
@@ -427,20 +432,25 @@ class BookingService:
 
     async def confirm_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
         record = await self._owned(user_id, booking_id)
-        if record.status in ("confirmed", "refunded"):
+        if record.status.final:
             return record
         if not record.payment_intent_id:
             raise FailedPrecondition("PAYMENT_INCOMPLETE", "the booking has no payment yet", booking_id=booking_id)
         intent = await self._payments.retrieve_payment_intent(record.payment_intent_id)
         if intent.status == "succeeded":
-            await self.settle_paid_booking(booking_id)
+            result = await self.settlement.settle_paid_booking(booking_id, intent=intent, source="confirm")
+            if result.outcome is SettleOutcome.REFUSED:
+                raise FailedPrecondition(
+                    "PAYMENT_MISMATCH", "the payment does not match the booking", booking_id=booking_id,
+                    refusal=str(result.refusal),
+                )
             return await self._view(booking_id)
-        if record.status == "reserved" and record.expires_at > datetime.now(UTC):
+        if record.status is BookingStatus.RESERVED and record.expires_at > datetime.now(UTC):
             raise FailedPrecondition(
                 "PAYMENT_INCOMPLETE", "the payment has not succeeded yet", booking_id=booking_id,
                 payment_status=intent.status,
             )
-        if record.status == "cancelled":
+        if record.status is BookingStatus.CANCELLED:
             raise FailedPrecondition("BOOKING_CANCELLED", "the booking was cancelled", booking_id=booking_id)
         raise FailedPrecondition(
             "HOLD_EXPIRED", "the hold ended before the payment succeeded", booking_id=booking_id,
@@ -448,54 +458,11 @@ class BookingService:
         )
 
     async def handle_stripe_webhook(self, payload: bytes, signature: str) -> None:
-        if not signature:
-            raise InvalidArgument("stripe-signature", "is required", reason="WEBHOOK_SIGNATURE_INVALID")
-        event = self._payments.parse_webhook(payload, signature)
-        record = StripeEventRecord(event.event_id, event.type)
-        intent = event.payment_intent
-        booking_id = await self._booking_for_intent(intent) if intent else None
-        if event.type == "payment_intent.succeeded" and booking_id is not None:
-            result = await self.settle_paid_booking(booking_id, stripe_event=record)
-            log.info("stripe_webhook", type=event.type, booking_id=str(booking_id), outcome=result.outcome.value)
-            return
-        status = _payment_status(intent) if intent else "requires_payment"
-        if event.type == "payment_intent.payment_failed":
-            # The hold stays until it expires: the fan may try another card.
-            status = "failed"
-        fresh = await self._repository.record_payment_update(booking_id, status, stripe_event=record)
-        log.info("stripe_webhook", type=event.type, booking_id=str(booking_id), duplicate=not fresh)
+        await self.settlement.handle_webhook(payload, signature)
 
-    async def _booking_for_intent(self, intent: PaymentIntentInfo) -> uuid.UUID | None:
-        found = await self._repository.booking_id_for_payment_intent(intent.payment_intent_id)
-        if found is not None:
-            return found
-        try:
-            return uuid.UUID(intent.metadata.get("booking_id", ""))
-        except ValueError:
-            return None
-
-    async def settle_paid_booking(
-        self, booking_id: uuid.UUID, *, stripe_event: StripeEventRecord | None = None
-    ) -> SettleResult:
-        """The one path a succeeded payment takes (ConfirmBooking, webhook, sweeper, reconcile): confirm, or
-        rebook the same seats after a late payment, or refund when they were resold."""
-        result = await self._repository.settle_payment(booking_id, stripe_event=stripe_event)
-        if result.outcome in (SettleOutcome.DUPLICATE_EVENT, SettleOutcome.UNKNOWN_BOOKING):
-            return result
-        if result.outcome is not SettleOutcome.ALREADY_SETTLED:
-            BOOKINGS.labels(_SETTLED_METRIC[result.outcome]).inc()
-            if result.outcome is SettleOutcome.REFUND_OWED:
-                # The seats were someone else's by then: this booking's keys (if any are left) go.
-                await self._holds.release(result.event_id, result.seat_ids, str(booking_id))
-            else:
-                await self._holds.mark_sold(
-                    result.event_id, result.seat_ids, str(booking_id), await self._sold_marker_ttl_ms(result.event_id)
-                )
-            await self._seat_feed.publish(result.event_id, result.version, result.seat_changes)
-            await self._admission_ended(booking_id, AdmissionEnd.CONFIRMED)
-        if result.outcome is SettleOutcome.REFUND_OWED:
-            await self.refund(booking_id)
-        return result
+    async def settle_paid_booking(self, booking_id: uuid.UUID) -> SettleResult:
+        """Settle the booking against its PaymentIntent as Stripe has it now (see ``settlement``)."""
+        return await self.settlement.settle_paid_booking(booking_id, source="reconcile")
 
     async def _sold_marker_ttl_ms(self, event_id: int) -> int:
         """Sold markers last until the event has started (a day at least): nobody can buy a seat after that."""
@@ -503,35 +470,19 @@ class BookingService:
         until_start = (catalog.rules.starts_at - datetime.now(UTC)).total_seconds()
         return int(max(until_start, 24 * 3600) * 1000)
 
-    async def refund(self, booking_id: uuid.UUID) -> str | None:
-        """Refund a booking marked refunded; on failure the refund stays owed and the sweeper retries it."""
-        record = await self._repository.get_booking(booking_id, with_seats=False)
-        if record is None or record.status != "refunded" or not record.payment_intent_id or record.refund_id:
-            return record.refund_id if record else None
-        try:
-            refund_id = await self._payments.refund_payment(
-                record.payment_intent_id, booking_id=str(booking_id), reason=record.status_reason
-            )
-        except DomainError as error:
-            log.warning("refund_failed", booking_id=str(booking_id), error=repr(error))
-            return None
-        await self._repository.record_refund(booking_id, refund_id)
-        log.info("refunded", booking_id=str(booking_id), refund_id=refund_id)
-        return refund_id
-
     # --- CancelBooking, GetBooking, expiry ------------------------------------------------------------------
 
     async def cancel_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
         record = await self._owned(user_id, booking_id)
-        if record.status == "reserved":
+        if record.status.can_become(BookingStatus.CANCELLED):
             released = await self._repository.cancel(booking_id, "cancelled by the fan")
-            if released is not None and released.status_before == "reserved":
+            if released is not None and released.status_before is BookingStatus.RESERVED:
                 BOOKINGS.labels("cancelled").inc()
                 await self._after_release(released)
                 await self._admission_ended(booking_id, AdmissionEnd.CANCELLED)
                 return await self._view(booking_id)
             record = await self._view(booking_id)
-        if record.status == "confirmed":
+        if record.status is BookingStatus.CONFIRMED:
             raise FailedPrecondition(
                 "BOOKING_CONFIRMED", "a paid booking cannot be cancelled here", booking_id=booking_id
             )
@@ -554,11 +505,7 @@ class BookingService:
                 return total
 
     async def retry_owed_refunds(self) -> int:
-        done = 0
-        for booking_id, _ in await self._repository.refunds_owed():
-            if await self.refund(booking_id):
-                done += 1
-        return done
+        return await self.settlement.retry_owed_refunds()
 
     async def _after_release(self, released: ReleasedBooking) -> None:
         """Seats went back on sale: tell Redis and watchers, and stop the PaymentIntent (or, if the fan paid in
@@ -573,18 +520,8 @@ class BookingService:
         if self._admission_ends is not None:
             await self._admission_ends.publish(str(booking_id), end)
 
-    async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str) -> None:
-        try:
-            intent = await self._payments.cancel_payment_intent(payment_intent_id)
-        except DomainError as error:
-            # Stripe unreachable: the intent stays open; a payment arriving later takes the late-payment path
-            # (webhook), and reconcile finds it if the webhook is lost.
-            log.warning("payment_cancel_failed", booking_id=str(booking_id), error=repr(error))
-            return
-        if intent.status == "succeeded":
-            await self.settle_paid_booking(booking_id)
-        elif intent.status == "canceled":
-            await self._repository.set_payment_status(booking_id, "canceled")
+    async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str) -> bool:
+        return await self.settlement.cancel_payment(booking_id, payment_intent_id)
 
     # --- helpers --------------------------------------------------------------------------------------------
 
@@ -640,5 +577,7 @@ def _seats_unavailable(event_id: int, seat_ids: Sequence[str]) -> Aborted:
     )
 
 
-def _payment_status(intent: PaymentIntentInfo) -> str:
-    return _STRIPE_TO_PAYMENT_STATUS.get(intent.status, "requires_payment")
+def _withdrawn() -> Unavailable:
+    return Unavailable(
+        "PAYMENTS_UNAVAILABLE", "this reservation was withdrawn because payments failed; try again shortly"
+    )

@@ -20,7 +20,6 @@ because the database guard makes it safe, and a Redis outage should not stop an 
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from booking_svc.model import HoldOutcome, SeatHold
 from tix.logs import get_logger
 from tix.redis_pool import as_optional_text
 
@@ -81,22 +81,6 @@ _POOL_WAIT_SECONDS = 5.0
 
 def hold_key(event_id: int, seat_id: str) -> str:
     return f"tix:hold:{{{event_id}}}:{seat_id}"
-
-
-class HoldOutcome(enum.Enum):
-    WON = "won"
-    LOST = "lost"
-    # Too few nodes answered to decide: the caller relies on the database alone.
-    DEGRADED = "degraded"
-
-
-@dataclass(frozen=True)
-class SeatHold:
-    outcome: HoldOutcome
-    # Seats another booking holds (reported by the nodes that refused), for SEAT_UNAVAILABLE's metadata.
-    taken_seat_ids: tuple[str, ...] = ()
-    # Milliseconds the hold is still certain to be valid (Redlock validity), 0 unless won.
-    validity_ms: int = 0
 
 
 @dataclass(frozen=True)

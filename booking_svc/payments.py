@@ -26,7 +26,6 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import stripe
@@ -34,6 +33,7 @@ from cachetools import LRUCache
 from prometheus_client import Counter, Gauge, Histogram
 from stripe.params import PaymentIntentCreateParams
 
+from booking_svc.model import PaymentIntentInfo, WebhookEvent
 from booking_svc.settings import BookingSettings
 from tix.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from tix.logs import get_logger
@@ -66,23 +66,6 @@ STRIPE_BACKLOG = Gauge(
 BUSY_REASON = "PAYMENTS_BUSY"
 _RETRYABLE_STATUS = frozenset({409, 429})
 _COMPLETED_CACHE_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class PaymentIntentInfo:
-    payment_intent_id: str
-    client_secret: str
-    status: str  # Stripe's status string: requires_payment_method, requires_confirmation, succeeded, canceled...
-    amount_minor: int
-    currency: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    event_id: str
-    type: str
-    payment_intent: PaymentIntentInfo | None  # None for events about other objects (charge.refunded carries a charge)
 
 
 class StripePacer:
@@ -258,7 +241,7 @@ class PaymentGateway:
                             # Stripe's own `reason` is an enum; ours is free text, so it travels as metadata.
                             "metadata": {"booking_id": booking_id, "reason": reason},
                         },
-                        {"idempotency_key": f"{booking_id}:refund"},
+                        {"idempotency_key": f"{payment_intent_id}:refund"},
                     ),
                 )
             except FailedPrecondition:
@@ -268,7 +251,8 @@ class PaymentGateway:
                 raise
             return str(created["id"])
 
-        return await self._once(("refund", booking_id), refund)
+        # Keyed by the intent: one refund per payment, whichever booking (or none) it was meant for.
+        return await self._once(("refund", payment_intent_id), refund)
 
     def parse_webhook(self, payload: bytes, signature_header: str) -> WebhookEvent:
         """Verify the ``Stripe-Signature`` header, then decode the event. A signed body that is not a Stripe event

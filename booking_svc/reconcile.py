@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from booking_svc.domain import BookingService
 from booking_svc.holds import SeatHolds
+from booking_svc.model import BookingStatus, PaymentStatus, SettleOutcome
 from booking_svc.payments import PaymentGateway
 from booking_svc.repository import BookingRepository
 from booking_svc.settings import BookingSettings
@@ -78,13 +79,16 @@ async def reconcile_bookings(
         if intent.status == "succeeded":
             report.paid_not_confirmed += 1
             if apply:
-                result = await bookings.settle_paid_booking(booking_id)
-                report.repaired += 1
+                result = await bookings.settlement.settle_paid_booking(booking_id, intent=intent, source="reconcile")
+                if result.outcome is SettleOutcome.REFUSED:
+                    report.unresolved.append(f"{booking_id}: {payment_intent_id} refused ({result.refusal})")
+                else:
+                    report.repaired += 1
                 log.info("reconciled_payment", booking_id=str(booking_id), outcome=result.outcome.value)
         elif intent.status == "canceled":
             if apply:
-                await repository.set_payment_status(booking_id, "canceled")
-        elif status in ("cancelled", "expired") and intent.status != "processing":
+                await repository.set_payment_status(booking_id, PaymentStatus.CANCELED)
+        elif status in (BookingStatus.CANCELLED, BookingStatus.EXPIRED) and intent.status != "processing":
             report.open_intents_of_ended_bookings += 1
             if apply:
                 await bookings.cancel_payment(booking_id, payment_intent_id)

@@ -10,159 +10,31 @@ The rules that make double booking impossible live in these statements:
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from booking_svc.model import (
+    BookedSeatDetail,
+    BookingRecord,
+    BookingStatus,
+    CatalogSeat,
+    EventCatalog,
+    EventRules,
+    PaymentStatus,
+    ReleasedBooking,
+    ReserveOutcome,
+    ReserveResult,
+    SettleOutcome,
+    SettleResult,
+    StripeEventRecord,
+    TicketDrift,
+)
 from tix.inventory import ensure_tickets
 from tix.seatfeed import NEXT_VERSION, SeatChange
-
-
-@dataclass(frozen=True)
-class CatalogSeat:
-    seat_id: str
-    section_id: str
-    row_label: str
-    number: int
-    price_tier: int
-    rank: int
-    price_minor: int
-
-
-@dataclass(frozen=True)
-class EventRules:
-    event_id: int
-    sale_starts_at: datetime
-    starts_at: datetime
-    sale_ends_at: datetime | None
-    cancelled: bool
-    max_seats_per_user: int
-    queue_enabled: bool
-    currency: str
-
-
-@dataclass(frozen=True)
-class EventCatalog:
-    """An event's sale rules and its (immutable) seats, as the booking service needs them."""
-
-    rules: EventRules
-    seats: dict[str, CatalogSeat]
-
-
-@dataclass(frozen=True)
-class BookedSeatDetail:
-    seat_id: str
-    section_id: str
-    row_label: str
-    number: int
-    price_minor: int
-
-
-@dataclass(frozen=True)
-class BookingRecord:
-    booking_id: uuid.UUID
-    event_id: int
-    user_id: str
-    status: str
-    status_reason: str
-    seat_ids: tuple[str, ...]
-    seat_prices: tuple[int, ...]
-    total_minor: int
-    currency: str
-    fence: int
-    request_id: str | None
-    created_at: datetime
-    expires_at: datetime
-    confirmed_at: datetime | None
-    payment_intent_id: str | None
-    client_secret: str | None
-    payment_status: str
-    amount_minor: int
-    refund_id: str | None
-    seats: tuple[BookedSeatDetail, ...] = ()
-
-
-class ReserveOutcome(enum.Enum):
-    RESERVED = "reserved"
-    # The same booking (same user and request id) exists already: a retry.
-    DUPLICATE = "duplicate"
-    SEATS_TAKEN = "seats_taken"
-    LIMIT_EXCEEDED = "limit_exceeded"
-    # The admission token already bought another booking (each token buys one).
-    ADMISSION_USED = "admission_used"
-
-
-@dataclass(frozen=True)
-class ReserveResult:
-    outcome: ReserveOutcome
-    booking_id: uuid.UUID | None = None
-    fence: int = 0
-    # SEATS_TAKEN: the seats that could not be reserved; LIMIT_EXCEEDED: seats the fan already holds or owns.
-    unavailable_seat_ids: tuple[str, ...] = ()
-    active_seats: int = 0
-    # RESERVED: the new booking (without its PaymentIntent and seat details yet).
-    record: BookingRecord | None = None
-    # RESERVED: the seats' status changes and the seat-map version they carry (see tix.seatfeed).
-    seat_changes: tuple[SeatChange, ...] = ()
-    version: int = 0
-
-
-class SettleOutcome(enum.Enum):
-    CONFIRMED = "confirmed"
-    # Paid after the hold ended, and the same seats were still free: booked again.
-    REBOOKED = "rebooked"
-    # Paid after the hold ended and the seats went to someone else: the booking is refunded (refund owed until
-    # ``record_refund`` stores Stripe's refund id).
-    REFUND_OWED = "refund_owed"
-    ALREADY_SETTLED = "already_settled"
-    DUPLICATE_EVENT = "duplicate_event"
-    UNKNOWN_BOOKING = "unknown_booking"
-
-
-@dataclass(frozen=True)
-class SettleResult:
-    outcome: SettleOutcome
-    booking_id: uuid.UUID | None = None
-    event_id: int = 0
-    seat_ids: tuple[str, ...] = ()
-    # Seat status changes to publish, and their seat-map version.
-    seat_changes: tuple[SeatChange, ...] = ()
-    version: int = 0
-
-
-@dataclass(frozen=True)
-class ReleasedBooking:
-    """A booking whose hold ended (cancelled or expired) and the seats that went back on sale."""
-
-    booking_id: uuid.UUID
-    event_id: int
-    seat_ids: tuple[str, ...]
-    freed_seat_ids: tuple[str, ...]
-    payment_intent_id: str | None
-    status_before: str = "reserved"
-    # The freed seats' status changes and their seat-map version.
-    seat_changes: tuple[SeatChange, ...] = ()
-    version: int = 0
-
-
-@dataclass(frozen=True)
-class StripeEventRecord:
-    stripe_event_id: str
-    type: str
-
-
-@dataclass
-class TicketDrift:
-    booking_id: uuid.UUID
-    expected: int
-    booked: int = field(default=0)
-
 
 _CATALOG = text(
     """
@@ -292,7 +164,7 @@ def _record(row: Row[Any]) -> BookingRecord:
         booking_id=m["booking_id"],
         event_id=m["event_id"],
         user_id=m["user_id"],
-        status=m["status"],
+        status=BookingStatus(m["status"]),
         status_reason=m["status_reason"],
         seat_ids=tuple(m["seat_ids"]),
         seat_prices=tuple(m["seat_prices"]),
@@ -305,7 +177,7 @@ def _record(row: Row[Any]) -> BookingRecord:
         confirmed_at=m["confirmed_at"],
         payment_intent_id=m["payment_intent_id"],
         client_secret=m["client_secret"],
-        payment_status=m["payment_status"],
+        payment_status=PaymentStatus(m["payment_status"]),
         amount_minor=m["amount_minor"],
         refund_id=m["refund_id"],
     )
@@ -461,18 +333,24 @@ class BookingRepository:
 
     async def withdraw_unpaid_reservation(self, booking_id: uuid.UUID) -> ReleasedBooking | None:
         """Undo a reservation that never reached the fan (no PaymentIntent could be made): free its seats and
-        remove the booking, so a retry with the same request id starts afresh."""
+        remove the booking, so a retry with the same request id starts afresh.
+
+        Only while no PaymentIntent is attached: a retry with the same request id (another replica, or this one)
+        may have attached one and handed its client secret to the fan, and that booking must stay payable. The
+        booking and payment rows are locked together, so this and ``attach_payment_intent`` are serialized: one
+        of them sees the other's result. None when nothing was withdrawn (gone already, or an intent attached)."""
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT event_id, seat_ids, fence FROM bookings WHERE booking_id = :booking_id"
-                        " AND status = 'reserved' FOR UPDATE"
+                        "SELECT b.event_id, b.seat_ids, b.fence, p.payment_intent_id FROM bookings b"
+                        " JOIN payments p USING (booking_id) WHERE b.booking_id = :booking_id"
+                        " AND b.status = 'reserved' FOR UPDATE OF b, p"
                     ),
                     {"booking_id": booking_id},
                 )
             ).first()
-            if row is None:
+            if row is None or row.payment_intent_id is not None:
                 return None
             freed = (
                 await conn.execute(
@@ -488,10 +366,11 @@ class BookingRepository:
         )
 
     async def attach_payment_intent(
-        self, booking_id: uuid.UUID, payment_intent_id: str, client_secret: str, status: str
-    ) -> tuple[str, str, str]:
+        self, booking_id: uuid.UUID, payment_intent_id: str, client_secret: str, status: PaymentStatus
+    ) -> tuple[str, str, PaymentStatus] | None:
         """Store the booking's PaymentIntent; returns the one stored (id, client secret, status). The first intent
-        stored stays: a retry never swaps the one the fan may be paying."""
+        stored stays: a retry never swaps the one the fan may be paying. None when the booking was withdrawn
+        (see ``withdraw_unpaid_reservation``): the intent pays for nothing and must not reach the fan."""
         async with self._single.connect() as conn:
             row = (
                 await conn.execute(
@@ -506,8 +385,12 @@ class BookingRepository:
                     ),
                     {"booking_id": booking_id, "pi": payment_intent_id, "secret": client_secret, "status": status},
                 )
-            ).one()
-        return row.payment_intent_id, row.client_secret, row.status
+            ).first()
+        # The UPDATE waits for a concurrent withdrawal and then finds no row; the SELECT's snapshot may still show
+        # the withdrawn row without an intent. Either way nothing was attached.
+        if row is None or row.payment_intent_id is None:
+            return None
+        return row.payment_intent_id, row.client_secret, PaymentStatus(row.status)
 
     async def get_booking(self, booking_id: uuid.UUID, *, with_seats: bool = True) -> BookingRecord | None:
         async with self._single.connect() as conn:
@@ -657,8 +540,13 @@ class BookingRepository:
         )
         return recorded is not None
 
+    async def record_stripe_event(self, stripe_event: StripeEventRecord) -> bool:
+        """Remember a webhook event as processed; False when it was seen before."""
+        async with self._engine.begin() as conn:
+            return await self._record_event(conn, stripe_event)
+
     async def record_payment_update(
-        self, booking_id: uuid.UUID | None, status: str, *, stripe_event: StripeEventRecord
+        self, booking_id: uuid.UUID | None, status: PaymentStatus, *, stripe_event: StripeEventRecord
     ) -> bool:
         """Record a webhook that changes no seats (for example a failed attempt: the hold stays until expiry).
         False when the event was seen before."""
@@ -675,7 +563,7 @@ class BookingRepository:
                 )
         return True
 
-    async def set_payment_status(self, booking_id: uuid.UUID, status: str) -> None:
+    async def set_payment_status(self, booking_id: uuid.UUID, status: PaymentStatus) -> None:
         async with self._single.begin() as conn:
             await self._set_payment_status(conn, booking_id, status)
 
@@ -720,7 +608,7 @@ class BookingRepository:
                 return None
             if row.status != "reserved":
                 return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), (), row.payment_intent_id,
-                                       status_before=row.status)
+                                       status_before=BookingStatus(row.status))
             freed = (
                 await conn.execute(
                     _FREE_TICKETS, {"event_id": row.event_id, "booking_id": booking_id, "fence": row.fence}
@@ -800,7 +688,7 @@ class BookingRepository:
 
     # --- reconciliation ------------------------------------------------------------------------------------
 
-    async def unsettled_payments(self, limit: int = 10_000) -> list[tuple[uuid.UUID, str, str]]:
+    async def unsettled_payments(self, limit: int = 10_000) -> list[tuple[uuid.UUID, BookingStatus, str]]:
         """Bookings not confirmed whose PaymentIntent we have not seen end (cancelled or refunded): the ones a
         lost webhook could have left paid without a ticket. (booking id, booking status, payment intent id)."""
         async with self._single.connect() as conn:
@@ -813,7 +701,7 @@ class BookingRepository:
                 ),
                 {"limit": limit},
             )
-            return [(r.booking_id, r.status, r.payment_intent_id) for r in rows]
+            return [(r.booking_id, BookingStatus(r.status), r.payment_intent_id) for r in rows]
 
     async def confirmed_ticket_drift(self) -> list[TicketDrift]:
         """Confirmed bookings whose booked ticket rows do not match their seats."""

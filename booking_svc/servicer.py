@@ -8,7 +8,7 @@ from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
 from booking_svc.domain import BestAvailable, BookingService, SeatRequest
-from booking_svc.repository import BookingRecord
+from booking_svc.model import BookingRecord
 from tix.catalog import timestamp
 from tix.identity import require_user_id
 from tix.validation import optional_request_id, require_numeric_id, require_uuid

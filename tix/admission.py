@@ -1,72 +1,36 @@
 """Admission tokens: the queue service signs one when it admits a fan; the booking service verifies it.
 
-A token is an HS256 JWT bound to one user and one event, short-lived, and names the queue ticket it came from.
-The end of an admitted fan's booking goes back to the queue through a Redis stream (below).
+A token is an HS256 JWT bound to one user and one event, short-lived, and names the queue ticket it came from
+(``tix.admission_tokens``, which imports no Redis, so the booking domain can use it). The end of an admitted fan's
+booking goes back to the queue through a Redis stream (below).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-import jwt
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from tix.errors import PermissionDenied
+from tix.admission_tokens import AdmissionEnd, AdmissionToken, issue_admission_token, verify_admission_token
 from tix.logs import get_logger
 from tix.redis_pool import as_text
 
+__all__ = [
+    "ADMISSION_ENDS_GROUP",
+    "ADMISSION_ENDS_LENGTH",
+    "ADMISSION_ENDS_STREAM",
+    "AdmissionEnd",
+    "AdmissionEnds",
+    "AdmissionEndsReader",
+    "AdmissionToken",
+    "EndedAdmission",
+    "issue_admission_token",
+    "verify_admission_token",
+]
+
 log = get_logger("tix.admission")
-
-_ISSUER = "tix-queue"
-
-
-@dataclass(frozen=True)
-class AdmissionToken:
-    user_id: str
-    event_id: int
-    ticket_id: str
-    expires_at: float
-
-
-def issue_admission_token(secret: str, *, user_id: str, event_id: int, ticket_id: str, ttl_seconds: int) -> str:
-    now = time.time()
-    claims = {
-        "iss": _ISSUER,
-        "sub": user_id,
-        "evt": str(event_id),
-        "jti": ticket_id,
-        "iat": int(now),
-        "exp": int(now + ttl_seconds),
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def verify_admission_token(secret: str, token: str, *, user_id: str, event_id: int) -> AdmissionToken:
-    """Accept only an unexpired token signed with ``secret`` for this user and event."""
-    if not token:
-        raise PermissionDenied(
-            "ADMISSION_REQUIRED", "this on-sale has a waiting room: join the queue first", event_id=event_id
-        )
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=["HS256"], issuer=_ISSUER, options={"require": ["exp", "sub", "evt", "jti"]}
-        )
-    except jwt.ExpiredSignatureError:
-        raise PermissionDenied(
-            "ADMISSION_REQUIRED", "the admission token has expired: join the queue again", event_id=event_id
-        ) from None
-    except jwt.PyJWTError:
-        raise PermissionDenied("ADMISSION_REQUIRED", "the admission token is not valid", event_id=event_id) from None
-    if claims["sub"] != user_id or claims["evt"] != str(event_id):
-        raise PermissionDenied(
-            "ADMISSION_REQUIRED", "the admission token belongs to another fan or event", event_id=event_id
-        )
-    return AdmissionToken(user_id, event_id, claims["jti"], float(claims["exp"]))
-
 
 # --- Admission ends: booking tells the queue that an admitted fan is done shopping ------------------------------
 #
@@ -81,12 +45,6 @@ ADMISSION_ENDS_GROUP = "tix-queue"
 # Ends kept in the stream (trimmed approximately): far more than the queue falls behind by in practice.
 ADMISSION_ENDS_LENGTH = 100_000
 _BOOKING_TICKET_PREFIX = "tix:admission:booking:"
-
-
-class AdmissionEnd(Enum):
-    CONFIRMED = "confirmed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)

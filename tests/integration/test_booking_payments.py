@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import text
 
+from booking_svc.model import SettleOutcome
 from booking_svc.reconcile import reconcile_bookings
-from booking_svc.repository import SettleOutcome
 from booking_svc.sweeper import sweep_once
 from tests.factories import create_event
 from tests.integration.booking_harness import (

@@ -51,3 +51,26 @@ def test_serving_one_service_loads_only_that_service(service):
     assert package in loaded
     assert not loaded & (set(SERVICES) - {package}), f"{package} pulled in another service"
     assert not loaded & set(DEVELOPMENT_ONLY), f"{package} pulled in development-only packages"
+
+
+# The booking domain (Cosmic Python's shape): model, state machine, ports, rules and settlement are plain Python; the
+# stores and Stripe are adapters behind the Protocols of booking_svc.ports, wired in booking_svc.server.
+BOOKING_DOMAIN = ("booking_svc.model", "booking_svc.ports", "booking_svc.domain", "booking_svc.settlement")
+INFRASTRUCTURE = ("redis", "sqlalchemy", "stripe", "grpc", "psycopg", "asyncpg")
+
+_DOMAIN_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_the_booking_domain_imports_no_database_redis_stripe_or_grpc():
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _DOMAIN_PROBE, *BOOKING_DOMAIN],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    loaded = _packages(json.loads(done.stdout))
+    assert set(BOOKING_DOMAIN) <= set(json.loads(done.stdout))
+    assert not loaded & set(INFRASTRUCTURE), f"the booking domain pulled in {sorted(loaded & set(INFRASTRUCTURE))}"

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from booking_svc.payments import PaymentGateway, PaymentIntentInfo
+from booking_svc.model import PaymentIntentInfo
+from booking_svc.payments import PaymentGateway
 from booking_svc.settings import BookingSettings
 from tix.errors import InvalidArgument, Unavailable
 from tix.settings import DEVELOPMENT_STRIPE_API_KEY

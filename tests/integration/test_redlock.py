@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from booking_svc.holds import HoldOutcome, SeatHolds, hold_key
+from booking_svc.holds import SeatHolds, hold_key
+from booking_svc.model import HoldOutcome
 from tix_dev.processes import RedisServer
 from tix_dev.readiness import free_port
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booking_svc.domain import pick_best_block, seat_blocks
-from booking_svc.repository import CatalogSeat
+from booking_svc.model import CatalogSeat
 
 
 def _row(section: str, row: str, numbers: list[int], rank_base: int = 0) -> list[CatalogSeat]:
