@@ -160,6 +160,7 @@ class OutboxIndexer:
         self._indexed_ahead: set[int] = set()
         self._gap_seen: dict[int, float] = {}
         self._leading = False
+        self._last_cursor = 0
 
     @property
     def sink(self) -> IndexSink:
@@ -250,6 +251,11 @@ class OutboxIndexer:
             cursor = await conn.scalar(_LOCK_CURSOR, {"consumer": self._sink.name})
             if cursor is None:
                 return 0
+            if cursor < self._last_cursor:
+                # The outbox was emptied and its ids restarted (a test's TRUNCATE): what was seen ahead is void.
+                self._indexed_ahead.clear()
+                self._gap_seen.clear()
+            self._last_cursor = cursor
             rows = (await conn.execute(_NEXT_ROWS, {"cursor": cursor, "batch": self._batch_size})).all()
             if not rows:
                 return 0

@@ -23,6 +23,8 @@ COMMANDS_GROUP = "tix.commands"
 app = typer.Typer(help="Tix: ticketing as a gRPC service mesh.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+catalog_app = typer.Typer(help="The catalog: venues, performers and events.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 
 
 @db_app.command("upgrade")
@@ -66,6 +68,58 @@ def serve(
     if workers is not None:
         overrides["workers"] = workers
     run(definition, settings.model_copy(update=overrides))
+
+
+@catalog_app.command("apply")
+def catalog_apply(
+    file: Annotated[Path, typer.Argument(help="A catalog file, YAML or JSON (docs/catalog-files.md).")],
+    check: Annotated[bool, typer.Option("--check", help="Validate only (against the database too); write nothing.")]
+    = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Add or update the venues, performers and events of FILE by their external ids (applying it again changes
+    nothing). The whole file is validated first; problems are listed with where they are, and nothing is written."""
+    from tix.catalog_files import CatalogFileError, load_catalog
+
+    try:
+        catalog = load_catalog(file)
+        asyncio.run(_apply_catalog(catalog, str(file), check=check, progress=progress))
+    except CatalogFileError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+
+
+async def _apply_catalog(catalog: object, source: str, *, check: bool, progress: bool) -> None:
+    import getpass
+    import os
+
+    from redis.asyncio import Redis
+
+    from tix.catalog_apply import apply_catalog, check_against_database
+    from tix.catalog_files import CatalogFile
+    from tix.db import create_engine
+
+    assert isinstance(catalog, CatalogFile)
+    settings = TixSettings()
+    engine = create_engine(settings, pool_size=2)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        if check:
+            async with engine.connect() as conn:
+                await check_against_database(conn, catalog, source)
+            typer.echo(f"{source}: valid ({len(catalog.venues)} venues, {len(catalog.performers)} performers, "
+                       f"{len(catalog.events)} events)")
+            return
+        actor = os.environ.get("TIX_OPERATOR") or getpass.getuser()
+        with typer.progressbar(length=catalog.size, label="applying", hidden=not progress) as bar:
+            report = await apply_catalog(engine, redis, catalog, source=source, actor=actor, on_progress=bar.update)
+        typer.echo(report.summary())
+        if report.stale_caches:
+            typer.echo(f"warning: Redis was unreachable; {report.stale_caches} event page(s) may show the old "
+                       "details until their cache entries expire", err=True)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
 
 
 @app.command("preflight-edge")
