@@ -47,7 +47,7 @@ from event_svc.representations import (
     negotiate,
     proto_json,
 )
-from event_svc.seat_hub import SEAT_WATCH_STARTS, FeedItem, SeatHub
+from event_svc.seat_hub import SEAT_WATCH_STARTS, FeedBatch, FeedItem, SeatHub
 from event_svc.servicer import render_event, render_seat_layout, render_seat_map
 from event_svc.settings import EventSettings
 from event_svc.watch_frames import (
@@ -438,6 +438,14 @@ def _changes(item: FeedItem, fmt: StreamFormat) -> bytes:
     return frame
 
 
+def _batch_frames(batch: FeedBatch, fmt: StreamFormat) -> bytes:
+    """A batch's frames, one after the other (each its own event with its own id), rendered once for everyone."""
+    frames = batch.frames.get(fmt)
+    if frames is None:
+        frames = batch.frames[fmt] = b"".join(_changes(item, fmt) for item in batch.items)
+    return frames
+
+
 class HttpWatcher:
     """One HTTP seat watch as the hub sees it. Caught up (``live``), it is written to directly by the hub with
     frames shared by every watcher; otherwise changes wait in ``pending`` for its own task."""
@@ -489,6 +497,19 @@ class HttpWatcher:
             return
         self.pending.append(item)
         self.wakeup.set()
+
+    def offer_batch(self, batch: FeedBatch) -> None:
+        if self.live and not self.pending and batch.prev == self.last:
+            # The hot path, once per batch and caught-up watcher: one write of bytes shared by all of them.
+            frames = batch.frames.get(self.fmt) or _batch_frames(batch, self.fmt)
+            transport = self.transport
+            if transport.get_write_buffer_size() + len(frames) <= self.max_buffer and not transport.is_closing():
+                transport.write(frames)
+                self.last = batch.version
+                self.last_write = batch.received
+                return
+        for item in batch.items:
+            self.offer(item)
 
     def request_resync(self) -> None:
         self.live = False

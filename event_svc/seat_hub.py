@@ -9,8 +9,13 @@ and only when the log no longer reaches back do the watchers start again from a 
 event's recent publications, so a reconnecting watcher that names the last version it saw (``since_version``, or
 SSE's ``Last-Event-ID``) is sent what it missed, from memory or from the log, instead of the whole map.
 
+Changes reach watchers in batches: the reader takes everything that has arrived before writing to anyone, and
+writes to an event's watchers at most once per ``batch_seconds`` (changes closer together wait for the interval and
+go together), so a busy sale costs each watcher a few writes a second however many seats change, and a hub that fell
+behind catches up in one write per watcher rather than one per change.
+
 Watchers never slow each other down: a gRPC watcher has a bounded buffer and starts again from a snapshot when it
-overflows; an HTTP watcher that is caught up is written to directly, with frames rendered once per change for
+overflows; an HTTP watcher that is caught up is written to directly, with each batch's frames rendered once for
 everyone, and is dropped with a reason (it resumes when it reconnects) when its connection holds more unsent bytes
 than allowed. Quiet streams get a heartbeat. Snapshots for watchers arriving together share one database read (see
 ``EventViewing.snapshot``), so a burst of new streams costs a few queries, and a change costs none.
@@ -80,6 +85,42 @@ class FeedItem:
         return self.message.prev
 
 
+@dataclass(eq=False)
+class FeedBatch:
+    """Publications of one event passed on together, each naming the one before it: what arrived while the hub was
+    busy (or within its batching interval) goes to a caught-up HTTP watcher as one write of bytes rendered once per
+    format for all of them."""
+
+    items: tuple[FeedItem, ...]
+    frames: dict[Any, bytes] = field(default_factory=dict)
+
+    @property
+    def prev(self) -> int:
+        return self.items[0].prev
+
+    @property
+    def version(self) -> int:
+        return self.items[-1].version
+
+    @property
+    def received(self) -> float:
+        return self.items[-1].received
+
+
+def chained_batches(items: list[FeedItem]) -> list[FeedBatch]:
+    """``items`` in runs where each names the one before it (a run breaks where the feed started again)."""
+    batches: list[FeedBatch] = []
+    run: list[FeedItem] = []
+    for item in items:
+        if run and item.prev != run[-1].version:
+            batches.append(FeedBatch(tuple(run)))
+            run = []
+        run.append(item)
+    if run:
+        batches.append(FeedBatch(tuple(run)))
+    return batches
+
+
 @dataclass(frozen=True)
 class _Tail:
     began: int  # the mark taken as the read started
@@ -91,17 +132,22 @@ class Sink(Protocol):
     """A watcher as the hub sees it."""
 
     def offer(self, item: FeedItem) -> None: ...
+    def offer_batch(self, batch: FeedBatch) -> None: ...
     def request_resync(self) -> None: ...
 
 
 class _EventFeed:
     """One watched event in this process: its watchers, the last publication passed on, the recent ones."""
 
-    __slots__ = ("event_id", "held", "last", "recent", "sinks")
+    __slots__ = ("event_id", "flush_timer", "held", "last", "last_flush", "outbox", "recent", "sinks")
 
     def __init__(self, event_id: int, recent_size: int) -> None:
         self.event_id = event_id
         self.sinks: set[Sink] = set()
+        # Publications passed on (in ``recent``, ``last``) but not yet offered to the watchers: they go out together.
+        self.outbox: list[FeedItem] = []
+        self.last_flush = 0.0  # monotonic seconds
+        self.flush_timer: asyncio.TimerHandle | None = None
         # The version of the last publication passed on (None: unknown, nothing to check the next one against).
         self.last: int | None = None
         self.recent: deque[FeedItem] = deque(maxlen=recent_size)
@@ -130,6 +176,10 @@ class _Watcher:
         self.pending.append(item)
         self.wakeup.set()
 
+    def offer_batch(self, batch: FeedBatch) -> None:
+        for item in batch.items:
+            self.offer(item)
+
     def request_resync(self) -> None:
         self.pending.clear()
         self.resync = True
@@ -145,6 +195,7 @@ class SeatHub:
         watcher_queue_size: int,
         recent_size: int = 2048,
         heartbeat_seconds: float = 10.0,
+        batch_seconds: float = 0.0,
         on_publication: Callable[[int, int], None] | None = None,
     ) -> None:
         self._redis = redis
@@ -152,6 +203,10 @@ class SeatHub:
         self._queue_size = watcher_queue_size
         self._recent_size = recent_size
         self.heartbeat_seconds = heartbeat_seconds
+        # An event's watchers are written to at most once per this many seconds (0: as soon as the reader is free).
+        self._batch_seconds = batch_seconds
+        # Events with publications in their outbox.
+        self._dirty: set[_EventFeed] = set()
         self._on_publication = on_publication
         self._pubsub = redis.pubsub()
         self._feeds: dict[int, _EventFeed] = {}
@@ -245,6 +300,9 @@ class SeatHub:
         if feed.sinks:
             return
         del self._feeds[event_id]
+        self._dirty.discard(feed)
+        if feed.flush_timer is not None:
+            feed.flush_timer.cancel()
         # Not awaited here: this runs while a cancelled stream unwinds.
         self._in_background(self._sync_subscription(event_id), f"seat-hub-unsubscribe-{event_id}")
 
@@ -254,6 +312,9 @@ class SeatHub:
         is offered to the watcher too (take out what the replay already holds)."""
         joined = self._tails.mark()
         feed = self._feeds.get(event_id)
+        if feed is not None and feed.outbox:
+            # Offered first (the watcher buffers them), so what the replay below holds is offered no later.
+            self._flush(feed)
         if feed is not None and feed.last is not None and feed.held is None:
             replay = seatfeed.replay_after([item.message for item in feed.recent], feed.last, position)
             if replay is not None:
@@ -355,8 +416,17 @@ class SeatHub:
                 log.warning("seat_feed_read_failed", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            if message is not None:
+            # Everything that has arrived meanwhile is read before anyone is written to, so a burst of changes (or
+            # changes that queued while the last ones were written) reaches each watcher as one write.
+            while message is not None:
                 self._dispatch(message)
+                try:
+                    message = await self._pubsub.get_message(timeout=0)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - reported by the next blocking read
+                    message = None
+            self._flush_dirty()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -402,8 +472,35 @@ class SeatHub:
         feed.recent.append(item)
         if self._on_publication is not None:
             self._on_publication(feed.event_id, item.version)
-        for sink in tuple(feed.sinks):
-            sink.offer(item)
+        feed.outbox.append(item)
+        self._dirty.add(feed)
+
+    def _flush_dirty(self) -> None:
+        """Offer every event's outbox to its watchers, or schedule it for when the event's interval is over."""
+        if not self._dirty:
+            return
+        now = time.monotonic()
+        for feed in tuple(self._dirty):
+            due = feed.last_flush + self._batch_seconds
+            if now >= due:
+                self._flush(feed)
+            elif feed.flush_timer is None:
+                feed.flush_timer = asyncio.get_running_loop().call_later(due - now, self._flush, feed)
+
+    def _flush(self, feed: _EventFeed) -> None:
+        if feed.flush_timer is not None:
+            feed.flush_timer.cancel()
+            feed.flush_timer = None
+        self._dirty.discard(feed)
+        items, feed.outbox = feed.outbox, []
+        feed.last_flush = time.monotonic()
+        if not items:
+            return
+        sinks = tuple(feed.sinks)
+        # The hot path: once per batch and watcher (an HTTP watcher that is caught up writes the batch's shared bytes).
+        for batch in chained_batches(items):
+            for sink in sinks:
+                sink.offer_batch(batch)
 
     async def _repair(self, feed: _EventFeed) -> None:
         """Pass on what the log holds after the last publication passed on, then what arrived meanwhile; when the
@@ -418,6 +515,8 @@ class SeatHub:
                 found = seatfeed.replay_after(tail.entries, tail.last, feed.last)
                 missing = [FeedItem(m) for m in found] if found is not None else None
         held, feed.held = feed.held or [], None
+        if feed.outbox:
+            self._flush(feed)
         if missing is None:
             SEAT_FEED_REPAIRS.labels("resync").inc()
             feed.last = None
@@ -426,6 +525,7 @@ class SeatHub:
                 sink.request_resync()
             for item in held:
                 self._receive(feed, item)
+            self._flush_dirty()
             return
         SEAT_FEED_REPAIRS.labels("log").inc()
         delivered = set()
@@ -435,8 +535,12 @@ class SeatHub:
         for item in held:
             if item.version not in delivered:
                 self._receive(feed, item)
+        self._flush_dirty()
 
     async def close(self) -> None:
+        for feed in self._feeds.values():
+            if feed.flush_timer is not None:
+                feed.flush_timer.cancel()
         for task in tuple(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -47,6 +47,7 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[EventSettings]) -> Non
         watcher_queue_size=settings.watcher_queue_size,
         recent_size=settings.watch_recent_publications,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
+        batch_seconds=settings.watch_batch_seconds,
         on_publication=clocks.note_publication,
     )
     runtime.spawn(hub.run(), name="seat-hub")

@@ -52,6 +52,10 @@ class EventSettings(ReadServiceSettings):
     full_view_page_seats: int = Field(default=5_000, ge=100)
     # Seat watches: a heartbeat after this many quiet seconds (proxies cut idle streams, commonly at 60 s).
     watch_heartbeat_seconds: float = Field(default=10.0, gt=0, le=15)
+    # An event's HTTP and gRPC watchers are written to at most once per this many seconds: changes arriving closer
+    # together go out as one write per watcher (each still its own SSE event with its own id). 0: write as soon as
+    # the hub is free (changes that queued while it wrote still go together).
+    watch_batch_seconds: float = Field(default=0.1, ge=0, le=1)
     # A watcher whose connection holds this many unsent bytes is dropped (with a reason) rather than slowing
     # the others or growing memory; it resumes from its last id when it reconnects.
     watch_max_buffer_bytes: int = Field(default=1 << 20, ge=64 << 10)

@@ -594,6 +594,64 @@ async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hu
     assert hub.subscribed_events() == set()
 
 
+class _Connection:
+    """An HTTP watcher's connection as the hub sees it: every write kept, the peer always reading."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+async def test_thousands_of_watchers_each_get_a_burst_of_changes_as_one_shared_write(db, redis, hub_and_viewing):
+    from event_svc.http_api import HttpWatcher
+    from event_svc.watch_frames import StreamFormat
+
+    _, viewing = hub_and_viewing
+    hub = SeatHub(redis, viewing, watcher_queue_size=16, batch_seconds=1.0)
+    reader = asyncio.create_task(hub.run())
+    event = await create_event(db)
+    connections = [_Connection() for _ in range(3_000)]
+    watchers = [HttpWatcher(c, StreamFormat.SSE, max_buffer=1 << 20, queue_limit=16) for c in connections]
+    try:
+        for watcher in watchers:
+            await hub.join(event.event_id, watcher)
+            watcher.live = True
+        change = [seatfeed.SeatChange("S1-A-1", "S1", "available", "reserved")]
+        first = 1_000
+        await seatfeed.publish(redis, event.event_id, first, change)
+        await wait_for(lambda: _all(watcher.last == first for watcher in watchers))
+        burst = list(range(first + 1, first + 6))
+        for version in burst:  # well within one batching interval of each other
+            await seatfeed.publish(redis, event.event_id, version, change)
+        await wait_for(lambda: _all(watcher.last == burst[-1] for watcher in watchers), timeout=10)
+        for connection in connections:
+            after_first = connection.written[1:]
+            ids = [int(line[4:]) for write in after_first for line in write.split(b"\n") if line.startswith(b"id: ")]
+            assert ids == burst
+            # The first change of the burst may go out at once (the interval since the last write was over); the
+            # rest wait for the interval and go together, in bytes rendered once for every watcher.
+            assert len(after_first) <= 2
+            assert after_first[-1] is connections[0].written[-1]
+    finally:
+        for watcher in watchers:
+            hub.leave(event.event_id, watcher)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await hub.close()
+
+
+async def _all(values) -> bool:
+    return all(values)
+
+
 async def test_a_read_replica_url_gives_the_read_services_a_second_engine(settings_env, db, database_url):
     """TIX_DATABASE_READ_URL: catalog reads go to the replica's engine (here the same database under another URL
     spelling), while the seat state under a map stays on the primary."""
