@@ -2,10 +2,20 @@
 
 Each ticket gets a sequence number and each event a serving counter; a fan's position is ``sequence - serving``,
 O(1) per watcher. Fans who arrive before the sale opens wait in a pre-queue and are shuffled when it opens, so
-arriving first (as bots do) buys nothing; afterwards it is first come, first served. Admission advances the serving
-counter by elapsed time × rate (measured with Redis' clock inside one script, so any number of queue processes
-may drive it without over-admitting) and never beyond the cap on active shoppers. An admitted fan gets an
-admission token (``tix.admission``) the booking service verifies.
+arriving first (as bots do) buys nothing; afterwards it is first come, first served.
+
+Admission steps on its own schedule, whoever is watching: in every queue process a loop steps each listed event,
+and a lease in Redis lets one process at a time do it (``queue_svc.watchers``). A step advances the serving counter
+by elapsed time × rate (measured with Redis' clock inside one script), never beyond the cap on active shoppers, and
+passes over fans who are not present — no open stream and no join or poll within the grace period — without using
+an admission on them. Booking reports when an admitted fan is done (confirmed, cancelled, hold expired), which frees
+their shopper slot at once (``queue_svc.slots``). An admitted fan gets an admission token (``tix.admission``) the
+booking service verifies.
+
+Estimates divide the position by the pace the line moves: while the cap has room, the rate times the places passed
+per admission (measured: fans who left are passed over); while the cap binds, the pace measured over the last
+seconds (slots freed), never less than the cap guarantees (every admission ends within its lifetime, so at least
+``max_active / admission_ttl`` fans per second), so estimates stay finite. With admission stopped there is none.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ class StoredTicket:
     joined_at: float
     admitted_at: float | None
     admission_token: str | None
+    left: bool = False  # passed over: the fan was not present when their turn came
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,17 @@ class LineState:
 
     serving: int
     last_sequence: int
-    admission_rate: float  # fans per second, measured
+    admission_rate: float  # sequences passed per second, measured; negative before anything was measured
+    pre_queue: int = 0
+    opened: bool = False
+    active: int = 0
+    passed_per_admission: float = 1.0  # measured: above 1 when fans who left are passed over
+    stepped: bool = False  # this call stepped the line (the caller holds the event's lease)
+    admitted: int = 0  # fans admitted by this step
+
+    @property
+    def waiting(self) -> int:
+        return max(self.last_sequence - self.serving, 0)
 
 
 @dataclass(frozen=True)
@@ -64,29 +85,52 @@ class QueueTicketView:
     event_id: int
     state: TicketState
     position: int
-    estimated_wait_seconds: float
+    estimated_wait_seconds: float | None  # None: no honest estimate (admission is stopped)
     joined_at: float
     admission_token: str | None
     admission_expires_at: float | None
+    fans_waiting: int = 0
+    sale_starts_at: float | None = None
 
 
 class QueueRepository(Protocol):
     async def waiting_room_settings(self, event_id: int) -> WaitingRoomSettings | None: ...
-    async def join(self, event_id: int, user_id: str, *, pre_queue: bool, now: float) -> StoredTicket:
+    async def join(
+        self, event_id: int, user_id: str, *, pre_queue: bool, now: float
+    ) -> tuple[StoredTicket, LineState]:
         """Idempotent per fan; a fan arriving after the sale time is never placed ahead of the pre-queue."""
     async def ticket(self, event_id: int, ticket_id: str) -> StoredTicket | None: ...
+    async def tickets(self, event_id: int, ticket_ids: list[str]) -> dict[str, StoredTicket]: ...
     async def open_sale(self, event_id: int) -> int: ...
-    async def advance(self, event_id: int, *, rate_per_second: int, max_active: int, admission_ttl: int) -> LineState: ...
+    async def step(
+        self, event_id: int, *, rate_per_second: int, max_active: int, admission_ttl: int, owner: str,
+        lease_seconds: float, scan_limit: int,
+    ) -> LineState: ...
     async def line_state(self, event_id: int) -> LineState: ...
+    async def mark_present(self, event_id: int, ticket_ids: list[str]) -> None: ...
+    async def events_to_step(self) -> dict[int, float]: ...
+    async def forget_idle_event(self, event_id: int, seen: float) -> bool: ...
     async def store_admission_token(self, event_id: int, ticket_id: str, token: str) -> str: ...
     async def free_slots(self, event_id: int, ticket_ids: list[str]) -> int: ...
 
 
 class WaitingRoom:
-    def __init__(self, repository: QueueRepository, *, admission_secret: str, admission_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        repository: QueueRepository,
+        *,
+        admission_secret: str,
+        admission_ttl_seconds: int,
+        scan_limit: int = 5000,
+    ) -> None:
         self._repo = repository
         self._secret = admission_secret
         self._ttl = admission_ttl_seconds
+        self._scan_limit = scan_limit
+
+    @property
+    def repository(self) -> QueueRepository:
+        return self._repo
 
     async def settings_of(self, event_id: int) -> WaitingRoomSettings:
         settings = await self._repo.waiting_room_settings(event_id)
@@ -95,7 +139,7 @@ class WaitingRoom:
         return settings
 
     async def join(self, user_id: str, event_id: int) -> QueueTicketView:
-        """Put the fan in line; a fan who joins again gets the ticket they already have."""
+        """Put the fan in line; a fan who joins again gets the ticket they already have (and counts as present)."""
         settings = await self.settings_of(event_id)
         if not settings.enabled:
             raise FailedPrecondition(
@@ -107,9 +151,8 @@ class WaitingRoom:
         pre_queue = now < settings.sale_starts_at.timestamp()
         if not pre_queue:
             await self._repo.open_sale(event_id)
-        ticket = await self._repo.join(event_id, user_id, pre_queue=pre_queue, now=now)
-        line = await self.advance(settings)
-        return await self.view(ticket, line)
+        ticket, line = await self._repo.join(event_id, user_id, pre_queue=pre_queue, now=now)
+        return await self.view(ticket, line, settings)
 
     async def ticket_of(self, user_id: str, event_id: int, ticket_id: str) -> StoredTicket:
         """A fan sees only their own ticket; another fan's ticket id is indistinguishable from an unknown one."""
@@ -118,48 +161,89 @@ class WaitingRoom:
             raise NotFound("QUEUE_TICKET_NOT_FOUND", "no such queue ticket for you", ticket_id=ticket_id)
         return ticket
 
-    async def advance(self, settings: WaitingRoomSettings) -> LineState:
-        """Open the sale when due (shuffling the pre-queue once), then admit by elapsed time × rate."""
+    async def step(self, settings: WaitingRoomSettings, *, owner: str, lease_seconds: float) -> LineState:
+        """Open the sale when due (shuffling the pre-queue once), then step admission if ``owner`` holds (or
+        takes) the event's lease; otherwise just read the line."""
+        if not settings.enabled or settings.sale_ended:
+            return await self._repo.line_state(settings.event_id)
         if time.time() >= settings.sale_starts_at.timestamp():
             await self._repo.open_sale(settings.event_id)
-            line = await self._repo.advance(
-                settings.event_id,
-                rate_per_second=settings.rate_per_second,
-                max_active=settings.max_active,
-                admission_ttl=self._ttl,
-            )
-        else:
-            line = await self._repo.line_state(settings.event_id)
-        if line.admission_rate <= 0:  # nothing measured yet: estimate from the configured rate
-            line = LineState(line.serving, line.last_sequence, float(settings.rate_per_second))
-        return line
+        return await self._repo.step(
+            settings.event_id,
+            rate_per_second=settings.rate_per_second,
+            max_active=settings.max_active,
+            admission_ttl=self._ttl,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            scan_limit=self._scan_limit,
+        )
+
+    async def line_state(self, event_id: int) -> LineState:
+        return await self._repo.line_state(event_id)
 
     async def free_slots(self, event_id: int, ticket_ids: list[str]) -> int:
         """Booking said these admitted fans confirmed, cancelled or let their hold expire: free their slots."""
         return await self._repo.free_slots(event_id, ticket_ids)
 
-    async def refresh(self, ticket: StoredTicket) -> StoredTicket:
-        """Re-read a ticket whose sequence or admission may have changed since it was loaded."""
-        return await self._repo.ticket(ticket.event_id, ticket.ticket_id) or ticket
+    def pace(self, line: LineState, settings: WaitingRoomSettings) -> float:
+        """Places per second the line is expected to move. While the cap has room: the rate, times the places
+        passed per admission (fans who left cost no admission). While the cap binds: the pace measured (slots
+        freed), never below what the cap guarantees (each admission ends within its lifetime)."""
+        rate = float(settings.rate_per_second)
+        if rate <= 0:
+            return 0.0
+        guaranteed = min(rate, settings.max_active / self._ttl)
+        if line.active < settings.max_active:
+            return max(rate * max(line.passed_per_admission, 1.0), guaranteed)
+        measured = line.admission_rate if line.admission_rate >= 0 else rate
+        return max(measured, guaranteed)
 
-    async def view(self, ticket: StoredTicket, line: LineState) -> QueueTicketView:
-        """Where the fan stands; an admitted fan gets (once, then the same) admission token."""
+    def waiting_view(
+        self, ticket: StoredTicket, line: LineState, settings: WaitingRoomSettings
+    ) -> QueueTicketView | None:
+        """The view of a ticket still in line or in the pre-queue, without any I/O; None once the serving counter
+        passed it (admitted or passed over: the stored ticket says which)."""
+        pace = self.pace(line, settings)
         if ticket.sequence == 0:
-            ahead = line.last_sequence - line.serving  # the whole line, until the draw places the fan in it
+            sale_start = settings.sale_starts_at.timestamp()
+            if line.opened:
+                return None  # placed by the draw: the stored ticket has its sequence now
+            # Nobody knows the place the draw will give; on average, the middle of the pre-queue.
+            behind_opening = max(sale_start - time.time(), 0.0)
+            middle = (line.pre_queue + 1) / 2
+            wait = behind_opening + middle / pace if pace > 0 else None
             return QueueTicketView(
-                ticket.ticket_id, ticket.event_id, TicketState.PRE_QUEUE, max(ahead, 0),
-                _wait(max(ahead, 0), line.admission_rate), ticket.joined_at, None, None,
+                ticket.ticket_id, ticket.event_id, TicketState.PRE_QUEUE, line.pre_queue, displayed_wait(wait),
+                ticket.joined_at, None, None, fans_waiting=line.pre_queue + line.waiting, sale_starts_at=sale_start,
             )
         if ticket.sequence > line.serving:
             position = ticket.sequence - line.serving
             return QueueTicketView(
                 ticket.ticket_id, ticket.event_id, TicketState.WAITING, position,
-                _wait(position, line.admission_rate), ticket.joined_at, None, None,
+                displayed_wait(position / pace if pace > 0 else None), ticket.joined_at, None, None,
             )
-        if ticket.admitted_at is None:  # serving passed the fan moments ago; the admission record follows
-            ticket = await self.refresh(ticket)
-        admitted_at = ticket.admitted_at or time.time()
-        expires_at = admitted_at + self._ttl
+        return None
+
+    async def view(self, ticket: StoredTicket, line: LineState, settings: WaitingRoomSettings) -> QueueTicketView:
+        """Where the fan stands; an admitted fan gets (once, then the same) admission token."""
+        waiting = self.waiting_view(ticket, line, settings)
+        if waiting is not None:
+            return waiting
+        if ticket.sequence == 0 or (ticket.admitted_at is None and not ticket.left):
+            # Placed by the draw, or passed moments ago: the stored ticket has the news.
+            ticket = await self._repo.ticket(ticket.event_id, ticket.ticket_id) or ticket
+            waiting = self.waiting_view(ticket, line, settings)
+            if waiting is not None:
+                return waiting
+        return await self.final_view(ticket)
+
+    async def final_view(self, ticket: StoredTicket) -> QueueTicketView:
+        """The view of a ticket the serving counter has passed: admitted (with its token) or expired."""
+        if ticket.left or ticket.admitted_at is None:
+            return QueueTicketView(
+                ticket.ticket_id, ticket.event_id, TicketState.EXPIRED, 0, 0.0, ticket.joined_at, None, None
+            )
+        expires_at = ticket.admitted_at + self._ttl
         if time.time() >= expires_at:
             return QueueTicketView(
                 ticket.ticket_id, ticket.event_id, TicketState.EXPIRED, 0, 0.0, ticket.joined_at, None, expires_at
@@ -179,7 +263,14 @@ class WaitingRoom:
         )
 
 
-def _wait(position: int, rate: float) -> float:
-    if position <= 0:
+def displayed_wait(seconds: float | None) -> float | None:
+    """Whole seconds up to a minute and a half, then two significant figures: a fan sees the wait change when it
+    changes meaningfully, not with every jitter of the measured pace."""
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    if seconds <= 0:
         return 0.0
-    return math.ceil(position / rate) if rate > 0 else float(position)
+    if seconds < 90:
+        return float(math.ceil(seconds))
+    magnitude = 10 ** (int(math.log10(seconds)) - 1)
+    return float(round(seconds / magnitude) * magnitude)

@@ -1,10 +1,16 @@
-"""QueueService: proto in, waiting-room call, proto out."""
+"""QueueService: proto in, waiting-room call, proto out.
+
+WatchQueue streams bytes serialized by the watcher loop (each distinct message once, see ``queue_svc.watchers``);
+``server.py`` registers the method with a pass-through serializer. ``TicketRenderer`` is that serialization: a
+ticket's fixed fields once per stream, the changing fields once per distinct view; protobuf concatenation merges
+the two into one ``QueueTicket``.
+"""
 
 from __future__ import annotations
 
 from google.protobuf import duration_pb2
 
-from queue_svc.domain import QueueTicketView, TicketState, WaitingRoom
+from queue_svc.domain import QueueTicketView, StoredTicket, TicketState, WaitingRoom
 from queue_svc.stream_tokens import StreamTokenSigner
 from queue_svc.watchers import QueueWatchers
 from tix.catalog import timestamp
@@ -20,19 +26,40 @@ _STATES = {
 }
 
 
-def render_ticket(view: QueueTicketView) -> queue_pb2.QueueTicket:
+def _changing_fields(view: QueueTicketView) -> queue_pb2.QueueTicket:
     ticket = queue_pb2.QueueTicket(
-        ticket_id=view.ticket_id,
-        event_id=str(view.event_id),
         state=_STATES[view.state],
         position=view.position,
-        estimated_wait=duration_pb2.Duration(seconds=int(view.estimated_wait_seconds)),
-        join_time=timestamp(view.joined_at),
         admission_token=view.admission_token or "",
+        fans_waiting=view.fans_waiting,
     )
+    if view.estimated_wait_seconds is not None:
+        ticket.estimated_wait.CopyFrom(duration_pb2.Duration(seconds=int(view.estimated_wait_seconds)))
     if view.admission_expires_at is not None:
         ticket.admission_expire_time.CopyFrom(timestamp(view.admission_expires_at))
+    if view.sale_starts_at is not None:
+        ticket.sale_start_time.CopyFrom(timestamp(view.sale_starts_at))
     return ticket
+
+
+def render_ticket(view: QueueTicketView) -> queue_pb2.QueueTicket:
+    ticket = _changing_fields(view)
+    ticket.ticket_id = view.ticket_id
+    ticket.event_id = str(view.event_id)
+    ticket.join_time.CopyFrom(timestamp(view.joined_at))
+    return ticket
+
+
+class TicketRenderer:
+    """The watcher loop's serializer (``queue_svc.watchers.Renderer``)."""
+
+    def prefix(self, ticket: StoredTicket) -> bytes:
+        return queue_pb2.QueueTicket(
+            ticket_id=ticket.ticket_id, event_id=str(ticket.event_id), join_time=timestamp(ticket.joined_at)
+        ).SerializeToString()
+
+    def body(self, view: QueueTicketView) -> bytes:
+        return _changing_fields(view).SerializeToString()
 
 
 class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
@@ -48,12 +75,13 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
         return render_ticket(await self._room.join(user_id, event_id))
 
     async def WatchQueue(self, request, context):
+        """Yields serialized QueueTicket messages (see the module docstring)."""
         user_id = require_user_id(context.invocation_metadata())
         event_id = require_numeric_id(request.event_id, "event_id")
         ticket_id = str(require_uuid(request.ticket_id, "ticket_id"))
         ticket = await self._room.ticket_of(user_id, event_id, ticket_id)
-        async for view in self._watchers.watch(ticket):
-            yield render_ticket(view)
+        async for message in self._watchers.watch(ticket):
+            yield message
 
     async def CreateStreamToken(self, request, context):
         minted = self._stream_tokens.issue(require_user_id(context.invocation_metadata()))

@@ -13,7 +13,10 @@ class QueueSettings(AdmissionSettings):
     # How often each process advances admissions and pushes positions to its watchers.
     tick_seconds: float = 0.5
     # A watcher hears from the stream at least this often, even when its position did not change.
-    heartbeat_seconds: float = 5.0
+    heartbeat_seconds: float = 15.0
+    # A fan counts as present (their turn is not passed over) while a stream of theirs is open and for this long
+    # after it closes or after their last join: a reconnect within it keeps the place.
+    presence_grace_seconds: float = Field(default=30.0, ge=2.0)
     # Catalog settings (queue on/off, rate, sale start) are re-read after this long.
     event_cache_seconds: float = 5.0
     # Tickets and queue state of an event are kept this long after the last join.

@@ -1,8 +1,22 @@
-"""One loop per process pushes queue positions to every open WatchQueue stream.
+"""One loop per process steps every listed event's line and pushes what changed to the process's WatchQueue streams.
 
-Per tick and event there is one Redis round trip (advance admissions, read the serving counter); each watcher's
-position is then ``sequence - serving``, computed in memory. A stream costs a small queue, not a poll of its own,
-so tens of thousands of fans can watch from one process.
+Admission advances on its own schedule, whoever is watching: each tick the loop steps every event listed in Redis
+(fans joined it) and every event this process has watchers of; a lease in Redis lets one process step an event
+(the others read the line), and a step that moved the line is announced on pub/sub so the other processes push at
+once instead of at their next tick.
+
+Pushing is built for tens of thousands of streams per process:
+- per tick and event one Redis round trip (the step or the read), then every watcher's view is computed in memory
+  (``sequence - serving``), with no Redis call per watcher; only fans whose state changes (placed by the draw,
+  admitted, passed over) are read from Redis, in one batched round trip;
+- a message goes out only when what the fan sees changes (position, displayed wait, state), or as a heartbeat;
+  pre-queue fans, who all see the same figures, at most every few seconds;
+- each distinct message body is serialized once per round and joined to the watcher's own serialized prefix (ticket
+  id, event, join time: fixed for the stream's life), so the stream writes ready bytes;
+- watchers are woken in batches, with the event loop free between batches, so health checks and new streams are
+  answered while a step reaches 20,000 fans;
+- watchers' presence (an open stream keeps the place) is written to Redis in batches: new streams every tick, all of
+  them every few seconds.
 """
 
 from __future__ import annotations
@@ -10,96 +24,283 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, Protocol
 
-from queue_svc.domain import QueueTicketView, StoredTicket, TicketState, WaitingRoom
+from prometheus_client import Gauge, Histogram
+
+from queue_svc.domain import (
+    LineState,
+    QueueTicketView,
+    StoredTicket,
+    TicketState,
+    WaitingRoom,
+    WaitingRoomSettings,
+    displayed_wait,
+)
+from tix.errors import NotFound
 from tix.logs import get_logger
 
 log = get_logger("queue_svc.watchers")
 
+WATCHERS = Gauge("tix_queue_watchers", "Open WatchQueue streams in this process.")
+FAN_OUT_SECONDS = Histogram(
+    "tix_queue_fan_out_seconds", "Time to compute and hand out one event's updates to this process's watchers.",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
 _FINAL = (TicketState.ADMITTED, TicketState.EXPIRED)
+STEPS_CHANNEL = "tix:q:stepped"
 
 
-@dataclass(eq=False)
+class Renderer(Protocol):
+    """Turns views into wire bytes (the servicer's proto): the fixed part of a ticket once, the changing part once
+    per distinct view; the two concatenated are one message."""
+
+    def prefix(self, ticket: StoredTicket) -> bytes: ...
+    def body(self, view: QueueTicketView) -> bytes: ...
+
+
 class _Watcher:
-    ticket: StoredTicket
-    updates: asyncio.Queue[QueueTicketView] = field(default_factory=lambda: asyncio.Queue(maxsize=1))
-    last_sent: QueueTicketView | None = None
-    last_sent_at: float = 0.0
+    __slots__ = ("final", "message", "prefix", "sent_at", "shown", "ticket", "wake")
 
-    def offer(self, view: QueueTicketView) -> None:
-        """Keep only the newest view: a slow reader skips stale positions instead of queueing them."""
-        if self.updates.full():
-            self.updates.get_nowait()
-        self.updates.put_nowait(view)
+    def __init__(self, ticket: StoredTicket, prefix: bytes) -> None:
+        self.ticket = ticket
+        self.prefix = prefix
+        self.shown: Hashable = None
+        self.message = b""
+        self.sent_at = 0.0
+        self.final = False
+        self.wake = asyncio.Event()
+
+    def send(self, message: bytes, shown: Hashable, now: float, *, final: bool = False) -> None:
+        """Hand the stream its newest message (a slow reader skips stale ones) and wake it."""
+        self.message, self.shown, self.sent_at, self.final = message, shown, now, final
+        self.wake.set()
+
+
+class _EventWatchers:
+    __slots__ = ("line", "line_at", "watchers")
+
+    def __init__(self) -> None:
+        self.watchers: set[_Watcher] = set()
+        self.line: LineState | None = None
+        self.line_at = 0.0
+
+
+def _shown(view: QueueTicketView) -> Hashable:
+    return (view.state, view.position, view.estimated_wait_seconds, view.fans_waiting)
 
 
 class QueueWatchers:
-    def __init__(self, room: WaitingRoom, *, tick_seconds: float, heartbeat_seconds: float) -> None:
+    def __init__(
+        self,
+        room: WaitingRoom,
+        renderer: Renderer,
+        *,
+        owner: str,
+        tick_seconds: float,
+        heartbeat_seconds: float,
+        lease_seconds: float,
+        presence_refresh_seconds: float,
+        pre_queue_refresh_seconds: float = 5.0,
+        wake_batch: int = 500,
+    ) -> None:
         self._room = room
+        self._repo = room.repository
+        self._render = renderer
+        self._owner = owner
         self._tick = tick_seconds
         self._heartbeat = heartbeat_seconds
-        self._by_event: dict[int, set[_Watcher]] = {}
+        self._lease = lease_seconds
+        self._presence_refresh = presence_refresh_seconds
+        self._pre_queue_refresh = pre_queue_refresh_seconds
+        self._wake_batch = wake_batch
+        self._by_event: dict[int, _EventWatchers] = {}
+        self._serving: dict[int, int] = {}
         self._wake = asyncio.Event()
-
-    def step_now(self, event_ids: set[int]) -> None:
-        """Slots were freed: step at once instead of at the next tick."""
-        if event_ids & self._by_event.keys():
-            self._wake.set()
+        self._presence_written_at = 0.0
+        self._opened: dict[int, list[str]] = {}  # tickets of streams opened since presence was last written
+        self._publish: asyncio.Queue[int] = asyncio.Queue()
 
     def watcher_count(self) -> int:
-        return sum(len(watchers) for watchers in self._by_event.values())
+        return sum(len(group.watchers) for group in self._by_event.values())
 
-    async def watch(self, ticket: StoredTicket) -> AsyncIterator[QueueTicketView]:
-        """Yield the ticket's state now, then whenever it changes (or a heartbeat is due), until admitted/expired."""
-        settings = await self._room.settings_of(ticket.event_id)
-        first = await self._room.view(ticket, await self._room.advance(settings))
-        yield first
-        if first.state in _FINAL:
+    def step_now(self, event_ids: set[int] | None = None) -> None:
+        """Slots were freed, or another process stepped a line: run a round now instead of at the next tick."""
+        self._wake.set()
+
+    # --- one stream -------------------------------------------------------------------------------------------
+
+    async def watch(self, ticket: StoredTicket) -> AsyncIterator[bytes]:
+        """Yield the ticket's state now, then whenever what the fan sees changes (or a heartbeat is due), until
+        admitted or expired."""
+        event_id = ticket.event_id
+        self._opened.setdefault(event_id, []).append(ticket.ticket_id)  # even a stream open for an instant counts
+        settings = await self._room.settings_of(event_id)
+        group = self._by_event.get(event_id)
+        if group is not None and group.line is not None and time.monotonic() - group.line_at < self._tick * 2:
+            line = group.line
+        else:
+            line = await self._room.line_state(event_id)
+        if (ticket.sequence == 0 and line.opened) or (0 < ticket.sequence <= line.serving):
+            ticket = await self._repo.ticket(event_id, ticket.ticket_id) or ticket
+        view = await self._room.view(ticket, line, settings)
+        watcher = _Watcher(ticket, self._render.prefix(ticket))
+        watcher.message = watcher.prefix + self._render.body(view)
+        watcher.shown, watcher.sent_at = _shown(view), time.monotonic()
+        yield watcher.message
+        if view.state in _FINAL:
             return
-        watcher = _Watcher(ticket, last_sent=first, last_sent_at=time.monotonic())
-        self._by_event.setdefault(ticket.event_id, set()).add(watcher)
+        group = self._by_event.setdefault(event_id, _EventWatchers())
+        group.watchers.add(watcher)
+        WATCHERS.inc()
         try:
             while True:
-                view = await watcher.updates.get()
-                yield view
-                if view.state in _FINAL:
+                await watcher.wake.wait()
+                watcher.wake.clear()
+                yield watcher.message
+                if watcher.final:
                     return
         finally:
-            watchers = self._by_event.get(ticket.event_id)
-            if watchers is not None:
-                watchers.discard(watcher)
-                if not watchers:
-                    del self._by_event[ticket.event_id]
+            WATCHERS.dec()
+            group.watchers.discard(watcher)
+            if not group.watchers and self._by_event.get(event_id) is group:
+                del self._by_event[event_id]
+
+    # --- the loop ---------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """The per-process loop; an error for one event is logged and the loop goes on."""
         while True:
             started = time.monotonic()
-            for event_id in list(self._by_event):
-                try:
-                    await self._push(event_id)
-                except Exception as exc:  # noqa: BLE001 - one event's trouble must not stop the others
-                    log.warning("queue_push_failed", event_id=event_id, error=repr(exc))
             self._wake.clear()
+            try:
+                await self.round()
+            except Exception as exc:  # noqa: BLE001 - Redis or the database may be briefly away
+                log.warning("queue_round_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, self._tick - (time.monotonic() - started)))
 
-    async def _push(self, event_id: int) -> None:
-        watchers = list(self._by_event.get(event_id, ()))
-        if not watchers:
-            return
+    async def round(self) -> None:
+        """Step (or read) every listed event and every event watched here, push the changes, write presence."""
+        listed = await self._repo.events_to_step()
+        for event_id in set(listed) | set(self._by_event):
+            try:
+                await self._event_round(event_id, listed.get(event_id))
+            except NotFound:
+                await self._repo.forget_idle_event(event_id, listed.get(event_id, 0.0))
+            except Exception as exc:  # noqa: BLE001 - one event's trouble must not stop the others
+                log.warning("queue_event_round_failed", event_id=event_id, error=repr(exc))
+        await self._write_presence()
+
+    async def _event_round(self, event_id: int, listed_as: float | None) -> None:
         settings = await self._room.settings_of(event_id)
-        line = await self._room.advance(settings)
+        line = await self._room.step(settings, owner=self._owner, lease_seconds=self._lease)
+        moved = self._serving.get(event_id) != line.serving
+        self._serving[event_id] = line.serving
+        if line.stepped and moved:
+            self._publish.put_nowait(event_id)
+        group = self._by_event.get(event_id)
+        if group is not None:
+            group.line, group.line_at = line, time.monotonic()
+            started = time.perf_counter()
+            await self._fan_out(event_id, group, line, settings)
+            FAN_OUT_SECONDS.observe(time.perf_counter() - started)
+        elif listed_as is not None and line.waiting == 0 and line.pre_queue == 0:
+            await self._repo.forget_idle_event(event_id, listed_as)
+            self._serving.pop(event_id, None)
+
+    async def _fan_out(
+        self, event_id: int, group: _EventWatchers, line: LineState, settings: WaitingRoomSettings
+    ) -> None:
+        now = time.monotonic()
+        pace = self._room.pace(line, settings)
+        heartbeat, pre_refresh = self._heartbeat, self._pre_queue_refresh
+        serving = line.serving
+        bodies: dict[Hashable, bytes] = {}
+        passed: list[_Watcher] = []
+        woken = 0
+        for watcher in list(group.watchers):
+            if watcher.final:
+                continue
+            sequence = watcher.ticket.sequence
+            if sequence > serving:
+                position = sequence - serving
+                wait = displayed_wait(position / pace) if pace > 0 else None
+                shown: Hashable = (TicketState.WAITING, position, wait, 0)
+                if shown == watcher.shown:
+                    if now - watcher.sent_at < heartbeat:
+                        continue
+                    watcher.send(watcher.message, shown, now)
+                else:
+                    body = bodies.get(shown)
+                    if body is None:
+                        body = bodies[shown] = self._render.body(QueueTicketView(
+                            watcher.ticket.ticket_id, event_id, TicketState.WAITING, position, wait, 0.0, None, None
+                        ))
+                    watcher.send(watcher.prefix + body, shown, now)
+            elif sequence == 0 and not line.opened:
+                view = self._room.waiting_view(watcher.ticket, line, settings)
+                assert view is not None  # still in the pre-queue
+                shown = _shown(view)
+                due = now - watcher.sent_at
+                if due < heartbeat and (shown == watcher.shown or due < pre_refresh):
+                    continue
+                body = bodies.get(shown)
+                if body is None:
+                    body = bodies[shown] = self._render.body(view)
+                watcher.send(watcher.prefix + body, shown, now)
+            else:
+                passed.append(watcher)  # placed by the draw, admitted or passed over: the stored ticket says
+                continue
+            woken += 1
+            if woken % self._wake_batch == 0:
+                await asyncio.sleep(0)  # let the woken streams write, and other calls in, before the next batch
+        if passed:
+            await self._settle(event_id, passed, line, settings)
+
+    async def _settle(
+        self, event_id: int, watchers: list[_Watcher], line: LineState, settings: WaitingRoomSettings
+    ) -> None:
+        """Watchers whose stored ticket changed: read them in one round trip and send their new state."""
+        stored = await self._repo.tickets(event_id, [w.ticket.ticket_id for w in watchers])
         now = time.monotonic()
         for watcher in watchers:
-            if watcher.ticket.sequence == 0 or line.serving >= watcher.ticket.sequence:
-                # Placed by the draw, or admitted: the stored ticket has news (its sequence, its admission).
-                watcher.ticket = await self._room.refresh(watcher.ticket)
-            view = await self._room.view(watcher.ticket, line)
-            previous = watcher.last_sent
-            changed = previous is None or (view.state, view.position) != (previous.state, previous.position)
-            if changed or now - watcher.last_sent_at >= self._heartbeat:
-                watcher.offer(view)
-                watcher.last_sent, watcher.last_sent_at = view, now
+            ticket = stored.get(watcher.ticket.ticket_id)
+            if ticket is None:  # expired from Redis (days later): nothing more to say
+                watcher.send(watcher.message, watcher.shown, now, final=True)
+                continue
+            watcher.ticket = ticket
+            view = self._room.waiting_view(ticket, line, settings)
+            if view is None:
+                if ticket.sequence > 0 and ticket.admitted_at is None and not ticket.left:
+                    continue  # the serving counter passed it an instant ago; the next round has the record
+                view = await self._room.final_view(ticket)
+            shown = _shown(view)
+            if shown != watcher.shown:
+                watcher.send(watcher.prefix + self._render.body(view), shown, now, final=view.state in _FINAL)
+
+    async def _write_presence(self) -> None:
+        """Streams keep their fans' places: new ones now, every open one every ``presence_refresh_seconds``."""
+        opened, self._opened = self._opened, {}
+        if time.monotonic() - self._presence_written_at >= self._presence_refresh:
+            self._presence_written_at = time.monotonic()
+            for event_id, group in self._by_event.items():
+                opened.setdefault(event_id, []).extend(w.ticket.ticket_id for w in group.watchers if not w.final)
+        for event_id, tickets in opened.items():
+            await self._repo.mark_present(event_id, list(dict.fromkeys(tickets)))
+
+    # --- pub/sub between processes ----------------------------------------------------------------------------
+
+    async def announce_steps(self, publish: Callable[[str, str], Awaitable[Any]]) -> None:
+        """Tell the other queue processes that a line moved, so they push now rather than at their next tick."""
+        while True:
+            event_id = await self._publish.get()
+            with contextlib.suppress(Exception):
+                await publish(STEPS_CHANNEL, f"{event_id}:{self._owner}")
+
+    def heard_step(self, message: str) -> None:
+        event, _, owner = message.partition(":")
+        if owner != self._owner and event.isdigit() and int(event) in self._by_event:
+            self._wake.set()

@@ -143,3 +143,157 @@ async def test_a_booking_without_a_waiting_room_publishes_no_end(db, bookings, r
     await service.cancel_booking("fan-x", booking.booking_id)
     assert await redis.xlen(ADMISSION_ENDS_STREAM) == before
 
+
+
+# --- the line moves on its own, past fans who left -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def quick_presence_queue(db, redis, settings_env):
+    """Two queue servers whose fans count as gone two seconds after their stream closes."""
+    settings = QueueSettings(port=0, tick_seconds=0.1, heartbeat_seconds=1.0, event_cache_seconds=0.2,
+                             admission_secret=SECRET, db_pool_size=4, presence_grace_seconds=2.0)
+    servers = [await start_server(SERVICE, settings) for _ in range(2)]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{s.port}") for s in servers]
+    yield [queue_pb2_grpc.QueueServiceStub(c) for c in channels]
+    for channel in channels:
+        await channel.close()
+    for server in servers:
+        await server.stop(grace=0)
+
+
+async def _set_rate(db, event_id: int, rate: int) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE events SET queue_rate_per_second = :r WHERE event_id = :e"),
+                           {"r": rate, "e": event_id})
+
+
+async def test_fans_who_left_are_passed_over_and_do_not_stall_the_line(quick_presence_queue, db, redis):
+    queue = quick_presence_queue
+    event_id, _ = await _queued_event(db, rate=0, max_active=1000)
+    tickets = [
+        await queue[i % 2].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(40)
+    ]
+    leavers, stayers = tickets[0::2], tickets[1::2]  # every other fan, from the head of the line on, leaves
+    for ticket in leavers:
+        user = f"fan-{tickets.index(ticket)}"
+        await _first_view(queue[0], event_id, ticket.ticket_id, user)  # looked once, closed the tab
+    watching = [
+        asyncio.create_task(_admitted(queue[i % 2], event_id, t.ticket_id, f"fan-{tickets.index(t)}"))
+        for i, t in enumerate(stayers)
+    ]
+    await asyncio.sleep(3.0)  # past the leavers' grace period; the stayers' streams keep their places
+    rate = 10
+    await _set_rate(db, event_id, rate)
+    started = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*watching), timeout=20)
+    elapsed = time.monotonic() - started
+    # 20 fans who stayed at 10/s: about 2 s; had the 20 leavers used admissions, it would take about 4 s.
+    assert elapsed < 3.2, elapsed
+    base = f"tix:q:{{{event_id}}}"
+    assert await redis.zcard(f"{base}:active") == len(stayers)
+    for ticket in leavers:
+        assert await redis.hget(f"{base}:t:{ticket.ticket_id}", "left") is not None
+        assert await redis.hget(f"{base}:t:{ticket.ticket_id}", "admitted") is None
+    # A fan who left and comes back joins again at the back, with a new ticket.
+    back = await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("fan-0"))
+    assert back.ticket_id != leavers[0].ticket_id
+    assert back.state in (WAITING, ADMITTED)
+
+
+async def test_a_reconnect_within_the_grace_period_keeps_the_place(quick_presence_queue, db):
+    queue = quick_presence_queue
+    event_id, _ = await _queued_event(db, rate=0, max_active=1000)
+    ticket = await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md("fan"))
+    for _ in range(4):  # 4 s in all, never away for more than a second
+        await _first_view(queue[1], event_id, ticket.ticket_id, "fan")
+        await asyncio.sleep(1.0)
+    await _set_rate(db, event_id, 50)
+    admitted = await asyncio.wait_for(_admitted(queue[1], event_id, ticket.ticket_id, "fan"), timeout=5)
+    assert admitted.admission_token
+
+
+async def test_fans_without_a_stream_are_admitted_while_they_poll(queue, db):
+    """Admission steps whoever is watching: 30 fans who only call JoinQueue again now and then get in."""
+    event_id, _ = await _queued_event(db, rate=15, max_active=1000)
+    users = [f"poller-{i}" for i in range(30)]
+    pending = set(users)
+    deadline = time.monotonic() + 15
+    while pending and time.monotonic() < deadline:
+        for user in list(pending):
+            ticket = await queue[hash(user) % 2].JoinQueue(
+                queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(user)
+            )
+            if ticket.state == ADMITTED:
+                assert ticket.admission_token
+                pending.discard(user)
+        await asyncio.sleep(0.5)
+    assert not pending, f"{len(pending)} fans without a stream were never admitted"
+
+
+# --- estimates -----------------------------------------------------------------------------------------------------
+
+
+async def test_the_wait_estimated_at_joining_matches_the_actual_wait_within_a_fifth(queue, db):
+    rate, fans = 5, 50
+    event_id, _ = await _queued_event(db, rate=0, max_active=1000)
+    tickets = [
+        await queue[i % 2].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(fans)
+    ]
+    watching = [
+        asyncio.create_task(_admitted(queue[i % 2], event_id, t.ticket_id, f"fan-{i}")) for i, t in enumerate(tickets)
+    ]
+    await asyncio.sleep(0.3)
+    await _set_rate(db, event_id, rate)
+    await asyncio.sleep(0.5)  # the new rate is read within the settings cache's 0.2 s
+    late = []
+    for i in range(20):  # fans joining a moving line: their estimate is what is checked
+        user = f"late-{i}"
+        joined = await queue[i % 2].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(user))
+        late.append((joined, time.monotonic(), asyncio.create_task(_admitted(queue[i % 2], event_id,
+                                                                                joined.ticket_id, user))))
+        await asyncio.sleep(0.1)
+    errors = []
+    for joined, at, task in late:
+        await asyncio.wait_for(task, timeout=40)
+        actual = time.monotonic() - at
+        estimate = joined.estimated_wait.seconds
+        errors.append((estimate, round(actual, 2)))
+        assert abs(actual - estimate) <= 0.2 * estimate, errors
+    await asyncio.gather(*watching)
+
+
+async def test_pre_queue_fans_see_how_many_wait_and_when_the_sale_opens(queue, db):
+    event = await create_event(db, queue_enabled=True)
+    opens = datetime.now(UTC) + timedelta(seconds=120)
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE events SET queue_rate_per_second = 10, sale_starts_at = :s WHERE event_id = :e"),
+            {"s": opens, "e": event.event_id},
+        )
+    for i in range(9):
+        await queue[i % 2].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event.event_id)), metadata=_md(f"f{i}"))
+    mine = await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event.event_id)), metadata=_md("me"))
+    assert mine.state == queue_pb2.QUEUE_TICKET_STATE_PRE_QUEUE
+    assert mine.fans_waiting == 10
+    assert mine.sale_start_time.seconds == int(opens.timestamp())
+    # Until the opening, plus half the pre-queue at 10/s: about 120 s + 0.55 s.
+    assert 115 <= mine.estimated_wait.seconds <= 125
+    watched = await _first_view(queue[1], event.event_id, mine.ticket_id, "me")
+    assert (watched.fans_waiting, watched.sale_start_time.seconds) == (10, int(opens.timestamp()))
+
+
+async def test_estimates_stay_finite_while_the_shopper_cap_binds(queue, db):
+    event_id, _ = await _queued_event(db, rate=100, max_active=2)
+    tickets = [
+        await queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(10)
+    ]
+    await asyncio.sleep(3.0)  # the cap binds: two shoppers in, nobody frees a slot, the measured pace decays
+    last = await _first_view(queue[1], event_id, tickets[-1].ticket_id, "fan-9")
+    assert (last.state, last.position) == (WAITING, 8)
+    # Each admission ends within its 600 s lifetime, so 2 slots free at least every 600 s: at most 8 x 300 s.
+    assert last.HasField("estimated_wait")
+    assert 0 < last.estimated_wait.seconds <= 8 * 600 / 2

@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12tix/v1/queue.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x10JoinQueueRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"D\n\x11WatchQueueRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tticket_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xd3\x02\n\x0bQueueTicket\x12\x17\n\tticket_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x18.tix.v1.QueueTicketStateB\x04\xe2\x41\x01\x03\x12\x16\n\x08position\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x37\n\x0e\x65stimated_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12\x33\n\tjoin_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61\x64mission_token\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12?\n\x15\x61\x64mission_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x1a\n\x18\x43reateStreamTokenRequest\"Y\n\x0bStreamToken\x12\x13\n\x05token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03*\xb9\x01\n\x10QueueTicketState\x12\"\n\x1eQUEUE_TICKET_STATE_UNSPECIFIED\x10\x00\x12 \n\x1cQUEUE_TICKET_STATE_PRE_QUEUE\x10\x01\x12\x1e\n\x1aQUEUE_TICKET_STATE_WAITING\x10\x02\x12\x1f\n\x1bQUEUE_TICKET_STATE_ADMITTED\x10\x03\x12\x1e\n\x1aQUEUE_TICKET_STATE_EXPIRED\x10\x04\x32\xd7\x02\n\x0cQueueService\x12g\n\tJoinQueue\x12\x18.tix.v1.JoinQueueRequest\x1a\x13.tix.v1.QueueTicket\"+\x82\xd3\xe4\x93\x02%\" /v1/events/{event_id}/queue:join:\x01*\x12u\n\nWatchQueue\x12\x19.tix.v1.WatchQueueRequest\x1a\x13.tix.v1.QueueTicket\"5\x82\xd3\xe4\x93\x02/\x12-/v1/events/{event_id}/queue/{ticket_id}:watch0\x01\x12g\n\x11\x43reateStreamToken\x12 .tix.v1.CreateStreamTokenRequest\x1a\x13.tix.v1.StreamToken\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/streamTokens:\x01*B(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12tix/v1/queue.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x10JoinQueueRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"D\n\x11WatchQueueRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tticket_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xaa\x03\n\x0bQueueTicket\x12\x17\n\tticket_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x18.tix.v1.QueueTicketStateB\x04\xe2\x41\x01\x03\x12\x16\n\x08position\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x37\n\x0e\x65stimated_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12\x33\n\tjoin_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61\x64mission_token\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12?\n\x15\x61\x64mission_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x66\x61ns_waiting\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x39\n\x0fsale_start_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x1a\n\x18\x43reateStreamTokenRequest\"Y\n\x0bStreamToken\x12\x13\n\x05token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03*\xb9\x01\n\x10QueueTicketState\x12\"\n\x1eQUEUE_TICKET_STATE_UNSPECIFIED\x10\x00\x12 \n\x1cQUEUE_TICKET_STATE_PRE_QUEUE\x10\x01\x12\x1e\n\x1aQUEUE_TICKET_STATE_WAITING\x10\x02\x12\x1f\n\x1bQUEUE_TICKET_STATE_ADMITTED\x10\x03\x12\x1e\n\x1aQUEUE_TICKET_STATE_EXPIRED\x10\x04\x32\xd7\x02\n\x0cQueueService\x12g\n\tJoinQueue\x12\x18.tix.v1.JoinQueueRequest\x1a\x13.tix.v1.QueueTicket\"+\x82\xd3\xe4\x93\x02%\" /v1/events/{event_id}/queue:join:\x01*\x12u\n\nWatchQueue\x12\x19.tix.v1.WatchQueueRequest\x1a\x13.tix.v1.QueueTicket\"5\x82\xd3\xe4\x93\x02/\x12-/v1/events/{event_id}/queue/{ticket_id}:watch0\x01\x12g\n\x11\x43reateStreamToken\x12 .tix.v1.CreateStreamTokenRequest\x1a\x13.tix.v1.StreamToken\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/streamTokens:\x01*B(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,6 +60,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUETICKET'].fields_by_name['admission_token']._serialized_options = b'\342A\001\003'
   _globals['_QUEUETICKET'].fields_by_name['admission_expire_time']._loaded_options = None
   _globals['_QUEUETICKET'].fields_by_name['admission_expire_time']._serialized_options = b'\342A\001\003'
+  _globals['_QUEUETICKET'].fields_by_name['fans_waiting']._loaded_options = None
+  _globals['_QUEUETICKET'].fields_by_name['fans_waiting']._serialized_options = b'\342A\001\003'
+  _globals['_QUEUETICKET'].fields_by_name['sale_start_time']._loaded_options = None
+  _globals['_QUEUETICKET'].fields_by_name['sale_start_time']._serialized_options = b'\342A\001\003'
   _globals['_STREAMTOKEN'].fields_by_name['token']._loaded_options = None
   _globals['_STREAMTOKEN'].fields_by_name['token']._serialized_options = b'\342A\001\003'
   _globals['_STREAMTOKEN'].fields_by_name['expire_time']._loaded_options = None
@@ -70,18 +74,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUESERVICE'].methods_by_name['WatchQueue']._serialized_options = b'\202\323\344\223\002/\022-/v1/events/{event_id}/queue/{ticket_id}:watch'
   _globals['_QUEUESERVICE'].methods_by_name['CreateStreamToken']._loaded_options = None
   _globals['_QUEUESERVICE'].methods_by_name['CreateStreamToken']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/streamTokens:\001*'
-  _globals['_QUEUETICKETSTATE']._serialized_start=760
-  _globals['_QUEUETICKETSTATE']._serialized_end=945
+  _globals['_QUEUETICKETSTATE']._serialized_start=847
+  _globals['_QUEUETICKETSTATE']._serialized_end=1032
   _globals['_JOINQUEUEREQUEST']._serialized_start=158
   _globals['_JOINQUEUEREQUEST']._serialized_end=226
   _globals['_WATCHQUEUEREQUEST']._serialized_start=228
   _globals['_WATCHQUEUEREQUEST']._serialized_end=296
   _globals['_QUEUETICKET']._serialized_start=299
-  _globals['_QUEUETICKET']._serialized_end=638
-  _globals['_CREATESTREAMTOKENREQUEST']._serialized_start=640
-  _globals['_CREATESTREAMTOKENREQUEST']._serialized_end=666
-  _globals['_STREAMTOKEN']._serialized_start=668
-  _globals['_STREAMTOKEN']._serialized_end=757
-  _globals['_QUEUESERVICE']._serialized_start=948
-  _globals['_QUEUESERVICE']._serialized_end=1291
+  _globals['_QUEUETICKET']._serialized_end=725
+  _globals['_CREATESTREAMTOKENREQUEST']._serialized_start=727
+  _globals['_CREATESTREAMTOKENREQUEST']._serialized_end=753
+  _globals['_STREAMTOKEN']._serialized_start=755
+  _globals['_STREAMTOKEN']._serialized_end=844
+  _globals['_QUEUESERVICE']._serialized_start=1035
+  _globals['_QUEUESERVICE']._serialized_end=1378
 # @@protoc_insertion_point(module_scope)

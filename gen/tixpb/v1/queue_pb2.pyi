@@ -42,7 +42,7 @@ class WatchQueueRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., ticket_id: _Optional[str] = ...) -> None: ...
 
 class QueueTicket(_message.Message):
-    __slots__ = ("ticket_id", "event_id", "state", "position", "estimated_wait", "join_time", "admission_token", "admission_expire_time")
+    __slots__ = ("ticket_id", "event_id", "state", "position", "estimated_wait", "join_time", "admission_token", "admission_expire_time", "fans_waiting", "sale_start_time")
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,8 @@ class QueueTicket(_message.Message):
     JOIN_TIME_FIELD_NUMBER: _ClassVar[int]
     ADMISSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ADMISSION_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FANS_WAITING_FIELD_NUMBER: _ClassVar[int]
+    SALE_START_TIME_FIELD_NUMBER: _ClassVar[int]
     ticket_id: str
     event_id: str
     state: QueueTicketState
@@ -59,7 +61,9 @@ class QueueTicket(_message.Message):
     join_time: _timestamp_pb2.Timestamp
     admission_token: str
     admission_expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, ticket_id: _Optional[str] = ..., event_id: _Optional[str] = ..., state: _Optional[_Union[QueueTicketState, str]] = ..., position: _Optional[int] = ..., estimated_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., join_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., admission_token: _Optional[str] = ..., admission_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    fans_waiting: int
+    sale_start_time: _timestamp_pb2.Timestamp
+    def __init__(self, ticket_id: _Optional[str] = ..., event_id: _Optional[str] = ..., state: _Optional[_Union[QueueTicketState, str]] = ..., position: _Optional[int] = ..., estimated_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., join_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., admission_token: _Optional[str] = ..., admission_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fans_waiting: _Optional[int] = ..., sale_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateStreamTokenRequest(_message.Message):
     __slots__ = ()
