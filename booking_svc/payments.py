@@ -3,9 +3,11 @@
 Stripe limits each account (documented defaults: 100 operations/s live, 25/s in test mode; 429 past it). A flash
 sale would blow through that, so the gateway:
 
-* paces its own calls with one token bucket per gateway (the service builds one gateway per process, so every call
-  of the process shares it); given the account-wide limit and ``workers`` processes sharing a port, each paces at
-  ``limit / workers`` so the account limit holds for the whole service;
+* paces every call through one token bucket per Stripe account, kept in Redis (:class:`SharedStripeBudget`, one
+  Lua script that refills, takes a token and tells the wait, atomically, on Redis's clock), so all processes of all
+  replicas together stay within ``stripe_requests_per_second``, however many the autoscaler runs;
+* with Redis unreachable, falls back to a bucket per process (:class:`StripePacer`) at ``stripe_rate_per_process()``
+  (``stripe_max_requests_per_second / workers`` when set), and goes back to the shared one when Redis answers;
 * retries 429, 409, 5xx and connection errors with exponential backoff and full jitter, honouring ``Retry-After``
   and ``Stripe-Should-Retry`` (the SDK's own retries are off so every attempt passes through the bucket);
 * never lets the reserve hot path queue behind an unbounded backlog: when more than ``stripe_max_backlog`` calls
@@ -22,6 +24,8 @@ Settings: the ``stripe_*`` fields of :class:`~booking_svc.settings.BookingSettin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import random
 import time
@@ -31,6 +35,8 @@ from typing import Any, TypeVar, cast
 import stripe
 from cachetools import LRUCache
 from prometheus_client import Counter, Gauge, Histogram
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from stripe.params import PaymentIntentCreateParams
 
 from booking_svc.model import PaymentIntentInfo, WebhookEvent
@@ -107,13 +113,7 @@ class StripePacer:
             return 0.0
         wait = (1 - self._tokens) / self.rate
         if self.waiting >= self.max_backlog or wait > self.max_wait:
-            STRIPE_CALLS.labels(operation, "busy").inc()
-            raise Unavailable(
-                BUSY_REASON,
-                "payments are busy, try again shortly",
-                waiting=self.waiting,
-                retry_after_seconds=f"{wait:.2f}",
-            )
+            _busy(operation, self.waiting, wait)
         self._tokens -= 1
         self.waiting += 1
         STRIPE_BACKLOG.inc()
@@ -127,6 +127,108 @@ class StripePacer:
             STRIPE_BACKLOG.dec()
         STRIPE_PACING_WAIT.observe(wait)
         return wait
+
+
+# KEYS[1]: the account's bucket; ARGV: rate per second, burst, longest wait accepted (s). Refill by Redis's clock, then
+# take a token (the balance may go negative: callers promised future slots) unless the wait would be longer than
+# accepted. Returns {1 granted / 0 refused, the wait in seconds as text}.
+_TAKE_TOKEN = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens = tonumber(state[1]) or burst
+local updated = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+local wait = 0
+if tokens < 1 then wait = (1 - tokens) / rate end
+if wait > max_wait then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
+  return {0, tostring(wait)}
+end
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 60000)
+return {1, tostring(wait)}
+"""
+
+# A caller that gave up waiting hands its slot back (capped at the burst).
+_GIVE_BACK = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens then redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1))) end
+return 1
+"""
+
+
+def budget_key(api_key: str) -> str:
+    """The Redis key of an account's bucket: named by a digest of the key, never the key itself."""
+    return f"tix:stripe:budget:{hashlib.sha256(api_key.encode()).hexdigest()[:16]}"
+
+
+class SharedStripeBudget:
+    """The account's token bucket in Redis, shared by every process using the account; see the module docstring.
+
+    Waiting happens in the caller's process (the script only says how long), and ``max_backlog`` bounds this
+    process's waiters. When Redis fails, ``fallback`` (this process's own bucket) paces instead.
+    """
+
+    def __init__(
+        self, redis: Redis, key: str, *, rate: float, burst: float, max_backlog: int, max_wait: float,
+        fallback: StripePacer,
+    ) -> None:
+        self._redis = redis
+        self._key = key
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.max_backlog = max_backlog
+        self.max_wait = max_wait
+        self._fallback = fallback
+        self._take = redis.register_script(_TAKE_TOKEN)
+        self._give_back = redis.register_script(_GIVE_BACK)
+        self.waiting = 0
+        self._degraded = False
+
+    async def acquire(self, operation: str) -> float:
+        if self.rate <= 0:
+            return 0.0
+        if self.waiting >= self.max_backlog:
+            _busy(operation, self.waiting, self.max_wait)
+        try:
+            granted, wait_text = await self._take(keys=[self._key], args=[self.rate, self.burst, self.max_wait])
+        except (RedisError, OSError, TimeoutError) as error:
+            if not self._degraded:
+                log.warning("stripe_budget_degraded", error=repr(error))
+                self._degraded = True
+            return await self._fallback.acquire(operation)
+        if self._degraded:
+            log.info("stripe_budget_restored")
+            self._degraded = False
+        wait = float(wait_text)
+        if not int(granted):
+            _busy(operation, self.waiting, wait)
+        if wait <= 0:
+            STRIPE_PACING_WAIT.observe(0.0)
+            return 0.0
+        self.waiting += 1
+        STRIPE_BACKLOG.inc()
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.shield(self._give_back(keys=[self._key], args=[self.burst]))
+            raise
+        finally:
+            self.waiting -= 1
+            STRIPE_BACKLOG.dec()
+        STRIPE_PACING_WAIT.observe(wait)
+        return wait
+
+
+def _busy(operation: str, waiting: int, wait: float) -> None:
+    STRIPE_CALLS.labels(operation, "busy").inc()
+    raise Unavailable(
+        BUSY_REASON, "payments are busy, try again shortly", waiting=waiting, retry_after_seconds=f"{wait:.2f}"
+    )
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -153,7 +255,8 @@ def _info(intent: Any) -> PaymentIntentInfo:
 class PaymentGateway:
     """Stripe (or localstripe) behind the few calls booking needs; see the module docstring for the guarantees."""
 
-    def __init__(self, settings: BookingSettings) -> None:
+    def __init__(self, settings: BookingSettings, redis: Redis | None = None) -> None:
+        """``redis``: where the account's shared budget lives; without it, this process paces alone."""
         self._api_key = settings.stripe_api_key
         self._api_base = settings.stripe_api_base.rstrip("/")
         self._webhook_secret = settings.stripe_webhook_secret
@@ -164,6 +267,15 @@ class PaymentGateway:
             max_backlog=settings.stripe_max_backlog,
             max_wait=settings.stripe_max_wait_seconds,
         )
+        account_rate = settings.stripe_requests_per_second
+        self.budget: StripePacer | SharedStripeBudget = self.pacer
+        if redis is not None:
+            self.budget = SharedStripeBudget(
+                redis, budget_key(self._api_key), rate=account_rate,
+                burst=settings.stripe_burst if settings.stripe_burst is not None else max(account_rate, 1.0),
+                max_backlog=settings.stripe_max_backlog, max_wait=settings.stripe_max_wait_seconds,
+                fallback=self.pacer,
+            )
         self._max_retries = settings.stripe_max_retries
         self._backoff_base = settings.stripe_backoff_base_seconds
         self._backoff_cap = settings.stripe_backoff_cap_seconds
@@ -333,7 +445,7 @@ class PaymentGateway:
     async def _call(self, operation: str, send: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
-            await self.pacer.acquire(operation)
+            await self.budget.acquire(operation)
             started = time.perf_counter()
             try:
                 result = await send()

@@ -115,7 +115,7 @@ async def run_reconcile(settings: BookingSettings, apply: bool = True) -> int:
     holds = SeatHolds.from_urls(
         settings.lock_urls(), drift_factor=settings.lock_drift_factor, node_timeout=settings.lock_node_timeout_seconds
     )
-    payments = PaymentGateway(settings)
+    payments = PaymentGateway(settings, redis)
     repository = BookingRepository(engine)
     bookings = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine))
     try:

@@ -21,7 +21,7 @@ def build_booking_service(settings: BookingSettings, runtime: Runtime[BookingSet
     holds = SeatHolds.from_urls(
         settings.lock_urls(), drift_factor=settings.lock_drift_factor, node_timeout=settings.lock_node_timeout_seconds
     )
-    payments = PaymentGateway(settings)
+    payments = PaymentGateway(settings, runtime.redis)
     runtime.on_close(holds.aclose)
     runtime.on_close(payments.aclose)
     seat_feed = SeatFeedPublisher(runtime.redis, runtime.engine)

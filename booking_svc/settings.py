@@ -38,11 +38,13 @@ class BookingSettings(AdmissionSettings):
     stripe_api_key: str = DEVELOPMENT_STRIPE_API_KEY
     stripe_api_base: str = DEVELOPMENT_STRIPE_API_BASE
     stripe_webhook_secret: str = DEVELOPMENT_STRIPE_WEBHOOK_SECRET
-    # Stripe pacing (read by booking_svc.payments): calls per second of this process (Stripe's test-mode account
-    # limit is 25/s; 0 or less disables pacing), how many calls may wait for a slot and how long, before
-    # PAYMENTS_BUSY; retries and timeout.
+    # Stripe pacing (read by booking_svc.payments): calls per second of the whole Stripe account, shared by every
+    # process of every replica through one token bucket in Redis (Stripe's test-mode account limit is 25/s; 0 or
+    # less disables pacing); how many calls may wait for a slot and how long, before PAYMENTS_BUSY; retries and
+    # timeout.
     stripe_requests_per_second: float = 25.0
-    # Or the budget of this replica as a whole, divided among its TIX_WORKERS processes (wins when set).
+    # With Redis unreachable each process paces alone: at this budget of the replica divided among its TIX_WORKERS
+    # processes when set, else at stripe_requests_per_second.
     stripe_max_requests_per_second: float | None = None
     # Calls the token bucket lets through at once after a quiet spell; unset: one second's worth of the rate.
     stripe_burst: float | None = Field(default=None, gt=0)
@@ -83,7 +85,8 @@ class BookingSettings(AdmissionSettings):
         return list(self.redis_lock_urls) or [self.redis_url]
 
     def stripe_rate_per_process(self) -> float:
-        """The Stripe calls per second one process may make: the replica's budget shared by its workers, when set."""
+        """The Stripe calls per second one process may make while the shared budget (Redis) is unreachable: the
+        replica's budget shared by its workers, when set."""
         if self.stripe_max_requests_per_second is not None:
             return self.stripe_max_requests_per_second / self.workers
         return self.stripe_requests_per_second

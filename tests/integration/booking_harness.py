@@ -66,9 +66,9 @@ async def build_world(engine: AsyncEngine, settings: BookingSettings, seat_feed_
     holds = SeatHolds.from_urls(
         settings.lock_urls(), drift_factor=settings.lock_drift_factor, node_timeout=settings.lock_node_timeout_seconds
     )
-    payments = PaymentGateway(settings)
-    repository = BookingRepository(engine)
     redis = create_redis(seat_feed_url)
+    payments = PaymentGateway(settings, redis)
+    repository = BookingRepository(engine)
     service = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine))
     return BookingWorld(service, repository, holds, payments, settings, engine, redis)
 
