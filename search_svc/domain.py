@@ -1,7 +1,7 @@
 """Finding events: what a search may ask, how pages are tokenised, and the backend port.
 
-The backend (PostgreSQL by default, Elasticsearch at scale) only sees a validated ``SearchQuery`` with an offset
-and a limit; page tokens, validation and caching are the same whichever backend answers.
+The backend (PostgreSQL by default, Elasticsearch at scale) only sees a validated ``SearchQuery`` with a keyset
+position (``after``) and a limit; page tokens, validation and caching are the same whichever backend answers.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class SearchRequest:
     category: int = 0
     page_size: int = 0
     page_token: str = ""
+    venue: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,23 @@ class GeoFilter:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """A validated search: filters, then which slice of the ranked results."""
+    """A validated search: filters, then which page of the ranked results.
+
+    The contract every backend keeps:
+
+    - ``text``: keywords with web-search syntax (``"a phrase"``, ``-excluded``, ``or``) over event, performer,
+      venue and city names (and the description, weighted low); a misspelt word is corrected to the nearest word
+      the catalog has; the last word also matches as a prefix. Best match first, ties soonest first.
+    - otherwise with ``geo``: nearest first (ties soonest first), within ``radius_km`` when given.
+    - otherwise soonest first.
+    - ``start_time`` None means "from now": events that already started are left out unless the request reaches
+      back to them. ``end_time`` is exclusive.
+    - ``city``, ``performer`` and ``venue`` are names compared case-insensitively (``performer`` and ``venue`` may
+      also be ids); ``category`` 0 means any.
+    - Paging is keyset (search_after): ``after`` is the ``cursor`` a backend returned with the previous page (opaque
+      to everyone else; "" for the first page), never an offset. ``offset`` counts the hits of earlier pages, for
+      MAX_RESULT_WINDOW only.
+    """
 
     text: str
     start_time: datetime | None
@@ -65,16 +82,21 @@ class SearchQuery:
     geo: GeoFilter | None
     performer: str
     category: int
-    offset: int
     limit: int
+    venue: str = ""
+    after: str = ""
+    offset: int = 0
+    # total_size as the first page counted it (later pages repeat it instead of counting again).
+    total: int | None = None
 
     def fingerprint(self) -> str:
-        """Identifies the filters (not the slice): page tokens are bound to it."""
-        filters = asdict(replace(self, offset=0, limit=0))
+        """Identifies the filters (not the page): page tokens are bound to it."""
+        filters = asdict(replace(self, limit=0, after="", offset=0, total=None))
         return hashlib.sha256(json.dumps(filters, default=str, sort_keys=True).encode()).hexdigest()[:16]
 
     def cache_key(self) -> str:
-        return f"{self.fingerprint()}:{self.offset}:{self.limit}"
+        after = hashlib.sha256(self.after.encode()).hexdigest()[:16] if self.after else ""
+        return f"{self.fingerprint()}:{after}:{self.limit}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,31 @@ class SearchPage:
     # Matching events, exact up to MAX_RESULT_WINDOW and a lower bound beyond.
     total_size: int
     next_page_token: str = ""
+    # The backend's position after the last hit (search_after), "" when nothing follows.
+    cursor: str = ""
+
+
+@dataclass(frozen=True)
+class SuggestQuery:
+    """What was typed into a search box (normalised, lower case) and how many suggestions of each kind."""
+
+    text: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class CitySuggestion:
+    name: str
+    region: str
+    country_code: str
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    performers: tuple[Performer, ...] = ()
+    venues: tuple[Venue, ...] = ()
+    cities: tuple[CitySuggestion, ...] = ()
+    events: tuple[SearchHit, ...] = ()
 
 
 def sale_status(hit: SearchHit, now: datetime) -> SaleStatus:
@@ -109,10 +156,17 @@ def sale_status(hit: SearchHit, now: datetime) -> SaleStatus:
 
 
 class SearchBackend(Protocol):
-    """One search engine behind the service: PostgreSQL today, Elasticsearch by configuration later."""
+    """One search engine behind the service (PostgreSQL, or Elasticsearch by configuration); see SearchQuery for
+    the contract both keep."""
 
     async def search(self, query: SearchQuery) -> SearchPage:
-        """The hits of ``query``'s slice, ranked, and the number of matches; the page token is added by the caller."""
+        """One page of ``query``'s hits after ``query.after``, ranked; the number of matches (unless ``query.total``
+        is given, which the backend returns as is); and the cursor after the last hit when more may follow. The
+        page token is made by the caller."""
+        ...
+
+    async def suggest(self, query: SuggestQuery) -> Suggestions:
+        """Performers, venues, cities and upcoming events for what was typed, at most ``query.limit`` of each."""
         ...
 
 
@@ -154,30 +208,47 @@ def parse_request(request: SearchRequest) -> SearchQuery:
         city=" ".join(request.city.split()),
         geo=geo,
         performer=" ".join(request.performer.split()),
+        venue=" ".join(request.venue.split()),
         category=request.category,
-        offset=0,
         limit=limit,
     )
     if request.page_token:
-        query = replace(query, offset=decode_page_token(request.page_token, query.fingerprint()))
+        query = decode_page_token(request.page_token, query)
     return query
 
 
-def encode_page_token(offset: int, fingerprint: str) -> str:
-    return page_tokens.encode_page_token({"o": offset, "q": fingerprint})
+def encode_page_token(query: SearchQuery, page: SearchPage) -> str:
+    return page_tokens.encode_page_token(
+        {"a": page.cursor, "n": query.offset + len(page.hits), "t": page.total_size, "q": query.fingerprint()}
+    )
 
 
-def decode_page_token(token: str, fingerprint: str) -> int:
-    """The offset a token continues from; a token from another query (or no token at all) is refused."""
+def decode_page_token(token: str, query: SearchQuery) -> SearchQuery:
+    """The query continued after the token's position; a token from another query (or no token at all) is
+    refused."""
     data = page_tokens.decode_page_token(token)
-    offset, bound_to = data.get("o"), data.get("q")
-    if not isinstance(bound_to, str) or not isinstance(offset, int):
+    after, offset, total, bound_to = data.get("a"), data.get("n"), data.get("t"), data.get("q")
+    if not (
+        isinstance(bound_to, str) and isinstance(after, str) and isinstance(offset, int) and isinstance(total, int)
+    ):
         raise InvalidArgument("page_token", "is not a token this service issued")
-    if bound_to != fingerprint:
+    if bound_to != query.fingerprint():
         raise InvalidArgument("page_token", "belongs to a different query")
-    if not 0 < offset < MAX_RESULT_WINDOW:
+    if not (after and 0 < offset < MAX_RESULT_WINDOW and total >= 0):
         raise InvalidArgument("page_token", "is not a token this service issued")
-    return offset
+    return replace(query, after=after, offset=offset, total=total)
+
+
+MAX_SUGGEST_LENGTH = 100
+
+
+def parse_suggest(text: str, page_size: int) -> SuggestQuery:
+    text = " ".join(text.split()).lower()
+    if not text:
+        raise InvalidArgument("query", "is required")
+    if len(text) > MAX_SUGGEST_LENGTH:
+        raise InvalidArgument("query", f"must be at most {MAX_SUGGEST_LENGTH} characters")
+    return SuggestQuery(text=text, limit=checked_page_size(page_size, default=5, maximum=10))
 
 
 class EventSearch:
@@ -197,8 +268,11 @@ class EventSearch:
             return cached
         page = await self._backend.search(query)
         end = query.offset + len(page.hits)
-        if len(page.hits) == query.limit and end < min(page.total_size, MAX_RESULT_WINDOW):
-            page = replace(page, next_page_token=encode_page_token(end, query.fingerprint()))
+        if page.cursor and len(page.hits) == query.limit and end < min(page.total_size, MAX_RESULT_WINDOW):
+            page = replace(page, next_page_token=encode_page_token(query, page))
         await self._cache.put(key, page)
         self._on_served(False)
         return page
+
+    async def suggest(self, text: str, page_size: int) -> Suggestions:
+        return await self._backend.suggest(parse_suggest(text, page_size))

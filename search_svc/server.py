@@ -8,7 +8,8 @@ import grpc
 from prometheus_client import Counter
 
 from search_svc.domain import EventSearch, SearchBackend
-from search_svc.repository import PostgresSearchBackend, RedisSearchCache
+from search_svc.postgres import PostgresSearchBackend
+from search_svc.repository import RedisSearchCache
 from search_svc.runner import build_indexers, build_sinks
 from search_svc.servicer import SearchServicer
 from search_svc.settings import SearchSettings

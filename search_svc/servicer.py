@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import grpc
 
-from search_svc.domain import EventSearch, SearchHit, SearchRequest, sale_status
+from search_svc.domain import EventSearch, SearchHit, SearchRequest, Suggestions, sale_status
 from tix.catalog import (
     event_category,
     money,
@@ -36,6 +36,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             total_size=page.total_size,
         )
 
+    async def SuggestEvents(
+        self, request: search_pb2.SuggestEventsRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SuggestEventsResponse:
+        suggestions = await self._search.suggest(request.query, request.page_size)
+        return render_suggestions(suggestions, self._clock())
+
 
 def parse_request(request: search_pb2.SearchEventsRequest) -> SearchRequest:
     return SearchRequest(
@@ -50,6 +56,19 @@ def parse_request(request: search_pb2.SearchEventsRequest) -> SearchRequest:
         category=request.category,
         page_size=request.page_size,
         page_token=request.page_token,
+        venue=request.venue,
+    )
+
+
+def render_suggestions(suggestions: Suggestions, now: datetime) -> search_pb2.SuggestEventsResponse:
+    return search_pb2.SuggestEventsResponse(
+        performers=[render_performer(performer) for performer in suggestions.performers],
+        venues=[render_venue(venue) for venue in suggestions.venues],
+        cities=[
+            search_pb2.CitySuggestion(name=city.name, region=city.region, country_code=city.country_code)
+            for city in suggestions.cities
+        ],
+        events=[render_hit(hit, now) for hit in suggestions.events],
     )
 
 

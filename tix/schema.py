@@ -279,10 +279,22 @@ search_documents = Table(
     Column("currency", String(3), nullable=False),
     # Weighted: event and performer names (A), venue and city (B), description (C).
     Column("document", TSVECTOR, nullable=False),
-    # Lower-cased names for pg_trgm typo tolerance.
+    # Lower-cased names and places (the Elasticsearch projection reads it; PostgreSQL corrects typos against
+    # search_terms).
     Column("search_text", Text, nullable=False),
     Index("ix_search_documents_document", "document", postgresql_using="gin"),
-    Index("ix_search_documents_starts_at", "starts_at"),
-    Index("ix_search_documents_city", text("lower(city)"), "starts_at"),
-    Index("ix_search_documents_performer", "performer_id", "starts_at"),
+    # Soonest first behind each leading filter, with event_id for keyset paging (migration 0007_searchpg).
+    Index("ix_search_documents_starts_at", "starts_at", "event_id"),
+    Index("ix_search_documents_city", text("lower(city)"), "starts_at", "event_id"),
+    Index("ix_search_documents_performer", "performer_id", "starts_at", "event_id"),
+    Index("ix_search_documents_venue", "venue_id", "starts_at", "event_id"),
+    Index("ix_search_documents_category", "category", "starts_at", "event_id"),
+)
+
+# Every word the search documents hold (filled by statement triggers on search_documents): misspelt query words
+# are corrected against it by trigram similarity.
+search_terms = Table(
+    "search_terms",
+    metadata,
+    Column("term", Text(collation="C"), primary_key=True),
 )

@@ -150,12 +150,26 @@ async def test_keywords_match_names_venues_and_prefixes_with_the_best_match_firs
     assert not hit.HasField("distance_km")
 
 
-async def test_no_query_lists_upcoming_events_soonest_first(catalog, search):
+async def test_no_query_lists_upcoming_events_soonest_first(catalog, search, db):
+    await add_listing(db, Listing("Metallica: M72 World Tour", "Metallica", 1, "Wembley", "London", 51.55, -0.28, -20))
     found = await search.SearchEvents(search_pb2.SearchEventsRequest())
     assert found.total_size == 6
     assert names(found)[0] == "Chicago Bulls vs Boston Celtics@Chicago"
     starts = [e.start_time.ToDatetime() for e in found.events]
     assert starts == sorted(starts)
+    assert all(e.sale_status != event_pb2.SALE_STATUS_ENDED for e in found.events)
+
+    # Ended events only when the requested range reaches back to them, keywords or not.
+    assert "Metallica: M72 World Tour@London" not in names(
+        await search.SearchEvents(search_pb2.SearchEventsRequest(query="metallica"))
+    )
+    back = await search.SearchEvents(
+        search_pb2.SearchEventsRequest(query="metallica", start_time=stamp(NOW - timedelta(days=30)))
+    )
+    assert "Metallica: M72 World Tour@London" in names(back)
+    since = await search.SearchEvents(search_pb2.SearchEventsRequest(start_time=stamp(NOW - timedelta(days=30))))
+    assert names(since)[0] == "Metallica: M72 World Tour@London"
+    assert since.events[0].sale_status == event_pb2.SALE_STATUS_ENDED
 
 
 # --- filters ---------------------------------------------------------------------------------------------------
@@ -188,6 +202,13 @@ async def test_filters_by_city_category_performer_and_dates(catalog, search):
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(query="metallica", city="East Rutherford"))
     assert names(found) == ["Metallica: M72 World Tour@East Rutherford"]
 
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(venue="soldier field"))
+    assert names(found) == ["Metallica: M72 World Tour@Chicago"]
+    by_id = await search.SearchEvents(search_pb2.SearchEventsRequest(venue=found.events[0].venue.venue_id))
+    assert names(by_id) == names(found)
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(venue="Soldier Field", performer="Hamilton"))
+    assert names(found) == []
+
 
 async def test_a_radius_keeps_nearby_events_nearest_first_with_their_distance(catalog, search):
     lat, lon = CHICAGO_LOOP
@@ -208,6 +229,49 @@ async def test_a_radius_keeps_nearby_events_nearest_first_with_their_distance(ca
     found = await search.SearchEvents(search_pb2.SearchEventsRequest(latitude=40.75, longitude=-73.99))
     assert found.total_size == 6
     assert found.events[0].venue.name == "Madison Square Garden"
+
+
+async def test_keywords_follow_web_search_syntax_and_correct_each_misspelt_word(catalog, search):
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(query="metallica -chicago"))
+    assert names(found) == ["Metallica: M72 World Tour@East Rutherford"]
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(query='"world tour"'))
+    assert {e.performer.name for e in found.events} == {"Metallica"}
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(query="hamilton or chappelle"))
+    assert set(names(found)) == {"Hamilton@Chicago", "Dave Chappelle Live@Washington"}
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(query="madisson squar"))
+    assert names(found) == ["Taylor Swift | The Eras Tour@New York"]
+    found = await search.SearchEvents(search_pb2.SearchEventsRequest(query="qqqqzzzz"))
+    assert (names(found), found.total_size) == ([], 0)
+
+
+# --- suggestions -----------------------------------------------------------------------------------------------
+
+
+async def test_suggestions_offer_performers_venues_cities_and_events_by_prefix_and_near_spelling(catalog, search):
+    found = await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="tay"))
+    assert [p.name for p in found.performers] == ["Taylor Swift"]
+    assert [e.name for e in found.events] == ["Taylor Swift | The Eras Tour"]
+
+    found = await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="Sw"))  # any word of the name
+    assert [p.name for p in found.performers] == []  # under three letters: the start of a name only
+    found = await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="swi"))
+    assert [p.name for p in found.performers] == ["Taylor Swift"]
+
+    found = await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="chica"))
+    assert [c.name for c in found.cities] == ["Chicago"]
+    assert [p.name for p in found.performers] == ["Chicago Bulls"]
+
+    found = await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="madisn"))  # a typo
+    assert [v.name for v in found.venues] == ["Madison Square Garden"]
+    assert [e.venue.name for e in found.events] == ["Madison Square Garden"]
+
+    found = await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="metalica"))
+    assert [p.name for p in found.performers] == ["Metallica"]
+    assert len(found.events) == 2
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await search.SuggestEvents(search_pb2.SuggestEventsRequest(query="  "))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # --- paging ----------------------------------------------------------------------------------------------------

@@ -16,10 +16,13 @@ from search_svc.domain import (
     SearchPage,
     SearchQuery,
     SearchRequest,
+    Suggestions,
+    SuggestQuery,
     Venue,
     decode_page_token,
     encode_page_token,
     parse_request,
+    parse_suggest,
     sale_status,
 )
 from search_svc.repository import decode_page, encode_page
@@ -67,16 +70,21 @@ def test_text_and_names_are_normalised_so_equal_searches_share_a_fingerprint():
     assert a.fingerprint() == b.fingerprint()
 
 
-def test_a_page_token_continues_only_the_query_it_came_from():
+def test_a_page_token_continues_only_the_query_it_came_from_after_its_last_hit():
     query = parse_request(SearchRequest(text="adele"))
-    token = encode_page_token(40, query.fingerprint())
-    assert decode_page_token(token, query.fingerprint()) == 40
+    page = SearchPage(tuple(hit(i) for i in range(40)), 120, cursor='[0.5, "2026-06-04T00:00:00+00:00", 39]')
+    token = encode_page_token(query, page)
+    continued = decode_page_token(token, query)
+    assert (continued.after, continued.offset, continued.total) == (page.cursor, 40, 120)
     # Another page size is the same query; other filters are not.
-    assert parse_request(SearchRequest(text="adele", page_size=5, page_token=token)).offset == 40
+    assert parse_request(SearchRequest(text="adele", page_size=5, page_token=token)).after == page.cursor
     assert field_of(SearchRequest(text="adele", city="Paris", page_token=token)) == "page_token"
     assert field_of(SearchRequest(text="adele", page_token="!!!")) == "page_token"
-    forged = encode_page_token(MAX_RESULT_WINDOW, query.fingerprint())
+    deep = replace(query, offset=MAX_RESULT_WINDOW - 1)
+    forged = encode_page_token(deep, page)
     assert field_of(SearchRequest(text="adele", page_token=forged)) == "page_token"
+    no_position = encode_page_token(query, replace(page, cursor=""))
+    assert field_of(SearchRequest(text="adele", page_token=no_position)) == "page_token"
 
 
 def hit(event_id: int, **changes) -> SearchHit:
@@ -100,7 +108,7 @@ def test_sale_status_of_a_hit_comes_from_the_catalog():
 
 
 def test_cached_pages_round_trip_through_json():
-    page = SearchPage((hit(1), hit(2, distance_km=3.5, band=AvailabilityBand.FEW_LEFT)), 2, "token")
+    page = SearchPage((hit(1), hit(2, distance_km=3.5, band=AvailabilityBand.FEW_LEFT)), 2, "token", "[1, 2]")
     assert decode_page(encode_page(page)) == page
 
 
@@ -113,7 +121,13 @@ class ListBackend:
 
     async def search(self, query: SearchQuery) -> SearchPage:
         self.calls += 1
-        return SearchPage(tuple(self.hits[query.offset:query.offset + query.limit]), len(self.hits))
+        start = int(query.after) + 1 if query.after else 0
+        hits = tuple(self.hits[start:start + query.limit])
+        cursor = str(start + len(hits) - 1) if len(hits) == query.limit else ""
+        return SearchPage(hits, len(self.hits), cursor=cursor)
+
+    async def suggest(self, query: SuggestQuery) -> Suggestions:
+        return Suggestions()
 
 
 class DictCache:
@@ -151,8 +165,16 @@ async def test_exactly_full_last_page_has_no_next_token():
     assert not second.next_page_token
 
 
-def test_queries_differing_only_in_slice_share_a_fingerprint_but_not_a_cache_key():
+def test_queries_differing_only_in_page_share_a_fingerprint_but_not_a_cache_key():
     query = parse_request(SearchRequest(text="muse"))
-    later = replace(query, offset=20)
+    later = replace(query, after="[1.0, 20]", offset=20, total=40)
     assert query.fingerprint() == later.fingerprint()
     assert query.cache_key() != later.cache_key()
+
+
+def test_suggestions_need_some_text_and_take_at_most_ten_of_each_kind():
+    assert parse_suggest("  Tay  ", 0) == SuggestQuery(text="tay", limit=5)
+    assert parse_suggest("Taylor Swift", 50).limit == 10
+    for text, size in (("   ", 0), ("x" * 101, 0), ("tay", -1)):
+        with pytest.raises(InvalidArgument):
+            parse_suggest(text, size)

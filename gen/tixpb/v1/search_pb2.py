@@ -29,7 +29,7 @@ from . import common_pb2 as tix_dot_v1_dot_common__pb2
 from . import event_pb2 as tix_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tix/v1/search.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\x1a\x12tix/v1/event.proto\"\xa5\x03\n\x13SearchEventsRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x12\n\x04\x63ity\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\x08latitude\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1c\n\tlongitude\x18\x06 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x1c\n\tradius_km\x18\x07 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tperformer\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12-\n\x08\x63\x61tegory\x18\t \x01(\x0e\x32\x15.tix.v1.EventCategoryB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitudeB\x0c\n\n_radius_km\"\xf5\x02\n\x0c\x45ventSummary\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05venue\x18\x05 \x01(\x0b\x32\r.tix.v1.Venue\x12$\n\tperformer\x18\x06 \x01(\x0b\x32\x11.tix.v1.Performer\x12\'\n\x0bsale_status\x18\x07 \x01(\x0e\x32\x12.tix.v1.SaleStatus\x12 \n\tmin_price\x18\x08 \x01(\x0b\x32\r.tix.v1.Money\x12\x18\n\x0b\x64istance_km\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x33\n\x11\x61vailability_band\x18\n \x01(\x0e\x32\x18.tix.v1.AvailabilityBandB\x0e\n\x0c_distance_km\"i\n\x14SearchEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.tix.v1.EventSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32u\n\rSearchService\x12\x64\n\x0cSearchEvents\x12\x1b.tix.v1.SearchEventsRequest\x1a\x1c.tix.v1.SearchEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/events:searchB(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tix/v1/search.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\x1a\x12tix/v1/event.proto\"\xba\x03\n\x13SearchEventsRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x12\n\x04\x63ity\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\x08latitude\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1c\n\tlongitude\x18\x06 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x1c\n\tradius_km\x18\x07 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tperformer\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12-\n\x08\x63\x61tegory\x18\t \x01(\x0e\x32\x15.tix.v1.EventCategoryB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05venue\x18\x0c \x01(\tB\x04\xe2\x41\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitudeB\x0c\n\n_radius_km\"\xf5\x02\n\x0c\x45ventSummary\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x15.tix.v1.EventCategory\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x05venue\x18\x05 \x01(\x0b\x32\r.tix.v1.Venue\x12$\n\tperformer\x18\x06 \x01(\x0b\x32\x11.tix.v1.Performer\x12\'\n\x0bsale_status\x18\x07 \x01(\x0e\x32\x12.tix.v1.SaleStatus\x12 \n\tmin_price\x18\x08 \x01(\x0b\x32\r.tix.v1.Money\x12\x18\n\x0b\x64istance_km\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x33\n\x11\x61vailability_band\x18\n \x01(\x0e\x32\x18.tix.v1.AvailabilityBandB\x0e\n\x0c_distance_km\"i\n\x14SearchEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.tix.v1.EventSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"D\n\x14SuggestEventsRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\"D\n\x0e\x43itySuggestion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x03 \x01(\t\"\xab\x01\n\x15SuggestEventsResponse\x12%\n\nperformers\x18\x01 \x03(\x0b\x32\x11.tix.v1.Performer\x12\x1d\n\x06venues\x18\x02 \x03(\x0b\x32\r.tix.v1.Venue\x12&\n\x06\x63ities\x18\x03 \x03(\x0b\x32\x16.tix.v1.CitySuggestion\x12$\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x14.tix.v1.EventSummary2\xdf\x01\n\rSearchService\x12\x64\n\x0cSearchEvents\x12\x1b.tix.v1.SearchEventsRequest\x1a\x1c.tix.v1.SearchEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/events:search\x12h\n\rSuggestEvents\x12\x1c.tix.v1.SuggestEventsRequest\x1a\x1d.tix.v1.SuggestEventsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/events:suggestB(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,14 +59,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_SEARCHEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['venue']._loaded_options = None
+  _globals['_SEARCHEVENTSREQUEST'].fields_by_name['venue']._serialized_options = b'\342A\001\001'
+  _globals['_SUGGESTEVENTSREQUEST'].fields_by_name['query']._loaded_options = None
+  _globals['_SUGGESTEVENTSREQUEST'].fields_by_name['query']._serialized_options = b'\342A\001\002'
+  _globals['_SUGGESTEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_SUGGESTEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_SEARCHSERVICE'].methods_by_name['SearchEvents']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['SearchEvents']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/events:search'
+  _globals['_SEARCHSERVICE'].methods_by_name['SuggestEvents']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['SuggestEvents']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/events:suggest'
   _globals['_SEARCHEVENTSREQUEST']._serialized_start=169
-  _globals['_SEARCHEVENTSREQUEST']._serialized_end=590
-  _globals['_EVENTSUMMARY']._serialized_start=593
-  _globals['_EVENTSUMMARY']._serialized_end=966
-  _globals['_SEARCHEVENTSRESPONSE']._serialized_start=968
-  _globals['_SEARCHEVENTSRESPONSE']._serialized_end=1073
-  _globals['_SEARCHSERVICE']._serialized_start=1075
-  _globals['_SEARCHSERVICE']._serialized_end=1192
+  _globals['_SEARCHEVENTSREQUEST']._serialized_end=611
+  _globals['_EVENTSUMMARY']._serialized_start=614
+  _globals['_EVENTSUMMARY']._serialized_end=987
+  _globals['_SEARCHEVENTSRESPONSE']._serialized_start=989
+  _globals['_SEARCHEVENTSRESPONSE']._serialized_end=1094
+  _globals['_SUGGESTEVENTSREQUEST']._serialized_start=1096
+  _globals['_SUGGESTEVENTSREQUEST']._serialized_end=1164
+  _globals['_CITYSUGGESTION']._serialized_start=1166
+  _globals['_CITYSUGGESTION']._serialized_end=1234
+  _globals['_SUGGESTEVENTSRESPONSE']._serialized_start=1237
+  _globals['_SUGGESTEVENTSRESPONSE']._serialized_end=1408
+  _globals['_SEARCHSERVICE']._serialized_start=1411
+  _globals['_SEARCHSERVICE']._serialized_end=1634
 # @@protoc_insertion_point(module_scope)

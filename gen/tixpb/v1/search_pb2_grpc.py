@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class SearchServiceStub:
-    """Finding events: keywords with typos, dates, place, performer and category. Public.
+    """Finding events: keywords with typos, dates, place, performer, venue and category. Public.
     """
 
     def __init__(self, channel):
@@ -40,15 +40,29 @@ class SearchServiceStub:
                 request_serializer=tix_dot_v1_dot_search__pb2.SearchEventsRequest.SerializeToString,
                 response_deserializer=tix_dot_v1_dot_search__pb2.SearchEventsResponse.FromString,
                 _registered_method=True)
+        self.SuggestEvents = channel.unary_unary(
+                '/tix.v1.SearchService/SuggestEvents',
+                request_serializer=tix_dot_v1_dot_search__pb2.SuggestEventsRequest.SerializeToString,
+                response_deserializer=tix_dot_v1_dot_search__pb2.SuggestEventsResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
-    """Finding events: keywords with typos, dates, place, performer and category. Public.
+    """Finding events: keywords with typos, dates, place, performer, venue and category. Public.
     """
 
     def SearchEvents(self, request, context):
-        """Upcoming events matching every given filter, paged: best match first for keywords, else nearest first for a
-        place, else soonest first.
+        """Events matching every given filter, paged: best match first for keywords (ties soonest first), else nearest
+        first for a place, else soonest first. Events that already started are left out unless start_time reaches
+        back to them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuggestEvents(self, request, context):
+        """As-you-type suggestions for a search box: performers, venues, cities and upcoming events whose names start
+        with what was typed (any word of the name), tolerating a typo from the third letter on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -62,6 +76,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     request_deserializer=tix_dot_v1_dot_search__pb2.SearchEventsRequest.FromString,
                     response_serializer=tix_dot_v1_dot_search__pb2.SearchEventsResponse.SerializeToString,
             ),
+            'SuggestEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestEvents,
+                    request_deserializer=tix_dot_v1_dot_search__pb2.SuggestEventsRequest.FromString,
+                    response_serializer=tix_dot_v1_dot_search__pb2.SuggestEventsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tix.v1.SearchService', rpc_method_handlers)
@@ -71,7 +90,7 @@ def add_SearchServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SearchService:
-    """Finding events: keywords with typos, dates, place, performer and category. Public.
+    """Finding events: keywords with typos, dates, place, performer, venue and category. Public.
     """
 
     @staticmethod
@@ -91,6 +110,33 @@ class SearchService:
             '/tix.v1.SearchService/SearchEvents',
             tix_dot_v1_dot_search__pb2.SearchEventsRequest.SerializeToString,
             tix_dot_v1_dot_search__pb2.SearchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tix.v1.SearchService/SuggestEvents',
+            tix_dot_v1_dot_search__pb2.SuggestEventsRequest.SerializeToString,
+            tix_dot_v1_dot_search__pb2.SuggestEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,549 @@
+"""The PostgreSQL search backend: every query kind walks one index and stops at the page, at a million events.
+
+How each kind stays bounded (the indexes are in migration 0007_searchpg_search_at_scale):
+
+- **Soonest first** (no keywords, no point): one ordered index per leading filter, ``(starts_at, event_id)``
+  behind ``category`` or ``lower(city)``, or none; performers and venues are resolved to ids through their own
+  tables (``lower(name)``), then each id's events come from ``(performer_id | venue_id, starts_at, event_id)`` in a
+  LATERAL that stops at the page, and only those few rows are merged.
+- **Nearest first** (a point, with or without a radius): venues nearest first from their GiST index (a few
+  thousand rows at most, radius as an indexed box), then each venue's soonest events as above, until the page is
+  full. All events of a venue share its distance, so ties are soonest first.
+- **Keywords**: the words are checked against ``search_terms`` (every word of every document): a known word stays,
+  the last word matches as a prefix while it is being typed, a misspelt word becomes the nearest known word by
+  trigram similarity (GIN over tens of thousands of words, not a million documents). Then one full-text match
+  (``websearch_to_tsquery`` semantics: phrases, ``-word``, ``or``) over the GIN index reads at most
+  ``candidates`` matching documents, ranks only those (``ts_rank_cd``: names over places over descriptions) and
+  returns the page; ties soonest first.
+- **Paging** is keyset: the cursor is the sort key of the page's last hit (``[rank,] [distance,] starts_at,
+  event_id``) and the next page starts strictly after it, through the same index; no OFFSET anywhere.
+- **Counting** stops at MAX_RESULT_WINDOW and happens on the first page only (later pages repeat it).
+
+Events that already started are left out unless the query's start_time reaches back to them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from search_svc.domain import (
+    MAX_RESULT_WINDOW,
+    CitySuggestion,
+    SearchHit,
+    SearchPage,
+    SearchQuery,
+    Suggestions,
+    SuggestQuery,
+)
+from tix.availability import AvailabilityBand
+from tix.catalog import Performer, Venue, venue_and_performer
+from tix.errors import InvalidArgument
+
+# Documents a keyword query ranks at most: the bound on its work, whatever the words.
+TEXT_CANDIDATES = 1000
+# A prefix shorter than this would expand to most of the vocabulary.
+MIN_PREFIX = 3
+_WORDS = re.compile(r"[^\W_]+")
+_BIGINT_MAX = 2**63 - 1
+# Above every character: 'abc' <= term < 'abc' || _TOP is "term starts with abc" in byte order (COLLATE "C").
+_TOP = "\U0010ffff"
+_POINT = "ll_to_earth(:latitude, :longitude)"
+_VENUE_POINT = "ll_to_earth(v.latitude, v.longitude)"
+
+# Loosened from pg_trgm's defaults (0.3, 0.6): "tailor" finds "taylor", "metalica" finds "metallica".
+_TRIGRAM_LIMITS = text(
+    "SELECT set_config('pg_trgm.similarity_threshold', '0.3', true), "
+    "set_config('pg_trgm.word_similarity_threshold', '0.5', true)"
+)
+
+# Each word of a query: known as it is, the nearest known word (when it is not), and whether known words start
+# with it (a word being typed).
+_CHECK_WORDS = text(
+    f"""
+    SELECT w.word,
+           EXISTS (SELECT 1 FROM search_terms t WHERE t.term = w.word) AS known,
+           EXISTS (SELECT 1 FROM search_terms t WHERE t.term > w.word AND t.term < w.word || '{_TOP}') AS prefix,
+           (SELECT t.term FROM search_terms t
+            WHERE t.term % w.word AND NOT EXISTS (SELECT 1 FROM search_terms k WHERE k.term = w.word)
+            ORDER BY similarity(t.term, w.word) DESC, length(t.term), t.term LIMIT 1) AS nearest
+    FROM unnest(CAST(:words AS text[])) AS w(word)
+    """
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One search as SQL: the page, and (first page only) how to count the matches."""
+
+    kind: str
+    sql: str
+    params: dict[str, Any]
+    count_sql: str | None = None
+    # Which columns of a row make its cursor.
+    cursor_columns: tuple[str, ...] = ("starts_at", "event_id")
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """Keywords after correction: websearch text, and its last word when that word is being typed (a prefix)."""
+
+    web: str
+    prefix: str = ""
+    corrections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not _WORDS.search(self.web)
+
+
+class PostgresSearchBackend:
+    """SearchBackend over ``search_documents``, ``search_terms``, ``performers`` and ``venues``."""
+
+    def __init__(self, engine: AsyncEngine, *, candidates: int = TEXT_CANDIDATES) -> None:
+        self._engine = engine
+        self._candidates = candidates
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        async with self._engine.connect() as conn:
+            statement = await self.statement(conn, query)
+            rows = (await conn.execute(text(statement.sql), statement.params)).mappings().all()
+            hits = tuple(_hit(row) for row in rows)
+            if query.total is not None:
+                total = query.total
+            elif len(hits) < query.limit:
+                total = query.offset + len(hits)
+            elif rows and rows[0].get("matches") is not None and rows[0]["matches"] < self._candidates:
+                total = rows[0]["matches"]  # keywords: every match is a candidate, counted already
+            else:
+                assert statement.count_sql is not None
+                params = {**statement.params, "cap": MAX_RESULT_WINDOW}
+                total = int(await conn.scalar(text(statement.count_sql), params) or 0)
+        cursor = ""
+        if hits and len(hits) == query.limit:
+            last = rows[-1]
+            cursor = json.dumps([_plain(last[column]) for column in statement.cursor_columns])
+        return SearchPage(hits=hits, total_size=total, cursor=cursor)
+
+    async def statement(self, conn: AsyncConnection, query: SearchQuery) -> Statement:
+        """The SQL for ``query`` (keywords are checked against the vocabulary first, on ``conn``)."""
+        plan = await self.text_plan(conn, query.text) if query.text else None
+        return build_statement(query, plan, self._candidates)
+
+    async def text_plan(self, conn: AsyncConnection, raw: str) -> TextPlan:
+        lowered = raw.lower()
+        words = list(dict.fromkeys(_WORDS.findall(lowered)))
+        if not words:
+            return TextPlan(web="")
+        await conn.execute(_TRIGRAM_LIMITS)
+        checked = {row.word: row for row in (await conn.execute(_CHECK_WORDS, {"words": words})).all()}
+        matches = list(_WORDS.finditer(lowered))
+        last = matches[-1]
+        # The last word is being typed unless it is negated, quoted, or followed by a space the user typed.
+        typing = (
+            len(last.group()) >= MIN_PREFIX
+            and last.end() == len(lowered)
+            and not lowered[: last.start()].rstrip().endswith("-")
+            and lowered[: last.start()].count('"') % 2 == 0
+        )
+        corrections: dict[str, str] = {}
+        prefix = ""
+        pieces: list[str] = []
+        position = 0
+        for match in matches:
+            word = match.group()
+            row = checked[word]
+            pieces.append(lowered[position : match.start()])
+            position = match.end()
+            if match is last and typing and (row.prefix or row.known):
+                prefix = word  # kept as typed; the query below matches it as a prefix
+                pieces.append(word)
+            elif word == "or" or row.known or row.nearest is None:
+                pieces.append(word)
+            else:
+                corrections[word] = row.nearest
+                pieces.append(row.nearest)
+        pieces.append(lowered[position:])
+        web = "".join(pieces)
+        return TextPlan(web=web, prefix=prefix, corrections=corrections)
+
+    async def suggest(self, query: SuggestQuery) -> Suggestions:
+        async with self._engine.connect() as conn:
+            await conn.execute(_TRIGRAM_LIMITS)
+            params = suggest_params(query)
+            typo = len(query.text) >= MIN_PREFIX
+            performers = (await conn.execute(text(_suggest_performers_sql(typo)), params)).mappings().all()
+            venues = (await conn.execute(text(_suggest_venues_sql(typo)), params)).mappings().all()
+            cities = (await conn.execute(text(_suggest_cities_sql(typo)), params)).mappings().all()
+            owners = {
+                "performer_ids": [row["performer_id"] for row in performers[:2]],
+                "venue_ids": [row["venue_id"] for row in venues[:1]],
+            }
+            events: Sequence[Any] = ()
+            if owners["performer_ids"] or owners["venue_ids"]:
+                events = (await conn.execute(_SUGGEST_EVENTS, {**owners, "limit": query.limit})).mappings().all()
+        return Suggestions(
+            performers=tuple(
+                Performer(row["performer_id"], row["name"], row["category"], row["genre"]) for row in performers
+            ),
+            venues=tuple(_venue(row) for row in venues),
+            cities=tuple(CitySuggestion(row["city"], row["region"], row["country_code"]) for row in cities),
+            events=tuple(_hit(row) for row in events),
+        )
+
+
+# --- building the statements -------------------------------------------------------------------------------------
+
+_PAGE_COLUMNS = "d.event_id, d.starts_at, d.min_price_minor, d.currency, d.latitude AS d_latitude, " \
+    "d.longitude AS d_longitude"
+
+# The page's rows joined to the catalog (only ``limit`` rows reach this).
+_DETAILS = """
+    SELECT page.*, e.name, e.category, e.sale_starts_at, e.sale_ends_at, e.cancelled, e.availability_band,
+           v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
+           v.time_zone, v.capacity, v.layout_id, l.name AS layout_name,
+           p.performer_id, p.name AS performer_name, p.category AS performer_category, p.genre,
+           {distance} AS distance_km
+    FROM page
+    JOIN events e ON e.event_id = page.event_id
+    JOIN venues v ON v.venue_id = e.venue_id
+    JOIN layouts l ON l.layout_id = v.layout_id
+    JOIN performers p ON p.performer_id = e.performer_id
+    ORDER BY {order}
+"""
+
+
+def _ids_sql(table: str, key: str, params: dict[str, Any], value: str, name: str) -> str:
+    """Ids of performers or venues named ``value`` (case-insensitive) or with that id: from their own indexes."""
+    params[name] = value.lower()
+    by_name = f"SELECT {key} FROM {table} WHERE lower(name) COLLATE \"C\" = :{name}"
+    # isascii: str.isdigit() is true for '²' and '٣', which int() refuses.
+    if value.isascii() and value.isdigit() and int(value) <= _BIGINT_MAX:
+        params[f"{name}_id"] = int(value)
+        by_name += f" UNION SELECT {key} FROM {table} WHERE {key} = :{name}_id"
+    return f"ARRAY({by_name})"
+
+
+def _filters(query: SearchQuery, params: dict[str, Any], *, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Conditions on ``d`` every kind shares (the driving filter of a kind is in ``skip``)."""
+    conditions = []
+    if query.start_time is not None:
+        conditions.append("d.starts_at >= :start_time")
+        params["start_time"] = query.start_time
+    else:
+        conditions.append("d.starts_at >= now()")
+    if query.end_time is not None:
+        conditions.append("d.starts_at < :end_time")
+        params["end_time"] = query.end_time
+    if query.city and "city" not in skip:
+        conditions.append("lower(d.city) = :city")
+        params["city"] = query.city.lower()
+    if query.category and "category" not in skip:
+        conditions.append("d.category = :category")
+        params["category"] = query.category
+    if query.performer and "performer" not in skip:
+        conditions.append(
+            f"d.performer_id = ANY({_ids_sql('performers', 'performer_id', params, query.performer, 'performer')})"
+        )
+    if query.venue and "venue" not in skip:
+        conditions.append(f"d.venue_id = ANY({_ids_sql('venues', 'venue_id', params, query.venue, 'venue')})")
+    if query.geo is not None and query.geo.radius_km is not None and "geo" not in skip:
+        conditions.append(f"d.venue_id = ANY(ARRAY(SELECT v.venue_id FROM venues v WHERE {_radius(query, params)}))")
+    return conditions
+
+
+def _radius(query: SearchQuery, params: dict[str, Any]) -> str:
+    assert query.geo is not None
+    assert query.geo.radius_km is not None
+    params.update(latitude=query.geo.latitude, longitude=query.geo.longitude, radius_m=query.geo.radius_km * 1000.0)
+    # The box is indexed (GiST) but square; the exact distance trims its corners.
+    return f"earth_box({_POINT}, :radius_m) @> {_VENUE_POINT} AND earth_distance({_POINT}, {_VENUE_POINT}) <= :radius_m"
+
+
+def _after(query: SearchQuery, size: int) -> list[Any]:
+    """The cursor of the previous page, checked: a list of ``size`` JSON values."""
+    if not query.after:
+        return []
+    try:
+        values = json.loads(query.after)
+    except ValueError:
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    if not isinstance(values, list) or len(values) != size:
+        raise InvalidArgument("page_token", "is not a token this service issued")
+    return values
+
+
+def _keyset_params(values: list[Any], params: dict[str, Any]) -> None:
+    """The cursor's trailing (starts_at, event_id) as typed parameters."""
+    try:
+        params["after_starts"] = datetime.fromisoformat(values[-2])
+        params["after_id"] = int(values[-1])
+    except (TypeError, ValueError):
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
+
+
+def _distance_sql(query: SearchQuery) -> str:
+    if query.geo is None:
+        return "NULL::float8"
+    return f"earth_distance({_POINT}, ll_to_earth(page.d_latitude, page.d_longitude)) / 1000.0"
+
+
+def build_statement(query: SearchQuery, plan: TextPlan | None, candidates: int = TEXT_CANDIDATES) -> Statement:
+    params: dict[str, Any] = {"limit": query.limit}
+    if query.geo is not None:
+        params.update(latitude=query.geo.latitude, longitude=query.geo.longitude)
+    if plan is not None and not plan.empty:
+        return _keywords(query, plan, params, candidates)
+    if query.geo is not None:
+        return _nearest(query, params)
+    return _soonest(query, params)
+
+
+def _soonest(query: SearchQuery, params: dict[str, Any]) -> Statement:
+    after = _after(query, 2)
+    keyset = []
+    if after:
+        _keyset_params(after, params)
+        keyset = ["(d.starts_at, d.event_id) > (:after_starts, :after_id)"]
+    if query.performer or query.venue:
+        # Few ids (a name is nearly always one performer or venue): each id's events in order, then merged.
+        if query.performer:
+            column, ids = "performer_id", _ids_sql("performers", "performer_id", params, query.performer, "performer")
+            skip = frozenset({"performer"})
+        else:
+            column, ids = "venue_id", _ids_sql("venues", "venue_id", params, query.venue, "venue")
+            skip = frozenset({"venue"})
+        conditions = _filters(query, params, skip=skip)
+        where = " AND ".join([f"d.{column} = k.id", *conditions, *keyset])
+        page = f"""
+            SELECT d.* FROM unnest({ids}) AS k(id)
+            CROSS JOIN LATERAL (
+                SELECT {_PAGE_COLUMNS} FROM search_documents d WHERE {where}
+                ORDER BY d.starts_at, d.event_id LIMIT :limit
+            ) d
+            ORDER BY d.starts_at, d.event_id LIMIT :limit
+        """
+        count_where = " AND ".join([f"d.{column} = ANY({ids})", *conditions])
+        kind = column.removesuffix("_id")
+    else:
+        conditions = _filters(query, params)
+        where = " AND ".join([*conditions, *keyset])
+        if query.city:
+            order = "lower(d.city), d.starts_at, d.event_id"  # the city index, equal on its first column
+        elif query.category:
+            order = "d.category, d.starts_at, d.event_id"
+        else:
+            order = "d.starts_at, d.event_id"
+        page = f"""
+            SELECT {_PAGE_COLUMNS} FROM search_documents d WHERE {where} ORDER BY {order} LIMIT :limit
+        """
+        count_where = " AND ".join(conditions)
+        kind = "city" if query.city else "category" if query.category else "upcoming"
+        if query.geo is not None:
+            kind = "radius"
+    sql = f"WITH page AS ({page}) " + _DETAILS.format(
+        distance=_distance_sql(query), order="page.starts_at, page.event_id"
+    )
+    count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {count_where} LIMIT :cap) AS m"
+    return Statement(kind, sql, params, count_sql)
+
+
+def _nearest(query: SearchQuery, params: dict[str, Any]) -> Statement:
+    """Venues nearest first (GiST), each venue's soonest events, until the page is full."""
+    venue_where = [_radius(query, params)] if query.geo and query.geo.radius_km is not None else []
+    after = _after(query, 3)
+    lateral_keyset = []
+    if after:
+        _keyset_params(after, params)
+        try:
+            params["after_chord"] = float(after[0])
+        except (TypeError, ValueError):
+            raise InvalidArgument("page_token", "is not a token this service issued") from None
+        venue_where.append(f"({_VENUE_POINT} <-> {_POINT}) >= :after_chord")
+        lateral_keyset = ["(v.chord > :after_chord OR (d.starts_at, d.event_id) > (:after_starts, :after_id))"]
+    if query.venue:
+        venue_where.append(f"v.venue_id = ANY({_ids_sql('venues', 'venue_id', params, query.venue, 'venue')})")
+    if query.city:
+        venue_where.append('lower(v.city) COLLATE "C" = :city')
+    conditions = _filters(query, params, skip=frozenset({"geo", "venue", "city"}))
+    where = " AND ".join(["d.venue_id = v.venue_id", *conditions, *lateral_keyset])
+    page = f"""
+        SELECT d.*, v.chord FROM (
+            SELECT v.venue_id, {_VENUE_POINT} <-> {_POINT} AS chord FROM venues v
+            WHERE {" AND ".join(venue_where) or "true"}
+            ORDER BY {_VENUE_POINT} <-> {_POINT}
+        ) AS v
+        CROSS JOIN LATERAL (
+            SELECT {_PAGE_COLUMNS} FROM search_documents d WHERE {where}
+            ORDER BY d.starts_at, d.event_id LIMIT :limit
+        ) d
+        ORDER BY v.chord, d.starts_at, d.event_id LIMIT :limit
+    """
+    if query.city:
+        params["city"] = query.city.lower()
+    sql = f"WITH page AS ({page}) " + _DETAILS.format(
+        distance=_distance_sql(query), order="page.chord, page.starts_at, page.event_id"
+    )
+    count_conditions = list(conditions)
+    count_venues = [w for w in venue_where if ":after_chord" not in w]
+    if count_venues:
+        count_conditions.append(
+            f"d.venue_id = ANY(ARRAY(SELECT v.venue_id FROM venues v WHERE {' AND '.join(count_venues)}))"
+        )
+    count_sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {' AND '.join(count_conditions)} LIMIT :cap) m"
+    )
+    return Statement("nearest", sql, params, count_sql, cursor_columns=("chord", "starts_at", "event_id"))
+
+
+def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candidates: int) -> Statement:
+    """At most ``candidates`` matching documents from the GIN index, ranked; the page from those."""
+    params["web"] = plan.web
+    tsquery = "websearch_to_tsquery('simple', :web)"
+    if plan.prefix:
+        # The parsed query ends with the word being typed ('word'): it becomes 'word':*, whatever operator
+        # (and, or) joins it to the rest.
+        params.update(prefix_pattern=f"'{plan.prefix}'$", prefix_replacement=f"'{plan.prefix}':*")
+        tsquery = f"CAST(regexp_replace(CAST({tsquery} AS text), :prefix_pattern, :prefix_replacement) AS tsquery)"
+    conditions = [f"d.document @@ ({tsquery})", *_filters(query, params)]
+    params["candidates"] = candidates
+    after = _after(query, 3)
+    keyset = "true"
+    if after:
+        _keyset_params(after, params)
+        try:
+            params["after_rank"] = float(after[0])
+        except (TypeError, ValueError):
+            raise InvalidArgument("page_token", "is not a token this service issued") from None
+        keyset = (
+            "(c.rank < :after_rank OR (c.rank = :after_rank AND (c.starts_at, c.event_id) > (:after_starts, :after_id)))"
+        )
+    where = " AND ".join(conditions)
+    page = f"""
+        SELECT c.*, (SELECT count(*) FROM candidates) AS matches FROM candidates c
+        WHERE {keyset}
+        ORDER BY c.rank DESC, c.starts_at, c.event_id LIMIT :limit
+    """
+    sql = f"""
+        WITH candidates AS MATERIALIZED (
+            SELECT {_PAGE_COLUMNS}, ts_rank_cd(d.document, ({tsquery}))::float8 AS rank
+            FROM search_documents d WHERE {where} LIMIT :candidates
+        ), page AS ({page})
+    """ + _DETAILS.format(distance=_distance_sql(query), order="page.rank DESC, page.starts_at, page.event_id")
+    count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {where} LIMIT :cap) AS m"
+    return Statement("keywords", sql, params, count_sql, cursor_columns=("rank", "starts_at", "event_id"))
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _hit(row: Any) -> SearchHit:
+    venue, performer = venue_and_performer(row)
+    return SearchHit(
+        event_id=row["event_id"],
+        name=row["name"],
+        category=row["category"],
+        starts_at=row["starts_at"],
+        sale_starts_at=row["sale_starts_at"],
+        sale_ends_at=row["sale_ends_at"],
+        cancelled=row["cancelled"],
+        band=AvailabilityBand(row["availability_band"]),
+        venue=venue,
+        performer=performer,
+        min_price_minor=row["min_price_minor"],
+        currency=row["currency"],
+        distance_km=None if row["distance_km"] is None else float(row["distance_km"]),
+    )
+
+
+# --- suggestions -------------------------------------------------------------------------------------------------
+
+
+def suggest_params(query: SuggestQuery) -> dict[str, Any]:
+    return {
+        "q": query.text,
+        "low": query.text,
+        "high": query.text + _TOP,
+        "word_start": f"% {_like_escape(query.text)}%",
+        "limit": query.limit,
+    }
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _name_match(column: str, typo: bool) -> tuple[str, str]:
+    """(condition, order) for names: whole name starts with the text, a word of it does, or (typo) close to it."""
+    starts = f'({column} COLLATE "C" >= :low AND {column} COLLATE "C" < :high)'
+    conditions = [starts]
+    if typo:
+        conditions += [f"{column} LIKE :word_start", f":q <% {column}"]
+    order = (
+        f"CASE WHEN {starts} THEN 0 WHEN {column} LIKE :word_start THEN 1 ELSE 2 END"
+        + (f", word_similarity(:q, {column}) DESC" if typo else "")
+        + f", length({column}), {column}"
+    )
+    return " OR ".join(conditions), order
+
+
+def _suggest_performers_sql(typo: bool) -> str:
+    condition, order = _name_match("lower(name)", typo)
+    return (
+        f"SELECT performer_id, name, category, genre FROM performers WHERE {condition} ORDER BY {order} LIMIT :limit"
+    )
+
+
+def _suggest_venues_sql(typo: bool) -> str:
+    condition, order = _name_match("lower(v.name)", typo)
+    return f"""
+        SELECT v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
+               v.time_zone, v.capacity, v.layout_id, l.name AS layout_name
+        FROM venues v JOIN layouts l ON l.layout_id = v.layout_id
+        WHERE {condition} ORDER BY {order} LIMIT :limit
+    """
+
+
+def _suggest_cities_sql(typo: bool) -> str:
+    condition, order = _name_match("lower(city)", typo)
+    return f"""
+        SELECT city, region, country_code FROM (
+            SELECT DISTINCT ON (lower(city), country_code) city, region, country_code FROM venues
+            WHERE {condition} ORDER BY lower(city), country_code
+        ) c ORDER BY {order.replace("lower(city)", "lower(c.city)")} LIMIT :limit
+    """
+
+
+# The soonest upcoming events of the best matching performers and venue, each through its ordered index.
+_OWNER_EVENTS = """
+    SELECT d.* FROM unnest(CAST(:{ids} AS bigint[])) AS k(id)
+    CROSS JOIN LATERAL (
+        SELECT {columns} FROM search_documents d WHERE d.{column} = k.id AND d.starts_at >= now()
+        ORDER BY d.starts_at, d.event_id LIMIT :limit
+    ) d
+"""
+_SUGGEST_EVENTS = text(
+    "WITH page AS (SELECT * FROM ("
+    + _OWNER_EVENTS.format(ids="performer_ids", columns=_PAGE_COLUMNS, column="performer_id")
+    + " UNION "
+    + _OWNER_EVENTS.format(ids="venue_ids", columns=_PAGE_COLUMNS, column="venue_id")
+    + ") AS u ORDER BY starts_at, event_id LIMIT :limit)"
+    + _DETAILS.format(distance="NULL::float8", order="page.starts_at, page.event_id")
+)
+
+
+def _venue(row: Any) -> Venue:
+    return Venue(
+        venue_id=row["venue_id"], name=row["venue_name"], city=row["city"], region=row["region"],
+        country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"],
+        time_zone=row["time_zone"], capacity=row["capacity"], layout_id=row["layout_id"],
+        layout_name=row["layout_name"],
+    )
