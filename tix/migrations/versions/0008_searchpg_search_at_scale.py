@@ -1,7 +1,7 @@
 """search at a million events: ordered indexes per filter, the word vocabulary for typos, name indexes
 
 Revision ID: 0007_searchpg_search_at_scale
-Revises: 0006_sale_ends_at
+Revises: 0007_admission_consumed
 Create Date: 2026-11-30 09:10:00.000000
 
 Every query kind of the PostgreSQL search backend walks one ordered index and stops at the page:
@@ -24,7 +24,7 @@ nothing queries them any more, and they were the slowest indexes to build and ma
 from alembic import op
 
 revision = '0007_searchpg_search_at_scale'
-down_revision = '0006_sale_ends_at'
+down_revision = '0007_admission_consumed'
 branch_labels = None
 depends_on = None
 
