@@ -1,6 +1,6 @@
 """The PostgreSQL search backend: every query kind walks one index and stops at the page, at a million events.
 
-How each kind stays bounded (the indexes are in migration 0007_searchpg_search_at_scale):
+How each kind stays bounded (the indexes are in migration 0009_searchpg_search_at_scale):
 
 - **Soonest first** (no keywords, no point): one ordered index per leading filter, ``(starts_at, event_id)``
   behind ``category`` or ``lower(city)``, or none; performers and venues are resolved to ids through their own

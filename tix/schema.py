@@ -283,7 +283,7 @@ search_documents = Table(
     # search_terms).
     Column("search_text", Text, nullable=False),
     Index("ix_search_documents_document", "document", postgresql_using="gin"),
-    # Soonest first behind each leading filter, with event_id for keyset paging (migration 0007_searchpg).
+    # Soonest first behind each leading filter, with event_id for keyset paging (migration 0009_searchpg_search_at_scale).
     Index("ix_search_documents_starts_at", "starts_at", "event_id"),
     Index("ix_search_documents_city", text("lower(city)"), "starts_at", "event_id"),
     Index("ix_search_documents_performer", "performer_id", "starts_at", "event_id"),

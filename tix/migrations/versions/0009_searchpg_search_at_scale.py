@@ -1,7 +1,7 @@
 """search at a million events: ordered indexes per filter, the word vocabulary for typos, name indexes
 
-Revision ID: 0007_searchpg_search_at_scale
-Revises: 0007_admission_consumed
+Revision ID: 0009_searchpg_search_at_scale
+Revises: 0008_searchcdc_outbox_capture
 Create Date: 2026-11-30 09:10:00.000000
 
 Every query kind of the PostgreSQL search backend walks one ordered index and stops at the page:
@@ -23,8 +23,8 @@ nothing queries them any more, and they were the slowest indexes to build and ma
 
 from alembic import op
 
-revision = '0007_searchpg_search_at_scale'
-down_revision = '0007_admission_consumed'
+revision = '0009_searchpg_search_at_scale'
+down_revision = '0008_searchcdc_outbox_capture'
 branch_labels = None
 depends_on = None
 
