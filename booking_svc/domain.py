@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
 
+from booking_svc.listing import BookingPage, list_bookings
 from booking_svc.model import (
     BookedSeatDetail,
     BookingRecord,
@@ -490,6 +491,10 @@ class BookingService:
 
     async def get_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
         return await self._owned(user_id, booking_id)
+
+    async def list_bookings(self, user_id: str, page_size: int, page_token: str) -> BookingPage:
+        """The fan's own bookings, newest first (booking_svc.listing)."""
+        return await list_bookings(self._repository, user_id, page_size, page_token)
 
     async def expire_overdue_bookings(self) -> int:
         """Expire every reserved booking past its deadline, batch by batch; returns how many."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from booking_svc.model import (
@@ -63,6 +64,10 @@ class BookingStore(Protocol):
     async def get_booking(self, booking_id: uuid.UUID, *, with_seats: bool = True) -> BookingRecord | None: ...
 
     async def with_seat_details(self, record: BookingRecord) -> BookingRecord: ...
+
+    async def list_user_bookings(
+        self, user_id: str, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[BookingRecord]: ...
 
     async def booking_id_for_payment_intent(self, payment_intent_id: str) -> uuid.UUID | None: ...
 

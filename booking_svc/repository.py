@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, text
@@ -399,6 +400,20 @@ class BookingRepository:
             return None
         record = _record(row)
         return await self.with_seat_details(record) if with_seats else record
+
+    async def list_user_bookings(
+        self, user_id: str, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[BookingRecord]:
+        """One fan's bookings, newest first, after a keyset position (ix_bookings_user_created), with seats."""
+        where = "WHERE b.user_id = :user_id"
+        params: dict[str, Any] = {"user_id": user_id, "limit": limit}
+        if after is not None:
+            where += " AND (b.created_at, b.booking_id) < (:created_at, :booking_id)"
+            params |= {"created_at": after[0], "booking_id": after[1]}
+        query = f"{_BOOKING.text} {where} ORDER BY b.created_at DESC, b.booking_id DESC LIMIT :limit"
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(text(query), params)).all()
+        return [await self.with_seat_details(_record(row)) for row in rows]
 
     async def with_seat_details(self, record: BookingRecord) -> BookingRecord:
         """The booking with its seats' section, row and number, read from the venue's layout."""

@@ -71,6 +71,15 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         record = await self._bookings.get_booking(user_id, require_uuid(request.booking_id, "booking_id"))
         return render_booking(record)
 
+    async def ListBookings(
+        self, request: booking_pb2.ListBookingsRequest, context: grpc.aio.ServicerContext
+    ) -> booking_pb2.ListBookingsResponse:
+        user_id = require_user_id(context.invocation_metadata())
+        page = await self._bookings.list_bookings(user_id, request.page_size, request.page_token)
+        return booking_pb2.ListBookingsResponse(
+            bookings=[render_booking(record) for record in page.bookings], next_page_token=page.next_page_token
+        )
+
     async def HandleStripeWebhook(
         self, request: httpbody_pb2.HttpBody, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:

@@ -193,6 +193,8 @@ bookings = Table(
     UniqueConstraint("user_id", "request_id", name="uq_bookings_user_request"),
     Index("ix_bookings_open_expiry", "expires_at", postgresql_where=text("status = 'reserved'")),
     Index("ix_bookings_event_user", "event_id", "user_id"),
+    # ListBookings: one fan's bookings newest first (migration 0009).
+    Index("ix_bookings_user_created", "user_id", text("created_at DESC"), text("booking_id DESC")),
 )
 
 # Fencing tokens of seat holds (migration 0002): monotonic whatever Redis does, stored in tickets/bookings.fence.

@@ -45,3 +45,11 @@ async def test_the_development_sign_in_gives_a_token_the_edge_accepts(mesh: Mesh
     refused = await http.post("/dev/signin", json={"name": "two words"})
     assert refused.status_code == 400
     assert refused.json()["details"][0]["reason"] == "INVALID_ARGUMENT"
+
+
+async def test_my_bookings_is_a_fans_route_through_the_edge(mesh: Mesh, http: httpx.AsyncClient, token: str):
+    assert (await http.get("/v1/bookings")).status_code == 401
+    listed = await http.get("/v1/bookings", params={"pageSize": 5}, headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["bookings"] == []
+    assert listed.json()["nextPageToken"] == ""

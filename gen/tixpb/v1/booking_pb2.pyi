@@ -93,6 +93,22 @@ class GetBookingRequest(_message.Message):
     booking_id: str
     def __init__(self, booking_id: _Optional[str] = ...) -> None: ...
 
+class ListBookingsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBookingsResponse(_message.Message):
+    __slots__ = ("bookings", "next_page_token")
+    BOOKINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    bookings: _containers.RepeatedCompositeFieldContainer[Booking]
+    next_page_token: str
+    def __init__(self, bookings: _Optional[_Iterable[_Union[Booking, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class BookedSeat(_message.Message):
     __slots__ = ("seat_id", "section_id", "row_label", "number", "price")
     SEAT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,11 @@ class BookingServiceStub:
                 request_serializer=tix_dot_v1_dot_booking__pb2.GetBookingRequest.SerializeToString,
                 response_deserializer=tix_dot_v1_dot_booking__pb2.Booking.FromString,
                 _registered_method=True)
+        self.ListBookings = channel.unary_unary(
+                '/tix.v1.BookingService/ListBookings',
+                request_serializer=tix_dot_v1_dot_booking__pb2.ListBookingsRequest.SerializeToString,
+                response_deserializer=tix_dot_v1_dot_booking__pb2.ListBookingsResponse.FromString,
+                _registered_method=True)
         self.HandleStripeWebhook = channel.unary_unary(
                 '/tix.v1.BookingService/HandleStripeWebhook',
                 request_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
@@ -96,6 +101,13 @@ class BookingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBookings(self, request, context):
+        """Lists the caller's own bookings, newest first, in pages (AIP-158).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HandleStripeWebhook(self, request, context):
         """Stripe's webhook: the raw body, verified against the Stripe-Signature header.
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
@@ -127,6 +139,11 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     servicer.GetBooking,
                     request_deserializer=tix_dot_v1_dot_booking__pb2.GetBookingRequest.FromString,
                     response_serializer=tix_dot_v1_dot_booking__pb2.Booking.SerializeToString,
+            ),
+            'ListBookings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBookings,
+                    request_deserializer=tix_dot_v1_dot_booking__pb2.ListBookingsRequest.FromString,
+                    response_serializer=tix_dot_v1_dot_booking__pb2.ListBookingsResponse.SerializeToString,
             ),
             'HandleStripeWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleStripeWebhook,
@@ -243,6 +260,33 @@ class BookingService:
             '/tix.v1.BookingService/GetBooking',
             tix_dot_v1_dot_booking__pb2.GetBookingRequest.SerializeToString,
             tix_dot_v1_dot_booking__pb2.Booking.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBookings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tix.v1.BookingService/ListBookings',
+            tix_dot_v1_dot_booking__pb2.ListBookingsRequest.SerializeToString,
+            tix_dot_v1_dot_booking__pb2.ListBookingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
