@@ -193,7 +193,7 @@ bookings = Table(
     UniqueConstraint("user_id", "request_id", name="uq_bookings_user_request"),
     Index("ix_bookings_open_expiry", "expires_at", postgresql_where=text("status = 'reserved'")),
     Index("ix_bookings_event_user", "event_id", "user_id"),
-    # ListBookings: one fan's bookings newest first (migration 0009).
+    # ListBookings: one fan's bookings newest first (migration 0010).
     Index("ix_bookings_user_created", "user_id", text("created_at DESC"), text("booking_id DESC")),
 )
 

@@ -1,14 +1,14 @@
 """bookings by user: ListBookings reads a fan's bookings newest first
 
-Revision ID: 0009_web_bookings_by_user
-Revises: 0008_searchcdc_outbox_capture
+Revision ID: 0010_web_bookings_by_user
+Revises: 0009_searchpg_search_at_scale
 Create Date: 2026-11-30 09:20:00.000000
 """
 
 from alembic import op
 
-revision = '0009_web_bookings_by_user'
-down_revision = '0008_searchcdc_outbox_capture'
+revision = '0010_web_bookings_by_user'
+down_revision = '0009_searchpg_search_at_scale'
 branch_labels = None
 depends_on = None
 
