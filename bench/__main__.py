@@ -6,6 +6,7 @@ on-sale read path (``bench/read.py``): event pages, a stadium's seat map and 5,0
     python -m bench                       # both: the sale (below) and the read path
     python -m bench sale                  # the flash sale only: 20,000 seats, 200,000 attempts, 500 clients
     python -m bench read                  # the read path only (--watchers, --event-workers)
+    python -m bench cdc                   # search change-data-capture lag at 100 catalog changes/s (--cdc-rate)
     python -m bench --quick               # a small run (about a minute)
     python -m bench --smoke               # every scenario at toy size, in seconds (run by make test)
     python -m bench --seats 4000 --attempts 40000 --clients 200
@@ -26,6 +27,8 @@ import time
 
 from bench import baselines
 from bench.catalog import BLOCK, create_sale_event
+from bench.cdc import add_arguments as cdc_arguments
+from bench.cdc import run_cdc
 from bench.checker import SaleCheck, check_sale
 from bench.load import LoadResult, LoadSpec, percentile, run_load
 from bench.read import add_arguments as read_arguments
@@ -36,9 +39,10 @@ from bench.stack import BenchStack, bench_stack
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read"), default="all",
-                        help="which benchmark: the flash sale, the read path, or both (default)")
+    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc"), default="all",
+                        help="which benchmark: the flash sale, the read path, search CDC lag, or all (default)")
     read_arguments(parser)
+    cdc_arguments(parser)
     parser.add_argument("--seats", type=int, default=20_000, help="seats of the event (a multiple of 40)")
     parser.add_argument("--attempts", type=int, default=200_000, help="reserve attempts in the sale")
     parser.add_argument("--clients", type=int, default=500, help="concurrent clients")
@@ -317,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as error:  # noqa: BLE001 - report it; the sale's figures still print
                 report.notes.append(f"read path skipped: {error!r}")
                 print(stack.event_log_tail(), file=sys.stderr)
+                failed_read.append(error)
+        if args.scenario in ("all", "cdc"):
+            try:
+                run_cdc(args, stack, report)
+            except Exception as error:  # noqa: BLE001 - report it; the other figures still print
+                report.notes.append(f"cdc skipped: {error!r}")
                 failed_read.append(error)
 
     if args.scenario in ("all", "sale"):

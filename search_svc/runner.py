@@ -36,6 +36,7 @@ def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[In
             batch_size=settings.indexer_batch_size,
             gap_seconds=settings.indexer_gap_seconds,
             standby_seconds=settings.indexer_standby_seconds,
+            listen=settings.indexer_listen,
         )
         for sink in sinks
     ]

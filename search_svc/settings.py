@@ -17,6 +17,8 @@ class SearchSettings(ReadServiceSettings):
     # Tail the outbox and keep the index current (one process per backend leads, the others stand by); off where
     # a separate `tix search index` process does it.
     indexer_enabled: bool = True
+    # LISTEN for outbox notifications (off: poll only, every indexer_poll_seconds; the bench's baseline).
+    indexer_listen: bool = True
     indexer_poll_seconds: float = 1.0
     indexer_batch_size: int = 500
     # How long the indexer waits for an outbox id that is missing (an insert not yet committed) before skipping it.

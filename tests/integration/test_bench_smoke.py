@@ -35,7 +35,7 @@ def test_the_bench_runs_every_scenario_at_toy_size():
     assert finished.returncode == 0, output[-4000:]
     for figure in ("redis", "sale: reserve decisions/s", "envoy sale: reserve decisions/s",
                    "naive: reserve decisions/s", "map 304", "event page", "map during a sale",
-                   "change -> last of", "reconnect storm"):
+                   "change -> last of", "reconnect storm", "cdc: commit -> indexed lag p99"):
         assert figure in output, f"{figure!r} missing from the report:\n{output[-4000:]}"
     assert "skipped" not in output, output[-4000:]
     assert output.count("checker (") == 3, output[-4000:]
