@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +21,7 @@ from tests.factories import create_event
 from tests.integration.booking_harness import age_booking, booking_settings, build_world, pay_as_fan
 from tix.admission import ADMISSION_ENDS_STREAM, AdmissionEnds
 from tix.server import start_server
+from tix_dev.readiness import free_port
 from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -297,3 +301,61 @@ async def test_estimates_stay_finite_while_the_shopper_cap_binds(queue, db):
     # Each admission ends within its 600 s lifetime, so 2 slots free at least every 600 s: at most 8 x 300 s.
     assert last.HasField("estimated_wait")
     assert 0 < last.estimated_wait.seconds <= 8 * 600 / 2
+
+
+# --- the opening, with several worker processes ----------------------------------------------------------------------
+
+
+async def test_joins_racing_the_opening_are_all_placed_and_admitted_with_two_workers(db, redis, settings_env):
+    event = await create_event(db, queue_enabled=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tix.cli", "serve", "queue", "--port", str(port)],
+        env={**os.environ, **settings_env, "TIX_WORKERS": "2", "TIX_METRICS_PORT": "0", "TIX_TICK_SECONDS": "0.1",
+             "TIX_EVENT_CACHE_SECONDS": "0.5"},
+    )
+    # Separate connections (no shared subchannel), which the kernel spreads over both workers.
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(4)
+    ]
+    try:
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), 20)
+        stubs = [queue_pb2_grpc.QueueServiceStub(c) for c in channels]
+        async with db.begin() as conn:
+            await conn.execute(
+                text("UPDATE events SET queue_rate_per_second = 300, queue_max_active = 10000, sale_starts_at = :s"
+                     " WHERE event_id = :e"),
+                {"s": datetime.now(UTC) + timedelta(seconds=2), "e": event.event_id},
+            )
+
+        async def join(i: int) -> queue_pb2.QueueTicket:
+            return await stubs[i % len(stubs)].JoinQueue(
+                queue_pb2.JoinQueueRequest(event_id=str(event.event_id)), metadata=_md(f"racer-{i}")
+            )
+
+        # 400 fans arrive over 4 s, straddling the opening at 2 s.
+        joins = []
+        for batch in range(40):
+            joins += await asyncio.gather(*(join(i) for i in range(batch * 10, (batch + 1) * 10)))
+            await asyncio.sleep(0.1)
+        states = {t.state for t in joins}
+        assert queue_pb2.QUEUE_TICKET_STATE_PRE_QUEUE in states
+        assert WAITING in states or ADMITTED in states
+        pending = set(range(400))
+        deadline = time.monotonic() + 20
+        while pending and time.monotonic() < deadline:
+            asked = sorted(pending)
+            results = await asyncio.gather(*(join(i) for i in asked))
+            pending -= {i for i, t in zip(asked, results, strict=True) if t.state == ADMITTED}
+            await asyncio.sleep(0.3)
+        assert not pending, f"{len(pending)} fans were stranded"
+        base = f"tix:q:{{{event.event_id}}}"
+        assert await redis.scard(f"{base}:pre") == 0
+        assert int(await redis.get(f"{base}:seq")) == 400
+    finally:
+        for channel in channels:
+            await channel.close()
+        process.terminate()
+        process.wait(10)
