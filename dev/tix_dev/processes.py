@@ -42,8 +42,11 @@ class RedisServer:
     """A private ``redis-server`` on a spare loopback port, without persistence: nothing shared with other runs or
     with ``make up``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, append_only_dir: str | None = None) -> None:
+        """``append_only_dir``: persist with an append-only file there (fsync every second), as a deployment that
+        asks for a durable waiting room does; a server started again on the same directory reloads it."""
         self.port = port or free_port()
+        self.append_only_dir = append_only_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,8 +54,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", self.append_only_dir]
+            if self.append_only_dir
+            else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # A test run or benchmark that is killed must not leave redis-servers behind.
@@ -68,3 +76,9 @@ class RedisServer:
 
     def stop(self) -> None:
         stop_process(self.process, 5)
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown, no last fsync, as when the node or its container dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)

@@ -21,6 +21,7 @@ from tests.factories import create_event
 from tests.integration.booking_harness import age_booking, booking_settings, build_world, pay_as_fan
 from tix.admission import ADMISSION_ENDS_STREAM, AdmissionEnds
 from tix.server import start_server
+from tix_dev.processes import RedisServer
 from tix_dev.readiness import free_port
 from tixpb.v1 import queue_pb2, queue_pb2_grpc
 
@@ -359,3 +360,52 @@ async def test_joins_racing_the_opening_are_all_placed_and_admitted_with_two_wor
             await channel.close()
         process.terminate()
         process.wait(10)
+
+
+# --- durability ----------------------------------------------------------------------------------------------------
+
+
+async def _line_across_a_redis_crash(db, tmp_path, *, append_only: bool) -> tuple[list, list]:
+    """Fans join a paused line on a private redis-server, which is killed and started again on its data; the same
+    fans then join again. Returns their tickets before and after."""
+    node = RedisServer(append_only_dir=str(tmp_path) if append_only else None).start()
+    settings = QueueSettings(port=0, tick_seconds=0.1, event_cache_seconds=0.2, admission_secret=SECRET,
+                             db_pool_size=2, redis_url=node.url)
+    server = await start_server(SERVICE, settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = queue_pb2_grpc.QueueServiceStub(channel)
+    try:
+        event_id, _ = await _queued_event(db, rate=0, max_active=1000)
+
+        async def join(user: str) -> queue_pb2.QueueTicket:
+            deadline = time.monotonic() + 60
+            while True:  # pooled connections to the old server fail once each, then reconnect
+                try:
+                    return await stub.JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)),
+                                                metadata=_md(user))
+                except grpc.aio.AioRpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+
+        before = [await join(f"fan-{i}") for i in range(20)]
+        await asyncio.sleep(1.5)  # appendfsync everysec: what is older than a second is on disk
+        node.crash()
+        node.start()
+        after = [await join(f"fan-{i}") for i in range(20)]
+        return before, after
+    finally:
+        await channel.close()
+        await server.stop(grace=0)
+        node.stop()
+
+
+async def test_with_an_append_only_file_the_line_survives_a_redis_crash(db, tmp_path):
+    before, after = await _line_across_a_redis_crash(db, tmp_path, append_only=True)
+    assert [t.ticket_id for t in after] == [t.ticket_id for t in before]
+    assert [t.position for t in after] == [t.position for t in before] == list(range(1, 21))
+
+
+async def test_without_persistence_a_redis_crash_loses_the_line(db, tmp_path):
+    before, after = await _line_across_a_redis_crash(db, tmp_path, append_only=False)
+    assert not {t.ticket_id for t in after} & {t.ticket_id for t in before}
