@@ -14,12 +14,20 @@ bookings_app = typer.Typer(help="Booking operations.", no_args_is_help=True)
 @bookings_app.command("reconcile")
 def bookings_reconcile(
     apply: Annotated[bool, typer.Option(help="Repair the drift found; without it, only report.")] = True,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only bookings whose booking or payment changed within this time (90m, 2h, 7d)."),
+    ] = None,
 ) -> None:
     """Compare bookings with their Stripe PaymentIntents and repair drift (no fan paid without a ticket)."""
-    from booking_svc.reconcile import run_reconcile
+    from booking_svc.reconcile import parse_duration, run_reconcile
     from booking_svc.settings import BookingSettings
 
-    raise typer.Exit(asyncio.run(run_reconcile(BookingSettings(), apply=apply)))
+    try:
+        since_seconds = parse_duration(since) if since is not None else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+    raise typer.Exit(asyncio.run(run_reconcile(BookingSettings(), apply=apply, since_seconds=since_seconds)))
 
 
 def register(app: typer.Typer) -> None:

@@ -512,6 +512,9 @@ class BookingService:
     async def retry_owed_refunds(self) -> int:
         return await self.settlement.retry_owed_refunds()
 
+    async def retry_owed_cancellations(self) -> int:
+        return await self.settlement.retry_owed_cancellations()
+
     async def _after_release(self, released: ReleasedBooking) -> None:
         """Seats went back on sale: tell Redis and watchers, and stop the PaymentIntent (or, if the fan paid in
         the meantime, take the late-payment path)."""

@@ -236,6 +236,15 @@ class StripeEventRecord:
     type: str
 
 
+@dataclass(frozen=True)
+class OwedCancellation:
+    """A PaymentIntent that must be cancelled, and how many attempts failed so far."""
+
+    payment_intent_id: str
+    booking_id: uuid.UUID | None
+    attempts: int
+
+
 @dataclass
 class TicketDrift:
     booking_id: uuid.UUID

@@ -5,13 +5,19 @@ webhook or a crash can leave, so that no fan ends paid without a ticket or a ref
   seats, or refund when they were resold);
 - a refund owed (booking refunded, no Stripe refund recorded): refunded now;
 - an open PaymentIntent of a cancelled or expired booking: cancelled, so it cannot be paid later;
+- a PaymentIntent cancellation still owed (Stripe did not answer the sweeper): retried now;
 - a confirmed booking whose ticket rows are not all booked for it: reported (needs a person: someone may hold the
   seat legitimately).
 Exit code 0 when everything is consistent after the repairs (or, without ``apply``, when nothing needed one).
+
+``--since DURATION`` (``90m``, ``2h``, ``7d``) limits the Stripe lookups to bookings whose booking or payment row
+changed within that time: the periodic run (the ``booking-reconcile`` CronJob, every 15 minutes over the last
+2 hours) stays cheap, and a run without it checks everything.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from booking_svc.domain import BookingService
@@ -35,6 +41,7 @@ class ReconcileReport:
     paid_not_confirmed: int = 0
     open_intents_of_ended_bookings: int = 0
     refunds_owed: int = 0
+    cancellations_owed: int = 0
     repaired: int = 0
     ticket_mismatches: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
@@ -43,7 +50,7 @@ class ReconcileReport:
     def drift(self) -> int:
         return (
             self.paid_not_confirmed + self.open_intents_of_ended_bookings + self.refunds_owed
-            + len(self.ticket_mismatches)
+            + self.cancellations_owed + len(self.ticket_mismatches)
         )
 
     def consistent(self, applied: bool) -> bool:
@@ -57,6 +64,7 @@ class ReconcileReport:
             f"paid but not confirmed: {self.paid_not_confirmed}",
             f"open payment intents of ended bookings: {self.open_intents_of_ended_bookings}",
             f"refunds owed: {self.refunds_owed}",
+            f"payment cancellations owed: {self.cancellations_owed}",
             f"repaired: {self.repaired}",
             f"confirmed bookings whose tickets do not match: {len(self.ticket_mismatches)}",
         ]
@@ -65,11 +73,28 @@ class ReconcileReport:
         return "\n".join(lines)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``15m``, ``2h`` or ``7d``; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 2h or 7d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 async def reconcile_bookings(
-    bookings: BookingService, repository: BookingRepository, payments: PaymentGateway, *, apply: bool
+    bookings: BookingService,
+    repository: BookingRepository,
+    payments: PaymentGateway,
+    *,
+    apply: bool,
+    since_seconds: float | None = None,
 ) -> ReconcileReport:
     report = ReconcileReport()
-    for booking_id, status, payment_intent_id in await repository.unsettled_payments():
+    for booking_id, status, payment_intent_id in await repository.unsettled_payments(since_seconds=since_seconds):
         report.checked += 1
         try:
             intent = await payments.retrieve_payment_intent(payment_intent_id)
@@ -101,6 +126,13 @@ async def reconcile_bookings(
         for booking_id, _ in await repository.refunds_owed(limit=10_000):
             report.unresolved.append(f"{booking_id}: refund still owed")
 
+    report.cancellations_owed = await repository.cancellations_owed()
+    if apply and report.cancellations_owed:
+        report.repaired += await bookings.retry_owed_cancellations()
+        left = await repository.cancellations_owed()
+        if left:
+            report.unresolved.append(f"{left} PaymentIntent cancellations still owed (Stripe did not answer)")
+
     for drift in await repository.confirmed_ticket_drift():
         report.ticket_mismatches.append(
             f"{drift.booking_id}: {drift.booked} of {drift.expected} seats booked for it"
@@ -108,7 +140,7 @@ async def reconcile_bookings(
     return report
 
 
-async def run_reconcile(settings: BookingSettings, apply: bool = True) -> int:
+async def run_reconcile(settings: BookingSettings, apply: bool = True, since_seconds: float | None = None) -> int:
     """Entry point of ``tix bookings reconcile``: prints a summary; returns the exit code."""
     engine = create_engine(settings, pool_size=5)
     redis = create_redis(settings.redis_url)
@@ -119,7 +151,7 @@ async def run_reconcile(settings: BookingSettings, apply: bool = True) -> int:
     repository = BookingRepository(engine)
     bookings = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine))
     try:
-        report = await reconcile_bookings(bookings, repository, payments, apply=apply)
+        report = await reconcile_bookings(bookings, repository, payments, apply=apply, since_seconds=since_seconds)
     finally:
         await payments.aclose()
         await holds.aclose()

@@ -25,6 +25,7 @@ from booking_svc.model import (
     CatalogSeat,
     EventCatalog,
     EventRules,
+    OwedCancellation,
     PaymentStatus,
     ReleasedBooking,
     ReserveOutcome,
@@ -605,6 +606,62 @@ class BookingRepository:
             )
             return [(r.booking_id, r.payment_intent_id) for r in rows]
 
+    # --- PaymentIntent cancellations owed ------------------------------------------------------------------
+
+    async def owe_cancellation(self, payment_intent_id: str, booking_id: uuid.UUID | None, error: str) -> None:
+        """Remember that ``payment_intent_id`` must be cancelled (Stripe did not answer); the sweeper retries it."""
+        async with self._single.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO payment_cancellations (payment_intent_id, booking_id, attempts, last_error,"
+                    " next_attempt_at) VALUES (:pi, :b, 1, :error, now() + make_interval(secs => 2))"
+                    " ON CONFLICT (payment_intent_id) DO UPDATE SET last_error = EXCLUDED.last_error"
+                ),
+                {"pi": payment_intent_id, "b": booking_id, "error": error[:500]},
+            )
+
+    async def claim_due_cancellations(self, limit: int, lease_seconds: float) -> list[OwedCancellation]:
+        """Cancellations due for a retry, leased to this caller for ``lease_seconds`` (other sweepers skip them)."""
+        async with self._single.begin() as conn:
+            rows = await conn.execute(
+                text(
+                    """
+                    WITH due AS (
+                        SELECT payment_intent_id FROM payment_cancellations
+                        WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT :limit
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE payment_cancellations c SET next_attempt_at = now() + make_interval(secs => :lease)
+                    FROM due WHERE c.payment_intent_id = due.payment_intent_id
+                    RETURNING c.payment_intent_id, c.booking_id, c.attempts
+                    """
+                ),
+                {"limit": limit, "lease": lease_seconds},
+            )
+            return [OwedCancellation(r.payment_intent_id, r.booking_id, r.attempts) for r in rows]
+
+    async def cancellation_done(self, payment_intent_id: str) -> None:
+        async with self._single.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM payment_cancellations WHERE payment_intent_id = :pi"), {"pi": payment_intent_id}
+            )
+
+    async def cancellation_failed(self, payment_intent_id: str, error: str) -> None:
+        """Another failed attempt: back off exponentially (2 s, 4 s, ... at most 5 minutes)."""
+        async with self._single.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE payment_cancellations SET attempts = attempts + 1, last_error = :error,"
+                    " next_attempt_at = now() + make_interval(secs => least(300, 2 ^ least(attempts + 1, 9)))"
+                    " WHERE payment_intent_id = :pi"
+                ),
+                {"pi": payment_intent_id, "error": error[:500]},
+            )
+
+    async def cancellations_owed(self) -> int:
+        async with self._single.connect() as conn:
+            return int(await conn.scalar(text("SELECT count(*) FROM payment_cancellations")) or 0)
+
     # --- releasing holds -----------------------------------------------------------------------------------
 
     async def cancel(self, booking_id: uuid.UUID, reason: str) -> ReleasedBooking | None:
@@ -703,18 +760,24 @@ class BookingRepository:
 
     # --- reconciliation ------------------------------------------------------------------------------------
 
-    async def unsettled_payments(self, limit: int = 10_000) -> list[tuple[uuid.UUID, BookingStatus, str]]:
+    async def unsettled_payments(
+        self, limit: int = 10_000, since_seconds: float | None = None
+    ) -> list[tuple[uuid.UUID, BookingStatus, str]]:
         """Bookings not confirmed whose PaymentIntent we have not seen end (cancelled or refunded): the ones a
-        lost webhook could have left paid without a ticket. (booking id, booking status, payment intent id)."""
+        lost webhook could have left paid without a ticket; with ``since_seconds``, only bookings changed within
+        that time. (booking id, booking status, payment intent id)."""
         async with self._single.connect() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT b.booking_id, b.status, p.payment_intent_id FROM bookings b JOIN payments p"
                     " USING (booking_id) WHERE p.payment_intent_id IS NOT NULL"
                     " AND b.status IN ('reserved', 'cancelled', 'expired')"
-                    " AND p.status NOT IN ('canceled', 'refunded') ORDER BY b.created_at LIMIT :limit"
+                    " AND p.status NOT IN ('canceled', 'refunded')"
+                    " AND (CAST(:since AS double precision) IS NULL"
+                    "      OR greatest(b.updated_at, p.updated_at) > now() - make_interval(secs => CAST(:since AS double precision)))"
+                    " ORDER BY b.created_at LIMIT :limit"
                 ),
-                {"limit": limit},
+                {"limit": limit, "since": since_seconds},
             )
             return [(r.booking_id, BookingStatus(r.status), r.payment_intent_id) for r in rows]
 

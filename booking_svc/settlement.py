@@ -14,6 +14,10 @@ intent while cancelling it, and reconcile. The rule is the same for all of them:
 - a succeeded payment for a booking whose hold ended takes the late-payment path: the same seats booked again if
   they are still free, else the booking is refunded (owed until Stripe confirms; the sweeper retries).
 
+Cancelling a PaymentIntent (its booking's hold ended, or it lost the race to be attached) is durable: when Stripe
+does not answer, the cancellation is stored as owed (``payment_cancellations``) and every sweeper pass retries the
+due ones, with exponential backoff, until Stripe answers. ``tix bookings reconcile`` (a CronJob) is the net below.
+
 The admission-slot seam: :meth:`Settlement.settled` is where a settled booking's state change is announced (seat
 feed, Redis markers, the waiting room's ``AdmissionEnd.CONFIRMED``); the domain's ``_after_release`` and
 ``_admission_ended`` are the same for cancel and expiry.
@@ -257,17 +261,51 @@ class Settlement:
     async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str, *, source: str = "sweeper") -> bool:
         """Stop the PaymentIntent of a booking whose hold ended; if the fan paid in the meantime, settle it (the
         late-payment path). True when Stripe answered (the intent is cancelled, or settled); False when it could
-        not be reached: the payment stays open, and reconcile (or a webhook) finds it."""
+        not be reached: the cancellation is then owed (``payment_cancellations``) and the sweeper retries it."""
         try:
             intent = await self._payments.cancel_payment_intent(payment_intent_id)
         except DomainError as error:
             log.warning("payment_cancel_failed", booking_id=str(booking_id), error=repr(error))
+            await self._repository.owe_cancellation(payment_intent_id, booking_id, repr(error))
             return False
-        if intent.status == "succeeded":
-            await self.settle_paid_booking(booking_id, intent=intent, source=source)
-        elif intent.status == "canceled":
-            await self._repository.set_payment_status(booking_id, PaymentStatus.CANCELED)
+        await self._cancelled(booking_id, intent, source)
         return True
+
+    async def _cancelled(self, booking_id: uuid.UUID | None, intent: PaymentIntentInfo, source: str) -> None:
+        """Stripe's answer to a cancellation: a succeeded intent was paid after all (settle it, or refund it when
+        it pays for no booking); a canceled one can never take money."""
+        if intent.status == "succeeded":
+            if booking_id is not None and (await self.settle_paid_booking(
+                booking_id, intent=intent, source=source
+            )).outcome is not SettleOutcome.REFUSED:
+                return
+            if await self._repository.booking_id_for_payment_intent(intent.payment_intent_id) is None:
+                await self._payments.refund_payment(
+                    intent.payment_intent_id, booking_id=str(booking_id or ""),
+                    reason="this payment pays for no booking",
+                )
+                ORPHAN_REFUNDS.inc()
+        elif intent.status == "canceled" and booking_id is not None:
+            await self._repository.set_payment_status(booking_id, PaymentStatus.CANCELED)
+
+    async def retry_owed_cancellations(self, limit: int = 100) -> int:
+        """Retry cancellations Stripe did not answer before (each replica's sweeper takes its own share); returns
+        how many are done."""
+        done = 0
+        for owed in await self._repository.claim_due_cancellations(limit, lease_seconds=60):
+            try:
+                intent = await self._payments.cancel_payment_intent(owed.payment_intent_id)
+                await self._cancelled(owed.booking_id, intent, "sweeper")
+            except DomainError as error:
+                log.warning("payment_cancel_retry_failed", payment_intent_id=owed.payment_intent_id,
+                            attempts=owed.attempts + 1, error=repr(error))
+                await self._repository.cancellation_failed(owed.payment_intent_id, repr(error))
+                continue
+            await self._repository.cancellation_done(owed.payment_intent_id)
+            log.info("payment_cancel_retried", payment_intent_id=owed.payment_intent_id, status=intent.status,
+                     attempts=owed.attempts + 1)
+            done += 1
+        return done
 
     async def cancel_stray_intent(self, payment_intent_id: str, booking_id: uuid.UUID) -> None:
         """Cancel an intent that no booking stores (it lost the race to be attached): nobody holds its client
@@ -276,6 +314,7 @@ class Settlement:
             intent = await self._payments.cancel_payment_intent(payment_intent_id)
         except DomainError as error:
             log.warning("stray_intent_cancel_failed", payment_intent_id=payment_intent_id, error=repr(error))
+            await self._repository.owe_cancellation(payment_intent_id, booking_id, repr(error))
             return
         log.info("stray_intent_cancelled", payment_intent_id=payment_intent_id, booking_id=str(booking_id),
                  status=intent.status)

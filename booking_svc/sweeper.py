@@ -2,7 +2,8 @@
 ``FOR UPDATE SKIP LOCKED`` batches (see ``BookingRepository.expire_overdue``).
 
 Each pass expires reserved bookings past their deadline (freeing their tickets, cancelling their PaymentIntents,
-taking the late-payment path when Stripe says the fan paid after all) and retries refunds still owed.
+taking the late-payment path when Stripe says the fan paid after all) and retries refunds and PaymentIntent
+cancellations still owed.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from tix.logs import get_logger
 log = get_logger("booking_svc.sweeper")
 
 
-async def sweep_once(bookings: BookingService) -> tuple[int, int]:
-    """One pass; returns (bookings expired, refunds completed)."""
+async def sweep_once(bookings: BookingService) -> tuple[int, int, int]:
+    """One pass; returns (bookings expired, refunds completed, cancellations completed)."""
     expired = await bookings.expire_overdue_bookings()
     refunded = await bookings.retry_owed_refunds()
-    if expired or refunded:
-        log.info("swept", expired=expired, refunded=refunded)
-    return expired, refunded
+    cancelled = await bookings.retry_owed_cancellations()
+    if expired or refunded or cancelled:
+        log.info("swept", expired=expired, refunded=refunded, cancelled=cancelled)
+    return expired, refunded, cancelled
 
 
 async def run_sweeper(bookings: BookingService, interval_seconds: float) -> None:

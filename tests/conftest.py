@@ -25,7 +25,7 @@ PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1
 
 # Tables emptied between tests; layouts are static reference data and survive.
 _DATA_TABLES = (
-    "stripe_events, payments, tickets, bookings, search_documents, outbox, outbox_cursors, "
+    "stripe_events, payments, payment_cancellations, tickets, bookings, search_documents, outbox, outbox_cursors, "
     "events, performers, venues, audit_log"
 )
 

@@ -111,7 +111,7 @@ async def test_the_sweeper_expires_overdue_holds_and_frees_their_seats(world, db
     await age_booking(db, booking.booking_id)
     await redis.flushdb()  # the Redis TTL would have run out too
 
-    assert await sweep_once(world.service) == (1, 0)
+    assert await sweep_once(world.service) == (1, 0, 0)
     expired = await world.service.get_booking("fan-1", booking.booking_id)
     assert expired.status == "expired"
     assert expired.payment_status == "canceled"

@@ -5,6 +5,9 @@ counted by reason, and money that pays for no booking goes back."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -14,8 +17,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from booking_svc.model import PaymentStatus, SettlementRefusal, SettleOutcome
+from booking_svc.reconcile import reconcile_bookings
+from booking_svc.sweeper import sweep_once
 from tests.factories import create_event
 from tests.integration.booking_harness import (
+    age_booking,
     assert_never_sold_twice,
     booking_settings,
     booking_world,
@@ -255,3 +261,81 @@ async def test_withdrawing_and_attaching_a_payment_exclude_each_other(world, db)
     assert await repository.withdraw_unpaid_reservation(attached_first.booking_id) is None
     assert (await repository.get_booking(attached_first.booking_id)).payment_intent_id == "pi_kept"
     await assert_never_sold_twice(db, event.event_id)
+
+
+# --- cancellations owed, reconcile --------------------------------------------------------------------------------
+
+
+async def test_a_cancellation_stripe_did_not_answer_is_retried_by_the_sweeper_until_done(
+    db, redis, redis_url, localstripe_url
+):
+    event = await create_event(db)
+    async with booking_world(db, redis_url, localstripe_url) as world:
+        booking = await world.service.reserve_seats(named("fan-1", event.event_id, event.seat_ids[0]))
+    await age_booking(db, booking.booking_id)
+    # The hold ends while Stripe is unreachable: the booking expires, its intent cannot be cancelled.
+    down = await build_world(
+        db, booking_settings(f"http://127.0.0.1:{free_port()}", redis_url=redis_url, stripe_max_retries=0), redis_url
+    )
+    try:
+        assert (await sweep_once(down.service))[0] == 1
+        # Still down at the next due attempt: it stays owed, with one more attempt counted.
+        await _make_cancellations_due(db)
+        assert (await sweep_once(down.service))[2] == 0
+    finally:
+        await down.aclose()
+    assert await _owed(db) == [(booking.payment_intent_id, 2)]
+    assert (await intent_object(localstripe_url, booking.payment_intent_id))["status"] != "canceled"
+
+    async with booking_world(db, redis_url, localstripe_url) as world:
+        await _make_cancellations_due(db)
+        assert (await sweep_once(world.service))[2] == 1
+        after = await world.service.get_booking("fan-1", booking.booking_id)
+    assert (await intent_object(localstripe_url, booking.payment_intent_id))["status"] == "canceled"
+    assert (after.status, after.payment_status) == ("expired", "canceled")
+    assert await _owed(db) == []
+
+
+async def _make_cancellations_due(db) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE payment_cancellations SET next_attempt_at = now()"))
+
+
+async def _owed(db) -> list[tuple[str, int]]:
+    async with db.connect() as conn:
+        rows = await conn.execute(text("SELECT payment_intent_id, attempts FROM payment_cancellations"))
+        return [(r.payment_intent_id, r.attempts) for r in rows]
+
+
+async def test_reconcile_since_looks_only_at_recent_bookings(world, db, localstripe_url, settings_env):
+    event = await create_event(db)
+    recent = await world.service.reserve_seats(named("fan-1", event.event_id, event.seat_ids[0]))
+    old = await world.service.reserve_seats(named("fan-2", event.event_id, event.seat_ids[1]))
+    for booking in (recent, old):
+        await pay_as_fan(localstripe_url, booking.payment_intent_id)  # and the webhooks are lost
+    async with db.begin() as conn:
+        for table in ("bookings", "payments"):
+            await conn.execute(
+                text(f"UPDATE {table} SET updated_at = now() - interval '3 hours' WHERE booking_id = :b"),
+                {"b": old.booking_id},
+            )
+    env = {**os.environ, **settings_env, "TIX_STRIPE_API_BASE": localstripe_url}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "tix.cli", "bookings", "reconcile", "--since", "2h"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "paid but not confirmed: 1" in done.stdout
+    assert (await world.service.get_booking("fan-1", recent.booking_id)).status == "confirmed"
+    assert (await world.service.get_booking("fan-2", old.booking_id)).status == "reserved"
+
+    everything = await reconcile_bookings(world.service, world.repository, world.payments, apply=True)
+    assert everything.paid_not_confirmed == 1
+    assert (await world.service.get_booking("fan-2", old.booking_id)).status == "confirmed"
+
+    bad = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "tix.cli", "bookings", "reconcile", "--since", "soon"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "--since" in bad.stderr

@@ -105,6 +105,8 @@ def _pod_templates(docs: list[Doc]) -> Iterator[tuple[Doc, Doc]]:
     for doc in docs:
         if doc["kind"] in POD_KINDS:
             yield doc, doc["spec"]["template"]
+        elif doc["kind"] == "CronJob":
+            yield doc, doc["spec"]["jobTemplate"]["spec"]["template"]
 
 
 def _containers(pod: Doc) -> list[Doc]:
@@ -364,6 +366,15 @@ def test_migrations_run_once_as_a_job_that_cleans_up_after_itself(renders: dict[
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] + container["args"] == ["tix", "db", "upgrade"]
+
+
+@kubectl
+def test_bookings_are_reconciled_with_stripe_periodically_one_run_at_a_time(renders: dict[str, list[Doc]]) -> None:
+    cron = _named(renders["overlays/production"], "CronJob", "booking-reconcile")
+    assert cron is not None
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] + container["args"] == ["tix", "bookings", "reconcile", "--since", "2h"]
 
 
 @kubectl
