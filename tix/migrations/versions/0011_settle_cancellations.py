@@ -1,14 +1,14 @@
 """payment cancellations owed: PaymentIntents to cancel, retried by the booking sweeper until Stripe answers
 
-Revision ID: 0009_settle_cancellations
-Revises: 0008_searchcdc_outbox_capture
+Revision ID: 0011_settle_cancellations
+Revises: 0010_web_bookings_by_user
 Create Date: 2026-11-30 09:30:00.000000
 """
 
 from alembic import op
 
-revision = '0009_settle_cancellations'
-down_revision = '0008_searchcdc_outbox_capture'
+revision = '0011_settle_cancellations'
+down_revision = '0010_web_bookings_by_user'
 branch_labels = None
 depends_on = None
 
