@@ -450,8 +450,8 @@ class HttpWatcher:
     """One HTTP seat watch as the hub sees it. Caught up (``live``), it is written to directly by the hub with
     frames shared by every watcher; otherwise changes wait in ``pending`` for its own task."""
 
-    __slots__ = ("ended", "fmt", "last", "last_write", "limit", "live", "max_buffer", "pending", "resync",
-                 "transport", "wakeup")
+    __slots__ = ("ended", "fmt", "last", "last_write", "limit", "live", "max_buffer", "pending", "replayed",
+                 "resync", "transport", "wakeup")
 
     def __init__(self, transport: asyncio.Transport, fmt: StreamFormat, *, max_buffer: int, queue_limit: int) -> None:
         self.transport = transport
@@ -467,6 +467,8 @@ class HttpWatcher:
         # The last version sent (None right after a map read on its own: nothing to check the next change against).
         self.last: int | None = None
         self.last_write = time.monotonic()
+        # Versions the stream's start sent from the log or memory (see started).
+        self.replayed: set[int] = set()
 
     def started(self, how: str, position: int | None, replay: list[FeedItem]) -> None:
         SEAT_WATCH_STARTS.labels(f"http_{how}").inc()
@@ -474,10 +476,16 @@ class HttpWatcher:
         sent = {item.version for item in replay}
         if sent:
             self.pending = deque(item for item in self.pending if item.version not in sent)
+        # The hub may still offer some of these: a resume reads the log, which runs ahead of this process's pub/sub.
+        self.replayed = sent
 
     # --- Sink, for the hub ------------------------------------------------------------------------------------------
 
     def offer(self, item: FeedItem) -> None:
+        if self.replayed:
+            if item.version in self.replayed:
+                return  # sent with the replay
+            self.replayed = set()  # publications come in order: nothing replayed follows a new one
         if self.live and not self.pending and item.prev == self.last:
             # The hot path, once per change and caught-up watcher: one write of bytes shared by all of them.
             frame = item.frames.get(self.fmt) or _changes(item, self.fmt)
@@ -499,6 +507,10 @@ class HttpWatcher:
         self.wakeup.set()
 
     def offer_batch(self, batch: FeedBatch) -> None:
+        if self.replayed:
+            for item in batch.items:
+                self.offer(item)
+            return
         if self.live and not self.pending and batch.prev == self.last:
             # The hot path, once per batch and caught-up watcher: one write of bytes shared by all of them.
             frames = batch.frames.get(self.fmt) or _batch_frames(batch, self.fmt)

@@ -57,8 +57,8 @@ SEAT_FEED_REPAIRS = Counter(
 # How long a new watcher waits for Redis to confirm its event's subscription (generous: in a reconnect storm the
 # confirmation queues behind thousands of arriving streams).
 _SUBSCRIBE_TIMEOUT_SECONDS = 15.0
-# Log entries read at first when a watcher resumes (a storm of reconnects shares one read); all of it if needed.
-_TAIL_FIRST_READ = 512
+# Log entries read when a watcher resumes: a few first (a storm of reconnects shares each read), more if needed.
+_TAIL_READS = (64, 1024, seatfeed.LOG_LENGTH * 2)
 
 
 class Heartbeat(NamedTuple):
@@ -139,7 +139,7 @@ class Sink(Protocol):
 class _EventFeed:
     """One watched event in this process: its watchers, the last publication passed on, the recent ones."""
 
-    __slots__ = ("event_id", "flush_timer", "held", "last", "last_flush", "outbox", "recent", "sinks")
+    __slots__ = ("event_id", "flush_timer", "held", "last", "last_flush", "linger_timer", "outbox", "recent", "sinks")
 
     def __init__(self, event_id: int, recent_size: int) -> None:
         self.event_id = event_id
@@ -148,6 +148,8 @@ class _EventFeed:
         self.outbox: list[FeedItem] = []
         self.last_flush = 0.0  # monotonic seconds
         self.flush_timer: asyncio.TimerHandle | None = None
+        # Set while nobody watches: when it fires, the event is forgotten.
+        self.linger_timer: asyncio.TimerHandle | None = None
         # The version of the last publication passed on (None: unknown, nothing to check the next one against).
         self.last: int | None = None
         self.recent: deque[FeedItem] = deque(maxlen=recent_size)
@@ -196,6 +198,7 @@ class SeatHub:
         recent_size: int = 2048,
         heartbeat_seconds: float = 10.0,
         batch_seconds: float = 0.0,
+        linger_seconds: float = 0.0,
         on_publication: Callable[[int, int], None] | None = None,
     ) -> None:
         self._redis = redis
@@ -205,6 +208,8 @@ class SeatHub:
         self.heartbeat_seconds = heartbeat_seconds
         # An event's watchers are written to at most once per this many seconds (0: as soon as the reader is free).
         self._batch_seconds = batch_seconds
+        # How long an event stays subscribed (and its recent publications kept) after its last watcher left.
+        self._linger_seconds = linger_seconds
         # Events with publications in their outbox.
         self._dirty: set[_EventFeed] = set()
         self._on_publication = on_publication
@@ -233,6 +238,8 @@ class SeatHub:
             await self.join(event_id, watcher)
             # The last publication passed on; None right after a snapshot, whatever came before it.
             last: int | None = None
+            # Versions the replay sent: the hub may offer them again (a resume from the log runs ahead of pub/sub).
+            sent: set[int] = set()
             replay = await self.resume(event_id, since) if since is not None else None
             if replay is not None:
                 SEAT_WATCH_STARTS.labels("resumed").inc()
@@ -265,6 +272,10 @@ class SeatHub:
                         yield Heartbeat(last)
                     continue
                 item = watcher.pending.popleft()
+                if sent:
+                    if item.version in sent:
+                        continue
+                    sent = set()  # publications come in order: nothing replayed follows a new one
                 if last is not None and item.prev != last:
                     # A broken chain: a change this stream did not get; start again.
                     watcher.request_resync()
@@ -280,6 +291,9 @@ class SeatHub:
         if feed is None:
             feed = self._feeds[event_id] = _EventFeed(event_id, self._recent_size)
         feed.sinks.add(sink)
+        if feed.linger_timer is not None:
+            feed.linger_timer.cancel()
+            feed.linger_timer = None
         SEAT_WATCHERS.inc()
         try:
             if event_id not in self._subscriptions:
@@ -299,12 +313,25 @@ class SeatHub:
         SEAT_WATCHERS.dec()
         if feed.sinks:
             return
-        del self._feeds[event_id]
+        if self._linger_seconds > 0:
+            # Kept (subscribed, its recent publications growing) for a while: watchers that all lost their
+            # connections at once come back to it and resume from memory, without reading the log.
+            if feed.linger_timer is None:
+                feed.linger_timer = asyncio.get_running_loop().call_later(self._linger_seconds, self._forget, feed)
+            return
+        self._forget(feed)
+
+    def _forget(self, feed: _EventFeed) -> None:
+        """Drop an event nobody watches and unsubscribe from its feed."""
+        if feed.sinks or self._feeds.get(feed.event_id) is not feed:
+            return
+        del self._feeds[feed.event_id]
         self._dirty.discard(feed)
-        if feed.flush_timer is not None:
-            feed.flush_timer.cancel()
+        for timer in (feed.flush_timer, feed.linger_timer):
+            if timer is not None:
+                timer.cancel()
         # Not awaited here: this runs while a cancelled stream unwinds.
-        self._in_background(self._sync_subscription(event_id), f"seat-hub-unsubscribe-{event_id}")
+        self._in_background(self._sync_subscription(feed.event_id), f"seat-hub-unsubscribe-{feed.event_id}")
 
     async def resume(self, event_id: int, position: int) -> list[FeedItem] | None:
         """The publications after ``position``, from this process's memory or the event's log (None: neither
@@ -320,7 +347,7 @@ class SeatHub:
             if replay is not None:
                 recent = list(feed.recent)
                 return recent[len(recent) - len(replay):] if replay else []
-        for count in (_TAIL_FIRST_READ, seatfeed.LOG_LENGTH * 2):
+        for count in _TAIL_READS:
             try:
                 tail = await self._tail(event_id, count, joined)
             except (RedisError, OSError) as error:
@@ -539,8 +566,9 @@ class SeatHub:
 
     async def close(self) -> None:
         for feed in self._feeds.values():
-            if feed.flush_timer is not None:
-                feed.flush_timer.cancel()
+            for timer in (feed.flush_timer, feed.linger_timer):
+                if timer is not None:
+                    timer.cancel()
         for task in tuple(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -48,6 +48,7 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[EventSettings]) -> Non
         recent_size=settings.watch_recent_publications,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
         batch_seconds=settings.watch_batch_seconds,
+        linger_seconds=settings.watch_linger_seconds,
         on_publication=clocks.note_publication,
     )
     runtime.spawn(hub.run(), name="seat-hub")

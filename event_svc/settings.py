@@ -56,6 +56,9 @@ class EventSettings(ReadServiceSettings):
     # together go out as one write per watcher (each still its own SSE event with its own id). 0: write as soon as
     # the hub is free (changes that queued while it wrote still go together).
     watch_batch_seconds: float = Field(default=0.1, ge=0, le=1)
+    # After its last watcher leaves, an event stays subscribed this long, keeping its recent publications: watchers
+    # that all lost their connections at once (an edge restart, a network blip) resume from memory when they return.
+    watch_linger_seconds: float = Field(default=60.0, ge=0)
     # A watcher whose connection holds this many unsent bytes is dropped (with a reason) rather than slowing
     # the others or growing memory; it resumes from its last id when it reconnects.
     watch_max_buffer_bytes: int = Field(default=1 << 20, ge=64 << 10)

@@ -957,6 +957,8 @@ READ_ROUTES = (
     ("read.layout", r"/v1/layouts/[^/]+", False),
 )
 READ_CLUSTER = "event_http"
+# Attempts after the first for a read the listener did not take (each waits for the cluster's connect timeout).
+READ_RETRIES = 4
 # Compressed at the edge (the read path's maps and pages arrive compressed already and pass untouched).
 COMPRESSED_TYPES = ("application/json", "text/event-stream", "application/x-ndjson")
 # Brotli's per-stream state is large (its window), so long-lived streams get gzip and only JSON gets brotli.
@@ -968,7 +970,17 @@ def _read_routes(edge: EdgeTarget) -> list[dict[str, Any]]:
         return []
     routes = []
     for name, regex, streaming in READ_ROUTES:
-        route: dict[str, Any] = {"cluster": READ_CLUSTER, "timeout": "0s" if streaming else UNARY_TIMEOUT}
+        route: dict[str, Any] = {
+            "cluster": READ_CLUSTER, "timeout": "0s" if streaming else UNARY_TIMEOUT,
+            # Every read is a GET: a connection the listener could not accept in time (a reconnect storm fills its
+            # accept queue) or that broke before any answer is tried again here, instead of a 503 that a browser's
+            # EventSource takes as final.
+            "retry_policy": {
+                "retry_on": "connect-failure,reset",
+                "num_retries": READ_RETRIES,
+                "retry_back_off": {"base_interval": "0.2s", "max_interval": "2s"},
+            },
+        }
         if streaming:
             route["idle_timeout"] = STREAM_IDLE_TIMEOUT
         routes.append(
@@ -1006,10 +1018,13 @@ def _read_clusters(edge: EdgeTarget) -> list[dict[str, Any]]:
         "connect_timeout": "5s",
         "lb_policy": "ROUND_ROBIN",
         # HTTP/1.1 upstream (aiohttp); every open seat watch holds one connection, so no low ceilings.
+        # Retries (see _read_routes) are bounded by a budget, a share of the requests in flight, rather than by
+        # Envoy's default of 3 at a time, which a storm of thousands of reconnecting watchers would exhaust at once.
         "circuit_breakers": {
             "thresholds": [
                 {"priority": "DEFAULT", "max_connections": 100_000, "max_pending_requests": 100_000,
-                 "max_requests": 1_000_000, "max_retries": 3}
+                 "max_requests": 1_000_000,
+                 "retry_budget": {"budget_percent": {"value": 50.0}, "min_retry_concurrency": 100}}
             ]
         },
         "load_assignment": {

@@ -46,6 +46,9 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         "TIX_LOG_LEVEL": "INFO",
         # Heartbeats on quiet seat watches every second, so the tests see them without waiting.
         "TIX_WATCH_HEARTBEAT_SECONDS": "1",
+        # Tests reuse event ids and start the seat-map versions again (TRUNCATE ... RESTART IDENTITY, Redis flushed):
+        # an event's feed kept in memory after its watchers left would remember the previous test's changes.
+        "TIX_WATCH_LINGER_SECONDS": "0",
     }
     # Every test client comes from 127.0.0.1: the shared edge has its rate budgets off, and the tests of the limits
     # start an edge of their own with the budgets they mean to exhaust (second_edge).

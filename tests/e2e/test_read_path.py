@@ -292,6 +292,82 @@ async def test_a_watcher_reconnecting_after_a_gap_gets_only_the_changes_it_misse
             assert (await next_frame(sse_frames(response), "snapshot"))["data"]["snapshot"]
 
 
+class _RawWatch:
+    """One SSE watch on a plain socket (hundreds of them stay cheap): the ids it saw and whether a map came."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.snapshots = 0
+        self.status = 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task | None = None
+        self._seen = asyncio.Event()
+
+    async def open(self, edge_url: str, path: str, last_id: int | None = None) -> None:
+        host, port = edge_url.removeprefix("http://").split(":")
+        reader, self._writer = await asyncio.open_connection(host, int(port))
+        resume = f"Last-Event-ID: {last_id}\r\n" if last_id is not None else ""
+        self._writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{resume}\r\n".encode())
+        self._reader_task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        buffer = b""
+        while data := await reader.read(65536):
+            buffer += data
+            if not self.status and b"\r\n" in buffer:
+                self.status = int(buffer.split(b" ", 2)[1])
+            *blocks, buffer = buffer.split(b"\n\n")
+            for block in blocks:
+                lines = block.split(b"\n")
+                if b"event: snapshot" in lines:
+                    self.snapshots += 1
+                self.ids += [int(line[4:]) for line in lines if line.startswith(b"id: ")]
+                self._seen.set()
+
+    async def wait_for_ids(self, count: int, timeout: float = 30) -> None:
+        async def enough() -> None:
+            while len(self.ids) < count:
+                self._seen.clear()
+                await self._seen.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+async def test_hundreds_of_watchers_cut_off_at_once_resume_with_last_event_id_without_a_map(
+    mesh: Mesh, edge_url: str, sale_event, db
+):
+    """Every watcher loses its connection at once (an edge restart), changes go on, and all come back at once with
+    Last-Event-ID: each gets exactly the changes it missed and nobody downloads the map again."""
+    event, redis = sale_event
+    path = f"/v1/events/{event.event_id}/seats:watch"
+    first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+    watches = [_RawWatch() for _ in range(300)]
+    try:
+        await asyncio.gather(*(watch.open(edge_url, path, first) for watch in watches))
+        change = await set_seats(db, event.event_id, ["S1-A-2"], "reserved", redis=redis)
+        await asyncio.gather(*(watch.wait_for_ids(1) for watch in watches))
+        assert {tuple(watch.ids) for watch in watches} == {(change,)}
+        for watch in watches:
+            await watch.close()
+        missed = [await set_seats(db, event.event_id, [f"S2-D-{n}"], "booked", redis=redis) for n in (1, 2, 3)]
+        back = [_RawWatch() for _ in watches]
+        watches += back
+        await asyncio.gather(*(watch.open(edge_url, path, change) for watch in back))
+        await asyncio.gather(*(watch.wait_for_ids(3) for watch in back))
+        assert {watch.status for watch in back} == {200}
+        assert {tuple(watch.ids) for watch in back} == {tuple(missed)}
+        assert sum(watch.snapshots for watch in back) == 0
+    finally:
+        await asyncio.gather(*(watch.close() for watch in watches))
+
+
 async def test_a_watch_of_an_unknown_event_is_a_json_404(mesh: Mesh, http: httpx.AsyncClient, sale_event):
     response = await http.get("/v1/events/987654/seats:watch", headers=SSE)
     assert response.status_code == 404

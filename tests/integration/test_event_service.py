@@ -28,7 +28,8 @@ from tixpb.v1 import common_pb2, event_pb2, event_pb2_grpc
 
 @pytest.fixture
 async def event_server(settings_env, db, redis):
-    running = await start_event_server()
+    # Events nobody watches are unsubscribed at once (see the linger test for the default).
+    running = await start_event_server(watch_linger_seconds=0)
     yield running
     await running.stop(grace=0)
 
@@ -439,7 +440,16 @@ async def test_a_burst_of_2000_new_streams_is_served_without_refusals(db, redis,
             await channel.close()
 
 
-async def test_a_cancelled_watcher_is_removed_and_the_last_one_unsubscribes(db, redis, events):
+async def test_a_cancelled_watcher_is_removed_and_the_last_one_unsubscribes_after_the_linger(db, redis):
+    server = await start_event_server(watch_linger_seconds=1.0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await _cancelled_watchers_leave(db, redis, event_pb2_grpc.EventServiceStub(channel))
+    finally:
+        await server.stop(grace=0)
+
+
+async def _cancelled_watchers_leave(db, redis, events) -> None:
     event = await create_event(db)
     first = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
     second = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
@@ -454,6 +464,9 @@ async def test_a_cancelled_watcher_is_removed_and_the_last_one_unsubscribes(db, 
     assert (await second.read()).version == version
 
     second.cancel()
+    # Still subscribed for the linger (a storm of reconnecting watchers finds the feed in memory), then not.
+    await asyncio.sleep(0.3)
+    assert await numsub(redis, event.event_id) == 1
     await wait_for(lambda: _is(numsub(redis, event.event_id), 0))
     # A new watcher after everyone left subscribes again.
     third = events.WatchSeats(event_pb2.WatchSeatsRequest(event_id=str(event.event_id)))
@@ -568,6 +581,49 @@ async def test_a_watcher_resuming_after_a_gap_gets_only_what_it_missed(db, redis
     assert isinstance(await asyncio.wait_for(anext(too_old), 5), MapSnapshot)
     for watching in (stream, second, too_old):
         await watching.aclose()
+
+
+async def test_watchers_that_all_left_resume_from_memory_while_the_event_lingers(db, redis, hub_and_viewing, monkeypatch):
+    import event_svc.seat_hub as seat_hub
+
+    _, viewing = hub_and_viewing
+    hub = SeatHub(redis, viewing, watcher_queue_size=16, linger_seconds=30)
+    reader = asyncio.create_task(hub.run())
+    event = await create_event(db)
+    try:
+        stream = hub.watch(event.event_id)
+        assert isinstance(await anext(stream), MapSnapshot)
+        first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+        assert (await asyncio.wait_for(anext(stream), 5)).version == first
+        await stream.aclose()
+        assert hub.watcher_count(event.event_id) == 0
+        missed = [await set_seats(db, event.event_id, [f"S1-B-{n}"], "booked", redis=redis) for n in (1, 2, 3)]
+        await wait_for(lambda: _is(_position(hub, event.event_id), missed[-1]))
+
+        log_reads = 0
+        original = seat_hub.seatfeed.read_tail
+
+        async def counting(*args, **kwargs):
+            nonlocal log_reads
+            log_reads += 1
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(seat_hub.seatfeed, "read_tail", counting)
+        streams = [hub.watch(event.event_id, since=first) for _ in range(100)]
+        for back in streams:
+            assert [(await asyncio.wait_for(anext(back), 5)).version for _ in missed] == missed
+        # Still subscribed while nobody watched, so the missed changes were in memory: not one read of the log.
+        assert log_reads == 0
+        for back in streams:
+            await back.aclose()
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await hub.close()
+
+
+async def _position(hub: SeatHub, event_id: int) -> int | None:
+    return hub.feed_position(event_id)
 
 
 async def test_a_burst_of_new_watchers_shares_a_few_snapshot_reads(db, redis, hub_and_viewing):

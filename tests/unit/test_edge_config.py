@@ -317,6 +317,20 @@ def test_the_read_routes_reach_the_event_services_http_listener_untranscoded():
     assert names.index("read.seat_watch") < names.index("read.seat_map")
 
 
+def test_reads_the_listener_could_not_accept_are_retried_within_a_budget_not_answered_503():
+    config = yaml.safe_load(render_config("k8s"))
+    routes = {r["name"]: r for r in _routes(config)}
+    for name in ("read.seat_watch", "read.seat_map", "read.event_page", "read.layout"):
+        policy = routes[name]["route"]["retry_policy"]
+        assert set(policy["retry_on"].split(",")) == {"connect-failure", "reset"}
+        assert policy["num_retries"] >= 3
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "event_http"]
+    (thresholds,) = cluster["circuit_breakers"]["thresholds"]
+    # Not Envoy's default of three retries at a time, which a reconnect storm exhausts at once.
+    assert "max_retries" not in thresholds
+    assert thresholds["retry_budget"]["min_retry_concurrency"] >= 100
+
+
 def test_json_and_streams_are_compressed_at_the_edge_before_the_transcoder_writes_them():
     config = yaml.safe_load(render_config("k8s"))
     http_filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][

@@ -273,3 +273,23 @@ async def test_a_slow_reader_is_dropped_with_a_reason_and_the_others_keep_gettin
     assert slow.ended[0] == "SLOW_READER"
     assert slow_transport.unsent <= 64 * 1024
     assert len(slow_transport.written) < 10
+
+
+def test_a_change_a_resumed_watcher_got_from_the_log_is_not_sent_again_when_pub_sub_brings_it_late():
+    """A resume reads the log, which may be ahead of the process's pub/sub: the hub then offers the watcher a
+    change its replay already held. It is skipped, not taken for a broken chain (which would cost a whole map)."""
+    from event_svc.http_api import HttpWatcher
+    from event_svc.seat_hub import FeedBatch, FeedItem
+
+    transport = _Transport()
+    watcher = HttpWatcher(transport, StreamFormat.SSE, max_buffer=64 * 1024, queue_limit=16)
+    replayed = FeedItem(seatfeed.SeatFeedMessage(1, 11, 10, (("101-1-1", "reserved"),)))
+    watcher.started("resumed", 10, [replayed])
+    watcher.live = True
+    late = FeedItem(seatfeed.SeatFeedMessage(1, 11, 10, (("101-1-1", "reserved"),)))
+    new = FeedItem(seatfeed.SeatFeedMessage(1, 12, 11, (("101-1-2", "reserved"),)))
+    watcher.offer_batch(FeedBatch((late, new)))
+    assert not watcher.resync
+    assert watcher.last == 12
+    assert [frame.count(b"\nid: ") for frame in transport.written] == [1]
+    assert b"\nid: 12\n" in transport.written[0]
