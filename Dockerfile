@@ -14,6 +14,7 @@ COPY event_svc event_svc
 COPY search_svc search_svc
 COPY booking_svc booking_svc
 COPY queue_svc queue_svc
+COPY admin_svc admin_svc
 # Wheels for Tix and every dependency (the Elasticsearch client for TIX_SEARCH_BACKEND=elasticsearch included).
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
@@ -27,7 +28,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tix
 # Numeric, so the kubelet can verify runAsNonRoot without reading /etc/passwd.
 USER 10001:10001
-EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104
-# `tix serve event|search|booking|queue` runs a service; `tix db upgrade` migrates.
+EXPOSE 50051 50052 50053 50054 50055 9101 9102 9103 9104 9105
+# `tix serve event|search|booking|queue|admin` runs a service; `tix db upgrade` migrates.
 ENTRYPOINT ["tix"]
 CMD ["serve", "event"]

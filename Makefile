@@ -78,7 +78,7 @@ bench: $(STAMP)
 # ruff (rules in pyproject.toml) over everything; mypy over the runtime, the services and tix_dev (files and
 # settings in pyproject.toml).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tix dev event_svc search_svc booking_svc queue_svc tests bench
+	$(VENV)/bin/ruff check tix dev event_svc search_svc booking_svc queue_svc admin_svc tests bench
 	$(VENV)/bin/mypy
 
 k8s-validate: $(STAMP)

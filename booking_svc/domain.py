@@ -531,6 +531,49 @@ class BookingService:
     async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str) -> bool:
         return await self.settlement.cancel_payment(booking_id, payment_intent_id)
 
+    # --- operators (admin_svc) -----------------------------------------------------------------------------
+
+    async def booking_for_operator(self, booking_id: uuid.UUID) -> BookingRecord:
+        """Any fan's booking: operators look bookings up by id, whoever holds them."""
+        return await self._view(booking_id)
+
+    async def cancel_for_operator(self, booking_id: uuid.UUID, reason: str) -> BookingRecord:
+        """Cancel an unpaid reservation as the fan's own cancel does (seats back on sale, PaymentIntent
+        cancelled, waiting-room slot freed); a paid booking is refunded instead (``refund_for_operator``)."""
+        record = await self._view(booking_id)
+        if record.status.can_become(BookingStatus.CANCELLED):
+            released = await self._repository.cancel(booking_id, reason)
+            if released is not None and released.status_before is BookingStatus.RESERVED:
+                BOOKINGS.labels("cancelled").inc()
+                await self._after_release(released)
+                await self._admission_ended(booking_id, AdmissionEnd.CANCELLED)
+                return await self._view(booking_id)
+            record = await self._view(booking_id)
+        if record.status is BookingStatus.CONFIRMED:
+            raise FailedPrecondition(
+                "BOOKING_CONFIRMED", "a paid booking is refunded, not cancelled", booking_id=booking_id
+            )
+        return record
+
+    async def refund_for_operator(self, booking_id: uuid.UUID, reason: str) -> BookingRecord:
+        """Refund a confirmed booking: its seats go back on sale, then Stripe refunds the payment (when Stripe
+        fails, the refund stays owed and the sweeper or reconcile retries it). Refunding twice changes nothing."""
+        released = await self._repository.refund_confirmed(booking_id, reason)
+        if released is None:
+            raise NotFound("BOOKING_NOT_FOUND", f"no booking {booking_id}", booking_id=booking_id)
+        if released.status_before is BookingStatus.CONFIRMED:
+            BOOKINGS.labels("refunded").inc()
+            await self._holds.release(released.event_id, released.seat_ids, f"sold:{booking_id}")
+            await self._seat_feed.publish(released.event_id, released.version, released.seat_changes)
+        elif released.status_before is not BookingStatus.REFUNDED:
+            raise FailedPrecondition(
+                "BOOKING_NOT_CONFIRMED",
+                f"only a confirmed booking can be refunded (this one is {released.status_before})",
+                booking_id=booking_id,
+            )
+        await self.settlement.refund(booking_id)
+        return await self._view(booking_id)
+
     # --- helpers --------------------------------------------------------------------------------------------
 
     async def _owned(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:

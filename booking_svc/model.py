@@ -49,7 +49,8 @@ _TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
     # A late payment: the same seats booked again, or the money refunded.
     BookingStatus.CANCELLED: frozenset({BookingStatus.CONFIRMED, BookingStatus.REFUNDED}),
     BookingStatus.EXPIRED: frozenset({BookingStatus.CONFIRMED, BookingStatus.REFUNDED}),
-    BookingStatus.CONFIRMED: frozenset(),
+    # An operator's refund (admin_svc): the seats go back on sale and the payment is refunded.
+    BookingStatus.CONFIRMED: frozenset({BookingStatus.REFUNDED}),
     BookingStatus.REFUNDED: frozenset(),
 }
 

@@ -153,6 +153,16 @@ _FREE_TICKETS = text(
 )
 
 
+# A refunded booking's seats go back on sale (tix bookings' operator refund).
+_FREE_BOOKED_TICKETS = text(
+    f"""
+    UPDATE tickets SET status = 'available', booking_id = NULL, reserved_until = NULL, version = {NEXT_VERSION}
+    WHERE event_id = :event_id AND booking_id = :booking_id AND status = 'booked'
+    RETURNING seat_id, section_id, 'booked' AS previous, version
+    """
+)
+
+
 def _seat_changes(rows: Sequence[Row[Any]], status: str) -> tuple[tuple[SeatChange, ...], int]:
     """Rows returned by a ticket update (seat_id, section_id, previous, version) as published changes, and the
     batch's seat-map version."""
@@ -697,6 +707,38 @@ class BookingRepository:
         return ReleasedBooking(
             booking_id, row.event_id, tuple(row.seat_ids), tuple(r.seat_id for r in freed), row.payment_intent_id,
             seat_changes=changes, version=version,
+        )
+
+    async def refund_confirmed(self, booking_id: uuid.UUID, reason: str) -> ReleasedBooking | None:
+        """An operator's refund: a confirmed booking becomes refunded (the refund is then owed until Stripe's
+        refund is recorded) and its seats go back on sale; other statuses are left alone (``status_before``)."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT b.event_id, b.status, b.seat_ids, p.payment_intent_id FROM bookings b"
+                        " LEFT JOIN payments p USING (booking_id) WHERE b.booking_id = :b FOR UPDATE OF b"
+                    ),
+                    {"b": booking_id},
+                )
+            ).first()
+            if row is None:
+                return None
+            if row.status != "confirmed":
+                return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), (), row.payment_intent_id,
+                                       status_before=BookingStatus(row.status))
+            freed = (await conn.execute(_FREE_BOOKED_TICKETS, {"event_id": row.event_id, "booking_id": booking_id})).all()
+            await conn.execute(
+                text(
+                    "UPDATE bookings SET status = 'refunded', status_reason = :reason, updated_at = now()"
+                    " WHERE booking_id = :b"
+                ),
+                {"b": booking_id, "reason": reason},
+            )
+        changes, version = _seat_changes(freed, "available")
+        return ReleasedBooking(
+            booking_id, row.event_id, tuple(row.seat_ids), tuple(r.seat_id for r in freed), row.payment_intent_id,
+            status_before=BookingStatus.CONFIRMED, seat_changes=changes, version=version,
         )
 
     async def expire_overdue(self, limit: int) -> list[ReleasedBooking]:

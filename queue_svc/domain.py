@@ -46,6 +46,8 @@ class WaitingRoomSettings:
     rate_per_second: int
     max_active: int
     sale_ended: bool
+    # An operator paused admissions (admin_svc): fans keep their places and may join, nobody is admitted.
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,8 @@ class WaitingRoom:
             await self._repo.open_sale(settings.event_id)
         return await self._repo.step(
             settings.event_id,
-            rate_per_second=settings.rate_per_second,
+            # Paused: the line's clock still moves (no burst on resume), its budget does not grow.
+            rate_per_second=0 if settings.paused else settings.rate_per_second,
             max_active=settings.max_active,
             admission_ttl=self._ttl,
             owner=owner,
@@ -189,7 +192,7 @@ class WaitingRoom:
         """Places per second the line is expected to move. While the cap has room: the rate, times the places
         passed per admission (fans who left cost no admission). While the cap binds: the pace measured (slots
         freed), never below what the cap guarantees (each admission ends within its lifetime)."""
-        rate = float(settings.rate_per_second)
+        rate = 0.0 if settings.paused else float(settings.rate_per_second)
         if rate <= 0:
             return 0.0
         guaranteed = min(rate, settings.max_active / self._ttl)

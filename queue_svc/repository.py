@@ -297,7 +297,8 @@ class RedisQueueRepository:
                 await conn.execute(
                     text(
                         "SELECT event_id, queue_enabled, sale_starts_at, queue_rate_per_second, queue_max_active,"
-                        " (cancelled OR starts_at < now()) AS ended FROM events WHERE event_id = :e"
+                        " queue_paused, (cancelled OR starts_at < now() OR sale_ends_at <= now()) IS TRUE AS ended"
+                        " FROM events WHERE event_id = :e"
                     ),
                     {"e": event_id},
                 )
@@ -306,7 +307,7 @@ class RedisQueueRepository:
             return None
         return WaitingRoomSettings(
             row.event_id, row.queue_enabled, row.sale_starts_at, row.queue_rate_per_second, row.queue_max_active,
-            row.ended,
+            row.ended, paused=row.queue_paused,
         )
 
     async def join(

@@ -17,8 +17,9 @@ class QueueSettings(AdmissionSettings):
     # A fan counts as present (their turn is not passed over) while a stream of theirs is open and for this long
     # after it closes or after their last join: a reconnect within it keeps the place.
     presence_grace_seconds: float = Field(default=30.0, ge=2.0)
-    # Catalog settings (queue on/off, rate, sale start) are re-read after this long.
-    event_cache_seconds: float = 5.0
+    # Catalog settings (queue on/off, paused, rate, cap, sale start) are re-read after this long: an operator's change
+    # (admin_svc) acts within it.
+    event_cache_seconds: float = 1.0
     # Tickets and queue state of an event are kept this long after the last join.
     queue_ttl_seconds: int = 2 * 24 * 3600
     # Signs stream tokens (CreateStreamToken): an EC P-256 private key in PEM. The edge verifies them with its

@@ -131,6 +131,8 @@ events = Table(
     Column("queue_enabled", Boolean, nullable=False, server_default=text("false")),
     Column("queue_rate_per_second", Integer, nullable=False, server_default=text("50")),
     Column("queue_max_active", Integer, nullable=False, server_default=text("1000")),
+    # An operator paused admissions (admin_svc): the room admits nobody until resumed.
+    Column("queue_paused", Boolean, nullable=False, server_default=text("false")),
     # True once the event's tickets rows exist (materialised from the layout).
     Column("tickets_ready", Boolean, nullable=False, server_default=text("false")),
     # The availability band last recorded (tix.availability), and the seat-map version it was derived at.

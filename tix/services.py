@@ -22,6 +22,8 @@ class ServiceEntry:
     metrics_port: int
     # The service's HTTP listener beside gRPC, when it has one (the event service's read path); 0: none.
     http_port: int = 0
+    # Routed on the public edge; False for internal services (operators reach those inside the cluster only).
+    edge: bool = True
 
 
 SERVICES: dict[str, ServiceEntry] = {
@@ -31,8 +33,12 @@ SERVICES: dict[str, ServiceEntry] = {
         ServiceEntry("search", 50052, 9102),
         ServiceEntry("booking", 50053, 9103),
         ServiceEntry("queue", 50054, 9104),
+        # Internal: operator controls (AdminService), never routed on the public edge.
+        ServiceEntry("admin", 50055, 9105, edge=False),
     )
 }
+# The services behind the public edge (every one with REST routes).
+EDGE_SERVICES: dict[str, ServiceEntry] = {name: entry for name, entry in SERVICES.items() if entry.edge}
 
 
 def load_definition(name: str) -> ServiceDefinition:

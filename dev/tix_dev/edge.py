@@ -37,7 +37,7 @@ from tix.identity import (
     SUBJECT_PATTERN,
     USER_ID_METADATA,
 )
-from tix.services import SERVICES
+from tix.services import EDGE_SERVICES, SERVICES
 from tix_dev.settings import DESCRIPTOR_PATH, REPO_ROOT, DevSettings
 from tix_dev.signin import DEFAULT_PORT as SIGN_IN_PORT
 from tix_dev.signin import SIGN_IN_PATH
@@ -252,7 +252,7 @@ def service_full_names(descriptor_path: Path = DESCRIPTOR_PATH) -> dict[str, str
     """Registry short name (event) -> full gRPC service name (tix.v1.EventService)."""
     names = {route.service for route in http_routes(descriptor_path)}
     out = {}
-    for short in SERVICES:
+    for short in EDGE_SERVICES:
         full = f"{PROTO_PACKAGE}.{short.capitalize()}Service"
         if full not in names:
             raise ValueError(f"{full} has no HTTP routes in {descriptor_path}")
@@ -278,7 +278,10 @@ def local_target(
     """The local edge. The web app is built into ``web_dir`` (default: the var directory's ``web/``) as a side
     effect, since the configuration names its files. The development sign-in is routed unless the environment is
     production."""
-    ports = {name: entry.port for name, entry in SERVICES.items()} | dict(service_ports or {})
+    # Internal services (the admin service) get no cluster: nothing on the edge may reach them.
+    ports = {name: entry.port for name, entry in EDGE_SERVICES.items()} | {
+        name: port for name, port in (service_ports or {}).items() if name in EDGE_SERVICES
+    }
     read_port = SERVICES["event"].http_port if read_port is None else read_port
     settings = DevSettings()
     var_dir = settings.var_dir
@@ -317,7 +320,7 @@ def k8s_target() -> EdgeTarget:
         # The kubelet's readiness probe reaches /ready on the pod IP; the NetworkPolicy keeps others out.
         admin_address="0.0.0.0",
         admin_port=9901,
-        upstreams={name: (f"{name}-svc", entry.port) for name, entry in SERVICES.items()},
+        upstreams={name: (f"{name}-svc", entry.port) for name, entry in EDGE_SERVICES.items()},
         cluster_discovery="STRICT_DNS",
         descriptor_path="/etc/tix/descriptor/tix.pb",
         jwks_path="/etc/tix/jwks/jwks.json",

@@ -226,7 +226,8 @@ class Mesh:
         def ready() -> bool:
             self.raise_if_dead()
             for name in sorted(pending):
-                if grpc_serving(self.ports.services[name], full_names[name]):
+                # Internal services (admin) have no edge name: their server's overall health answers.
+                if grpc_serving(self.ports.services[name], full_names.get(name, "")):
                     pending.discard(name)
             if not state["stripe"]:
                 state["stripe"] = http_answers(f"{self.stripe_api_base}/v1/balance")

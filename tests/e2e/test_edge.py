@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import access_log_entries
-from tix.services import SERVICES
+from tix.services import EDGE_SERVICES
 from tix_dev.edge import DESCRIPTOR_PATH, http_routes, render_config
 from tix_dev.tokens import dev_stream_jwks_path
 from tix_dev.up import Mesh, envoy_binary
@@ -73,7 +73,7 @@ async def test_every_http_route_in_the_descriptor_reaches_its_service(mesh: Mesh
                 (f"{route.verb} {path}", response.status_code, _reached_service(response), grpc_code)
             )
 
-    short = {f"tix.v1.{name.capitalize()}Service": name for name in SERVICES}
+    short = {f"tix.v1.{name.capitalize()}Service": name for name in EDGE_SERVICES}
     assert set(answers) == set(short), "every service of the registry publishes REST routes"
     for service, results in answers.items():
         assert all(reached for _, _, reached, _ in results), f"{service}: not every route reached it: {results}"

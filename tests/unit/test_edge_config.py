@@ -347,3 +347,16 @@ def test_json_and_streams_are_compressed_at_the_edge_before_the_transcoder_write
     assert types("envoy.filters.http.compressor.gzip") == {
         "application/json", "text/event-stream", "application/x-ndjson"}
     assert types("envoy.filters.http.compressor.brotli") == {"application/json"}
+
+
+def test_the_operators_admin_service_is_in_the_contracts_but_never_on_the_edge():
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_PATH.read_bytes())
+    services = {f"{f.package}.{s.name}" for f in files.file for s in f.service}
+    assert "tix.v1.AdminService" in services
+    assert not [route for route in http_routes() if route.service == "tix.v1.AdminService"]
+    for target in ("local", "k8s"):
+        config = yaml.safe_load(render_config(target))
+        clusters = {cluster["name"] for cluster in config["static_resources"]["clusters"]}
+        assert "admin" not in clusters, f"{target}: the edge has a way to the admin service"
+        assert "tix.v1.AdminService" not in _filters(config)["envoy.filters.http.grpc_json_transcoder"]["services"]
+        assert not [r for r in _routes(config) if "AdminService" in str(r["match"])]

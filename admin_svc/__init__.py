@@ -1,0 +1,1 @@
+"""The operators' service (AdminService): waiting room, sale, bookings and reconciliation on the day of an on-sale."""
