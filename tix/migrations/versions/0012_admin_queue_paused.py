@@ -1,14 +1,14 @@
 """waiting room pause: operators stop admissions without turning the room off
 
-Revision ID: 0011_admin_queue_paused
-Revises: 0010_web_bookings_by_user
+Revision ID: 0012_admin_queue_paused
+Revises: 0011_settle_cancellations
 Create Date: 2026-11-30 09:10:00.000000
 """
 
 from alembic import op
 
-revision = '0011_admin_queue_paused'
-down_revision = '0010_web_bookings_by_user'
+revision = '0012_admin_queue_paused'
+down_revision = '0011_settle_cancellations'
 branch_labels = None
 depends_on = None
 
