@@ -8,9 +8,10 @@ time (TTL - elapsed - drift); otherwise the partial grants are released at once.
 so a holder whose keys expired can never delete a newer holder's keys.
 
 The lock is for efficiency, not correctness (Kleppmann): it turns a stampede of a thousand fans for one seat into
-one PostgreSQL write. PostgreSQL's conditional UPDATE has the last word, and every won hold carries a fencing token
-drawn from a database sequence (see ``repository``), so lost, restarted or clock-jumped Redis nodes can cost
-efficiency but never sell a seat twice.
+one PostgreSQL write. PostgreSQL's conditional UPDATE has the last word: it moves a seat only while the seat is
+available or its reservation has expired, so lost, restarted or clock-jumped Redis nodes can cost efficiency but
+never sell a seat twice. The hold itself carries no fencing token (its value is the booking id); the database
+stamps each reservation with one and conditions the booking's later writes on it (see ``repository``).
 
 When too few nodes answer to decide (all down, or fewer than a majority reachable), the hold is DEGRADED: booking
 goes on against the database alone, which is slower under a stampede but still correct. We chose availability here

@@ -3,8 +3,15 @@
 The rules that make double booking impossible live in these statements:
 - a reservation moves ticket rows to ``reserved`` only where each is ``available`` or its reservation has expired,
   and only if it moves every requested row (else the whole transaction rolls back);
-- every reservation draws a fencing token from ``booking_fence_seq``; later writes (confirm, cancel, expiry) are
-  conditional on the booking id and that token, so a stale holder's late write changes nothing;
+- every reservation draws a token from ``booking_fence_seq`` in the reserving statement itself and stores it on
+  the booking and on each of its ticket rows. What it guards, exactly: every later write to those rows on the
+  booking's behalf (confirm, cancel, expiry, withdrawal) matches ``booking_id``, that token and ``status =
+  'reserved'``, so once a newer reservation has taken the rows over (after this hold expired) they carry another
+  booking and a larger token, and the old booking's late confirm, cancel or expiry changes none of them. A late
+  payment's rebooking draws a new token and takes only rows that are still the booking's or free. What it does not
+  do: nobody outside PostgreSQL carries the token (the Redis holder only knows its booking id), and the reserving
+  statement's ``t.fence < token`` holds by construction (a fresh sequence value); a stale Redis holder is stopped
+  by the status condition above, not by the token;
 - rows are locked in seat order (``ORDER BY seat_id FOR UPDATE``) so overlapping multi-seat requests never deadlock.
 """
 
