@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from search_svc.es_backend import ElasticsearchSink, open_client
+from search_svc.es_backend import reindex as reindex_elasticsearch
 from search_svc.indexer import IndexSink, OutboxIndexer, PostgresDocumentSink
 from search_svc.settings import SearchSettings
 from tix.db import create_engine
 from tix.search_documents import upsert_documents_sql
+
+if TYPE_CHECKING:
+    from elasticsearch import AsyncElasticsearch
 
 _REBUILD_RANGE = text(upsert_documents_sql("e.event_id BETWEEN :first AND :last"))
 _DROP_ORPHANS = text(
@@ -20,10 +26,22 @@ _DROP_ORPHANS = text(
 )
 
 
-def build_sinks(settings: SearchSettings) -> list[IndexSink]:
+def elasticsearch_client(settings: SearchSettings) -> AsyncElasticsearch | None:
+    """The Elasticsearch client when that backend is configured (the caller closes it)."""
+    if settings.search_backend != "elasticsearch":
+        return None
+    return open_client(settings.elasticsearch_url, settings.elasticsearch_timeout_seconds)
+
+
+def build_sinks(
+    settings: SearchSettings, engine: AsyncEngine, es_client: AsyncElasticsearch | None = None
+) -> list[IndexSink]:
     """The PostgreSQL documents are always kept current (switching the backend back is then instant); a configured
     external backend gets its own sink, with its own cursor, fed from the same outbox."""
-    return [PostgresDocumentSink()]
+    sinks: list[IndexSink] = [PostgresDocumentSink()]
+    if es_client is not None:
+        sinks.append(ElasticsearchSink(es_client, engine, settings.elasticsearch_index))
+    return sinks
 
 
 def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[IndexSink]) -> list[OutboxIndexer]:
@@ -45,9 +63,12 @@ def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[In
 @asynccontextmanager
 async def open_indexers(settings: SearchSettings) -> AsyncIterator[list[OutboxIndexer]]:
     engine = create_engine(settings, pool_size=3)
+    es_client = elasticsearch_client(settings)
     try:
-        yield build_indexers(settings, engine, build_sinks(settings))
+        yield build_indexers(settings, engine, build_sinks(settings, engine, es_client))
     finally:
+        if es_client is not None:
+            await es_client.close()
         await engine.dispose()
 
 
@@ -75,8 +96,23 @@ async def reindex_postgres(engine: AsyncEngine, *, batch_size: int, progress: bo
 async def reindex(settings: SearchSettings, *, batch_size: int, progress: bool) -> str:
     """Rebuild the configured backend's index from the catalog; returns a one-line summary."""
     engine = create_engine(settings, pool_size=2)
+    es_client = elasticsearch_client(settings)
     try:
-        count = await reindex_postgres(engine, batch_size=batch_size, progress=progress)
-        return f"rebuilt {count:,} PostgreSQL search documents"
+        if es_client is None:
+            count = await reindex_postgres(engine, batch_size=batch_size, progress=progress)
+            return f"rebuilt {count:,} PostgreSQL search documents"
+        import typer
+
+        with typer.progressbar(length=0, label="elasticsearch documents", hidden=not progress) as bar:
+            def total(count: int) -> None:
+                bar.length = count
+
+            index, count = await reindex_elasticsearch(
+                es_client, engine, settings.elasticsearch_index, batch_size=batch_size, on_progress=bar.update,
+                on_total=total,
+            )
+        return f"indexed {count:,} events into {index}; alias {settings.elasticsearch_index} now points to it"
     finally:
+        if es_client is not None:
+            await es_client.close()
         await engine.dispose()

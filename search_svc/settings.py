@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from tix.settings import ReadServiceSettings
 
 
 class SearchSettings(ReadServiceSettings):
     """The event search service."""
 
-    # Which engine answers searches; "postgres" needs nothing but the catalog database.
-    search_backend: Literal["postgres"] = "postgres"
+    # Which engine answers searches; "postgres" needs nothing but the catalog database, "elasticsearch" a cluster
+    # at elasticsearch_url (its index is built from the catalog on first start, then fed by the outbox).
+    search_backend: Literal["postgres", "elasticsearch"] = "postgres"
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    # The alias searches read and the indexer writes; indices behind it are named "<alias>-<UTC time>".
+    elasticsearch_index: str = Field(default="tix-events", pattern=r"^[a-z0-9][a-z0-9_-]{0,100}$")
+    elasticsearch_timeout_seconds: float = 5.0
     # Identical searches within this many seconds share one answer (0 disables the cache).
     search_cache_seconds: float = 5.0
     # Tail the outbox and keep the index current (one process per backend leads, the others stand by); off where
