@@ -289,6 +289,12 @@ def _keyset_params(values: list[Any], params: dict[str, Any]) -> None:
         raise InvalidArgument("page_token", "is not a token this service issued") from None
 
 
+# Strictly after the previous page's last (starts_at, event_id): the bound is an index condition on every
+# (..., starts_at, event_id) index, the rest a filter on the few rows that share the bound's starts_at.
+_AFTER_BOUND = "d.starts_at >= :after_starts"
+_AFTER = "(d.starts_at > :after_starts OR d.event_id > :after_id)"
+
+
 def _distance_sql(query: SearchQuery) -> str:
     if query.geo is None:
         return "NULL::float8"
@@ -311,7 +317,7 @@ def _soonest(query: SearchQuery, params: dict[str, Any]) -> Statement:
     keyset = []
     if after:
         _keyset_params(after, params)
-        keyset = ["(d.starts_at, d.event_id) > (:after_starts, :after_id)"]
+        keyset = [_AFTER_BOUND, _AFTER]
     if query.performer or query.venue:
         # Few ids (a name is nearly always one performer or venue): each id's events in order, then merged.
         if query.performer:
@@ -331,6 +337,7 @@ def _soonest(query: SearchQuery, params: dict[str, Any]) -> Statement:
             ORDER BY d.starts_at, d.event_id LIMIT :limit
         """
         count_where = " AND ".join([f"d.{column} = ANY({ids})", *conditions])
+        count_order = ""
         kind = column.removesuffix("_id")
     else:
         conditions = _filters(query, params)
@@ -345,13 +352,17 @@ def _soonest(query: SearchQuery, params: dict[str, Any]) -> Statement:
             SELECT {_PAGE_COLUMNS} FROM search_documents d WHERE {where} ORDER BY {order} LIMIT :limit
         """
         count_where = " AND ".join(conditions)
+        # Only time bounds: ordered like the page, so the count walks the starts_at index and stops at the cap.
+        count_order = "" if query.city or query.category or query.geo else f" ORDER BY {order}"
         kind = "city" if query.city else "category" if query.category else "upcoming"
         if query.geo is not None:
             kind = "radius"
     sql = f"WITH page AS ({page}) " + _DETAILS.format(
         distance=_distance_sql(query), order="page.starts_at, page.event_id"
     )
-    count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {count_where} LIMIT :cap) AS m"
+    count_sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {count_where}{count_order} LIMIT :cap) AS m"
+    )
     return Statement(kind, sql, params, count_sql)
 
 
@@ -397,8 +408,10 @@ def _nearest(query: SearchQuery, params: dict[str, Any]) -> Statement:
         count_conditions.append(
             f"d.venue_id = ANY(ARRAY(SELECT v.venue_id FROM venues v WHERE {' AND '.join(count_venues)}))"
         )
+    count_order = "" if count_venues else " ORDER BY d.starts_at, d.event_id"
     count_sql = (
-        f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {' AND '.join(count_conditions)} LIMIT :cap) m"
+        f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {' AND '.join(count_conditions)}"
+        f"{count_order} LIMIT :cap) m"
     )
     return Statement("nearest", sql, params, count_sql, cursor_columns=("chord", "starts_at", "event_id"))
 
