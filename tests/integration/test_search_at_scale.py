@@ -18,8 +18,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from search_svc.domain import GeoFilter, SearchPage, SearchQuery, SuggestQuery
-from search_svc.postgres import PostgresSearchBackend, _suggest_cities_sql, _suggest_performers_sql, \
-    _suggest_venues_sql, _SUGGEST_EVENTS, suggest_params
+from search_svc.postgres import (
+    _SUGGEST_EVENTS,
+    PostgresSearchBackend,
+    _suggest_cities_sql,
+    _suggest_performers_sql,
+    _suggest_venues_sql,
+    suggest_params,
+)
 from tests.conftest import PG_BASE
 from tix.db import create_engine, drop_database, ensure_database
 from tix.migrate import upgrade
