@@ -120,6 +120,8 @@ def confirm_card(payment_intent_id: str, given: dict[str, Any]) -> tuple[int, di
         if len(fields["cvc"]) != 3:
             return error(402, "Your card's security code is incomplete.", "incomplete_cvc")
         method = resources.PaymentMethod._api_create(type="card", card=fields)
+        if method._attaching_is_declined():  # 4000 0000 0000 0002, Stripe's generic decline
+            return error(402, "Your card was declined.", "card_declined")
         resources.PaymentIntent._api_update(payment_intent_id, payment_method=method.id)
         confirmed = resources.PaymentIntent._api_confirm(payment_intent_id)
     except UserError as failure:

@@ -19,7 +19,7 @@ const MESSAGES = {
   SEAT_LIMIT_EXCEEDED: ["That is more seats than one fan may hold for this event.", "Choose fewer seats."],
   HOLD_EXPIRED: ["Your hold on these seats ran out before the payment.", "Go back to the seat map and choose seats again."],
   PAYMENT_REJECTED: ["The payment failed.", "Check the card details or use another card."],
-  PAYMENT_FAILED: ["The payment failed: the card was declined.", "Use another card."],
+  PAYMENT_FAILED: ["The payment failed.", "Check the card details or use another card; your seats stay held until the countdown ends."],
   PAYMENT_INCOMPLETE: ["The payment has not gone through yet.", "Wait a moment; this page checks again by itself."],
   PAYMENTS_BUSY: ["Payments are very busy right now.", "Wait a few seconds and press Pay again; your seats stay held."],
   PAYMENTS_UNAVAILABLE: ["Payments are unavailable for a moment.", "Try again shortly; your seats stay held."],
@@ -56,6 +56,9 @@ export class ApiError extends Error {
 
   // [what happened, what to do next]
   get human() {
+    if (this.reason === "PAYMENT_FAILED" && this.message) {  // the card processor's own words say what was wrong
+      return [`The payment failed: ${this.message.replace(/\.$/, "")}.`, MESSAGES.PAYMENT_FAILED[1]];
+    }
     return MESSAGES[this.reason] || [this.message || "Something went wrong.", "Try again; if it persists, reload the page."];
   }
 }

@@ -1,6 +1,6 @@
 // My bookings (GET /v1/bookings: mine, newest first, paged) and one booking's confirmation.
 import { api, query } from "./api.js";
-import { bookingStatus, h, money, seatLabel, when } from "./format.js";
+import { bookedSeat, bookingStatus, h, money, when } from "./format.js";
 import { requireSignIn } from "./main.js";
 
 const PAGE_SIZE = 10;
@@ -11,6 +11,11 @@ export async function renderList(root, params) {
   const page = params.get("page") || "";
   const answer = await api("/v1/bookings" + query({ pageSize: PAGE_SIZE, pageToken: page }));
   const bookings = answer.bookings || [];
+  // The events' names, one read per distinct event (public and cached by the edge and the browser).
+  const names = new Map();
+  await Promise.all([...new Set(bookings.map((b) => b.eventId))].map(async (id) => {
+    try { names.set(id, (await api(`/v1/events/${encodeURIComponent(id)}`)).name); } catch { names.set(id, `Event ${id}`); }
+  }));
   root.append(h("h1", {}, "My bookings"));
   if (!bookings.length && !tokens.length) {
     root.append(h("p", {}, "No bookings yet. ", h("a", { href: "#/" }, "Find an event")));
@@ -21,8 +26,8 @@ export async function renderList(root, params) {
       h("thead", {}, h("tr", {}, h("th", {}, "Booked"), h("th", {}, "Event"), h("th", {}, "Seats"), h("th", {}, "Total"), h("th", {}, "Status"))),
       h("tbody", {}, bookings.map((b) => h("tr", { "data-testid": "booking" },
         h("td", {}, when(b.createTime)),
-        h("td", {}, h("a", { href: `#/bookings/${b.bookingId}` }, `Event ${b.eventId}`)),
-        h("td", {}, (b.seats || []).map((s) => seatLabel(s.seatId)).join("; ")),
+        h("td", {}, h("a", { href: `#/bookings/${b.bookingId}` }, names.get(b.eventId) || `Event ${b.eventId}`)),
+        h("td", {}, (b.seats || []).map((s) => bookedSeat(s)).join("; ")),
         h("td", {}, money(b.total)),
         h("td", {}, bookingStatus(b.status)))))),
     h("nav", { class: "pager", "aria-label": "Booking pages" },
@@ -42,7 +47,7 @@ export async function renderOne(root, params, bookingId) {
     h("section", { class: "card" },
       h("h2", {}, event ? event.name : `Event ${booking.eventId}`),
       event ? h("p", { class: "muted" }, when(event.startTime, event.venue.timeZone), " · ", `${event.venue.name}, ${event.venue.city}`) : "",
-      h("ul", {}, (booking.seats || []).map((s) => h("li", {}, `${seatLabel(s.seatId)} — ${money(s.price)}`))),
+      h("ul", {}, (booking.seats || []).map((s) => h("li", {}, `${bookedSeat(s)} — ${money(s.price)}`))),
       h("p", {}, h("strong", {}, "Total: ", money(booking.total))),
       booking.statusReason ? h("p", {}, booking.statusReason) : "",
       h("p", { class: "muted" }, `Booking ${booking.bookingId}`),

@@ -1,6 +1,6 @@
 // Checkout: the held seats, the hold's countdown, the card through Stripe.js, then the confirmation.
-import { api, config, newRequestId } from "./api.js";
-import { bookingStatus, h, money, seatLabel } from "./format.js";
+import { ApiError, api, config, newRequestId } from "./api.js";
+import { bookedSeat, bookingStatus, h, money } from "./format.js";
 import { announce, navigate, requireSignIn, showError } from "./main.js";
 
 let stripeLoaded = null;
@@ -44,7 +44,7 @@ export async function render(root, params, bookingId) {
     h("section", { class: "card", "aria-labelledby": "held-title" },
       h("h2", { id: "held-title" }, event ? event.name : "Your seats"),
       h("p", {}, "Your seats are held for ", countdown, ". Pay before the time runs out."),
-      h("ul", {}, (booking.seats || []).map((seat) => h("li", { "data-testid": "held-seat" }, `${seatLabel(seat.seatId)} — ${money(seat.price)}`))),
+      h("ul", {}, (booking.seats || []).map((seat) => h("li", { "data-testid": "held-seat" }, `${bookedSeat(seat)} — ${money(seat.price)}`))),
       h("p", {}, h("strong", {}, "Total: ", money(booking.total))),
     ),
     form,
@@ -60,7 +60,7 @@ export async function render(root, params, bookingId) {
     if (left === 0 && !expired) {
       expired = true;
       pay.disabled = true;
-      showError({ message: "Your hold on these seats ran out before the payment." });
+      showError(new ApiError(0, "HOLD_EXPIRED", "the hold expired"));
       form.append(h("p", {}, h("a", { class: "button", href: `#/events/${booking.eventId}` }, "Choose seats again")));
     }
   };
@@ -82,7 +82,7 @@ export async function render(root, params, bookingId) {
     try {
       const result = await stripe.confirmCardPayment(booking.payment.clientSecret, { payment_method: { card } });
       if (result.error) {
-        showError({ message: `The payment failed: ${result.error.message || "the card was declined"}.` });
+        showError(new ApiError(402, "PAYMENT_FAILED", result.error.message || "the card was declined"));
         pay.disabled = false;
         pay.textContent = `Pay ${money(booking.total)}`;
         return;

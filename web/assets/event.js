@@ -45,7 +45,7 @@ export async function render(root, params, eventId) {
   const quantity = h("select", { id: "quantity" }, Array.from({ length: maxSeats }, (_, i) => h("option", { value: String(i + 1), selected: i === 1 }, String(i + 1))));
   const pickedText = h("p", { "data-testid": "picked" }, "No seats picked yet.");
   const reservePicked = h("button", { type: "button", disabled: true, onclick: () => reserve({ seatIds: model.selection().map((i) => model.seatId(i)) }) }, "Reserve picked seats");
-  const buy = h("section", { class: "card", "aria-labelledby": "buy-title" });
+  const buy = h("section", { class: "card buy", "aria-labelledby": "buy-title" });
   let seatCanvas = null;
   let currentSection = -1;
 
@@ -201,6 +201,7 @@ export async function render(root, params, eventId) {
   } });
   sectionSelect.addEventListener("change", () => showSection(Number(sectionSelect.value)));
   const drawMs = seatCanvas.draw();
+  metrics.drawAgain = () => seatCanvas.draw();
   metrics.draws.push({ eventId, seats: model.count, drawMs, sincePageMs: performance.now() - started });
   updateSummary();
   const firstFree = model.sections.findIndex((s) => { for (let i = s.start; i < s.end; i++) if (model.status[i] === AVAILABLE) return true; return false; });

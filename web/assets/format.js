@@ -22,7 +22,8 @@ export function seconds(duration) {
 }
 
 export function humanWait(totalSeconds) {
-  if (totalSeconds < 60) return `${Math.ceil(totalSeconds)} seconds`;
+  if (totalSeconds < 1) return "less than a second";
+  if (totalSeconds < 60) { const n = Math.ceil(totalSeconds); return n === 1 ? "1 second" : `${n} seconds`; }
   const minutes = Math.round(totalSeconds / 60);
   return minutes === 1 ? "about a minute" : `about ${minutes} minutes`;
 }
@@ -67,4 +68,8 @@ export function seatLabel(seatId) {
   const parts = String(seatId).split("-");
   const number = parts.pop(), row = parts.pop();
   return `section ${parts.join("-")}, row ${row}, seat ${number}`;
+}
+
+export function bookedSeat(seat) {
+  return seat.rowLabel ? `section ${seat.sectionId}, row ${seat.rowLabel}, seat ${seat.number}` : seatLabel(seat.seatId);
 }

@@ -59,7 +59,7 @@ function signInPage(root, params) {
     );
     return;
   }
-  const input = h("input", { id: "signin-name", name: "name", autocomplete: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9._@-]+" });
+  const input = h("input", { id: "signin-name", name: "name", autocomplete: "username", required: true, maxlength: 64 });
   const form = h("form", { class: "card", onsubmit: async (event) => {
     event.preventDefault();
     try {

@@ -5,21 +5,27 @@ import { announce, navigate, showError } from "./main.js";
 
 const PAGE_SIZE = 10;
 const NEAR_ME_KM = 50;
-let suggestRoute = "unknown";  // "yes" once GET /v1/events:suggest answered, "no" when the edge has no such route
+let suggestRoute = "unknown";  // "no" when the edge has no GET /v1/events:suggest (an older API)
 
+// Suggestions as {text, detail, eventId} (open the event) or {text, detail, filters} (search with them).
 async function suggestions(text, signal) {
   if (suggestRoute !== "no") {
     try {
-      const answer = await api("/v1/events:suggest" + query({ query: text, pageSize: 6 }), { signal });
+      const answer = await api("/v1/events:suggest" + query({ query: text, pageSize: 4 }), { signal });
       suggestRoute = "yes";
-      return (answer.suggestions || []).map((s) => (typeof s === "string" ? { text: s } : { text: s.text || s.name || "", eventId: s.eventId }));
+      return [
+        ...(answer.events || []).map((e) => ({ text: e.name, detail: when(e.startTime, e.venue && e.venue.timeZone), eventId: e.eventId })),
+        ...(answer.performers || []).map((p) => ({ text: p.name, detail: "Performer", filters: { performer: p.name } })),
+        ...(answer.venues || []).map((v) => ({ text: v.name, detail: `Venue in ${v.city}`, filters: { query: v.name } })),
+        ...(answer.cities || []).map((c) => ({ text: c.name, detail: "City", filters: { city: c.name } })),
+      ];
     } catch (error) {
       if (!(error instanceof ApiError) || (error.reason !== "ROUTE_NOT_FOUND" && error.status !== 404)) throw error;
-      suggestRoute = "no";  // an older API: fall back to the first search hits
+      suggestRoute = "no";  // fall back to the first search hits
     }
   }
   const found = await api("/v1/events:search" + query({ query: text, pageSize: 6 }), { signal });
-  return (found.events || []).map((e) => ({ text: e.name, eventId: e.eventId }));
+  return (found.events || []).map((e) => ({ text: e.name, detail: when(e.startTime, e.venue && e.venue.timeZone), eventId: e.eventId }));
 }
 
 export function render(root, params) {
@@ -59,7 +65,9 @@ export function render(root, params) {
   function choose(item) {
     close();
     if (item.eventId) navigate(`#/events/${item.eventId}`);
-    else { q.value = item.text; submit(); }
+    else if (item.filters.city) { city.value = item.filters.city; near.checked = false; q.value = ""; submit(); }
+    else if (item.filters.performer) { q.value = ""; submit({ performer: item.filters.performer }); }
+    else { q.value = item.filters.query; submit(); }
   }
   function highlight(index) {
     active = index;
@@ -77,7 +85,7 @@ export function render(root, params) {
         items = await suggestions(text, controller.signal);
       } catch (error) { if (error.name !== "AbortError") close(); return; }
       list.replaceChildren(...items.map((item, i) => h("li", { id: `suggestion-${i}`, role: "option", "aria-selected": "false",
-        onmousedown: (e) => { e.preventDefault(); choose(item); } }, item.text)));
+        onmousedown: (e) => { e.preventDefault(); choose(item); } }, item.text, item.detail ? h("span", { class: "muted" }, " · ", item.detail) : "")));
       list.hidden = items.length === 0;
       q.setAttribute("aria-expanded", String(items.length > 0));
       active = -1;
@@ -106,7 +114,7 @@ export function render(root, params) {
   );
 
   const request = {
-    query: state.query, city: state.city, category: state.category, pageSize: PAGE_SIZE, pageToken: state.page,
+    query: state.query, city: state.city, category: state.category, performer: state.performer, pageSize: PAGE_SIZE, pageToken: state.page,
     startTime: state.from ? new Date(state.from + "T00:00:00").toISOString() : "",
     endTime: state.to ? new Date(state.to + "T23:59:59").toISOString() : "",
     latitude: state.lat, longitude: state.lon, radiusKm: state.lat ? NEAR_ME_KM : "",
@@ -120,7 +128,7 @@ export function render(root, params) {
       const total = Number(answer.totalSize || 0);
       const first = tokens.length * PAGE_SIZE;
       const title = h("h2", { id: "results-title" }, events.length
-        ? `${total} event${total === 1 ? "" : "s"}${state.query ? ` for “${state.query}”` : ""} — ${first + 1}–${first + events.length}`
+        ? `${total} event${total === 1 ? "" : "s"}${state.query ? ` for “${state.query}”` : ""}${state.performer ? ` by ${state.performer}` : ""} — ${first + 1}–${first + events.length}`
         : "No events match: try fewer filters or another spelling");
       const items = events.map((e) => {
         const [bandText, bandClass] = band(e.availabilityBand);

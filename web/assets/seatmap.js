@@ -9,6 +9,9 @@ export const STATUS_WORDS = ["available", "reserved", "sold"];
 // Okabe–Ito: blue, orange, grey; selected seats bluish green with a black outline.
 const COLOURS = ["#0072B2", "#E69F00", "#9a9a9a"];
 const SELECTED = "#009E73";
+// The same colours as 0xAABBGGRR words, for drawing small seats straight into pixels.
+const PIXELS = [0xffb27200, 0xff009fe6, 0xff9a9a9a];
+const SELECTED_PIXEL = 0xff739e00;
 
 export class SeatModel {
   // layout: SeatLayout JSON; map: compact SeatMap JSON (same sections and rows, same order).
@@ -140,6 +143,7 @@ export class SeatCanvas {
     const { canvas, model } = this;
     const ratio = window.devicePixelRatio || 1;
     const w = canvas.clientWidth, h = canvas.clientHeight;
+    if (!w || !h) return 0;  // not on screen (hidden, or the page has moved on)
     if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
       canvas.width = Math.round(w * ratio);
       canvas.height = Math.round(h * ratio);
@@ -152,27 +156,47 @@ export class SeatCanvas {
     const s = this.scale, cx = w / 2 + this.panX - ((minX + maxX) / 2) * s, cy = h / 2 + this.panY - ((minY + maxY) / 2) * s;
     const size = Math.max(1.2, Math.min(28, this.pitch * s * 0.8)), half = size / 2;
     const { xs, ys, status, selected, count } = model;
-    for (let colour = 0; colour < 3; colour++) {
-      ctx.fillStyle = COLOURS[colour];
+    if (size * ratio < 4) {
+      // A whole venue on screen: seats are a few device pixels each, written straight into the pixel buffer
+      // (a 70,000-seat stadium in a few milliseconds, where one path rectangle per seat takes a hundred).
+      const width = canvas.width, height = canvas.height;
+      const image = ctx.createImageData(width, height);
+      const pixels = new Uint32Array(image.data.buffer);
+      pixels.fill(0xffffffff);
+      const side = Math.max(1, Math.round(size * ratio));
+      for (let i = 0; i < count; i++) {
+        const px = Math.round((xs[i] * s + cx) * ratio - side / 2), py = Math.round((ys[i] * s + cy) * ratio - side / 2);
+        if (px < 0 || py < 0 || px + side > width || py + side > height) continue;
+        const colour = selected[i] ? SELECTED_PIXEL : PIXELS[status[i]];
+        for (let dy = 0; dy < side; dy++) {
+          const row = (py + dy) * width + px;
+          for (let dx = 0; dx < side; dx++) pixels[row + dx] = colour;
+        }
+      }
+      ctx.putImageData(image, 0, 0);
+    } else {
+      for (let colour = 0; colour < 3; colour++) {
+        ctx.fillStyle = COLOURS[colour];
+        ctx.beginPath();
+        for (let i = 0; i < count; i++) {
+          if (status[i] !== colour || selected[i]) continue;
+          const x = xs[i] * s + cx, y = ys[i] * s + cy;
+          if (x < -size || y < -size || x > w + size || y > h + size) continue;
+          ctx.rect(x - half, y - half, size, size);
+        }
+        ctx.fill();
+      }
+      ctx.fillStyle = SELECTED;
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = Math.max(1, size / 6);
       ctx.beginPath();
       for (let i = 0; i < count; i++) {
-        if (status[i] !== colour || selected[i]) continue;
-        const x = xs[i] * s + cx, y = ys[i] * s + cy;
-        if (x < -size || y < -size || x > w + size || y > h + size) continue;
-        ctx.rect(x - half, y - half, size, size);
+        if (!selected[i]) continue;
+        ctx.rect(xs[i] * s + cx - half, ys[i] * s + cy - half, size, size);
       }
       ctx.fill();
+      ctx.stroke();
     }
-    ctx.fillStyle = SELECTED;
-    ctx.strokeStyle = "#000";
-    ctx.lineWidth = Math.max(1, size / 6);
-    ctx.beginPath();
-    for (let i = 0; i < count; i++) {
-      if (!selected[i]) continue;
-      ctx.rect(xs[i] * s + cx - half, ys[i] * s + cy - half, size, size);
-    }
-    ctx.fill();
-    ctx.stroke();
     // The stage (or field) is at the origin.
     const [sx, sy] = this.toScreen(0, 0);
     ctx.fillStyle = "#1b1f24";
