@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Protocol
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from queue_svc.domain import (
     LineState,
@@ -47,6 +47,23 @@ WATCHERS = Gauge("tix_queue_watchers", "Open WatchQueue streams in this process.
 FAN_OUT_SECONDS = Histogram(
     "tix_queue_fan_out_seconds", "Time to compute and hand out one event's updates to this process's watchers.",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+# The line as the process holding an event's lease steps it (one reporter per event at a time, whichever process):
+# what the day's alerts watch (k8s/components/monitoring). Labelled by event: only events with a line are stepped.
+ADMITTED = Counter("tix_queue_admitted_total", "Fans admitted from an event's line.", ["event_id"])
+LINE_WAITING = Gauge(
+    "tix_queue_waiting", "Fans in an event's line, pre-queue included.", ["event_id"], multiprocess_mode="livemostrecent"
+)
+LINE_ACTIVE = Gauge(
+    "tix_queue_active_shoppers", "Admitted fans still shopping (against the cap).", ["event_id"],
+    multiprocess_mode="livemostrecent",
+)
+LINE_MAX_ACTIVE = Gauge(
+    "tix_queue_max_active_shoppers", "The event's shopper cap.", ["event_id"], multiprocess_mode="livemostrecent"
+)
+LINE_PAUSED = Gauge(
+    "tix_queue_paused", "1 while an operator has paused the event's admissions.", ["event_id"],
+    multiprocess_mode="livemostrecent",
 )
 
 _FINAL = (TicketState.ADMITTED, TicketState.EXPIRED)
@@ -199,6 +216,8 @@ class QueueWatchers:
         line = await self._room.step(settings, owner=self._owner, lease_seconds=self._lease)
         moved = self._serving.get(event_id) != line.serving
         self._serving[event_id] = line.serving
+        if line.stepped:
+            _report(event_id, line, settings)
         if line.stepped and moved:
             self._publish.put_nowait(event_id)
         group = self._by_event.get(event_id)
@@ -304,3 +323,13 @@ class QueueWatchers:
         event, _, owner = message.partition(":")
         if owner != self._owner and event.isdigit() and int(event) in self._by_event:
             self._wake.set()
+
+
+def _report(event_id: int, line: LineState, settings: WaitingRoomSettings) -> None:
+    label = str(event_id)
+    if line.admitted:
+        ADMITTED.labels(label).inc(line.admitted)
+    LINE_WAITING.labels(label).set(line.waiting + line.pre_queue)
+    LINE_ACTIVE.labels(label).set(line.active)
+    LINE_MAX_ACTIVE.labels(label).set(settings.max_active)
+    LINE_PAUSED.labels(label).set(1 if settings.paused else 0)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from admin_svc.server import SERVICE as ADMIN
@@ -125,6 +126,7 @@ async def test_admissions_follow_the_operators_switches(admin, queue, db):
     )
     assert (enabled.enabled, enabled.paused, enabled.rate_per_second) == (True, True, 20)
     await asyncio.sleep(0.3)  # the queue re-reads settings every 0.2 s here
+    counted_before = REGISTRY.get_sample_value("tix_queue_admitted_total", {"event_id": event_id}) or 0.0
     tickets = await _join(queue, event.event_id, range(60))
     watchers = [asyncio.create_task(_watch(queue, event.event_id, t.ticket_id, f"fan-{n}")) for n, t in enumerate(tickets)]
 
@@ -157,6 +159,12 @@ async def test_admissions_follow_the_operators_switches(admin, queue, db):
     await stub.ResumeWaitingRoom(admin_pb2.ResumeWaitingRoomRequest(event_id=event_id), metadata=(OPERATOR,))
     await asyncio.sleep(1.0)
     assert (await _status(stub, event.event_id)).admitted == frozen, "the shopper cap binds"
+    # What the alerts watch (k8s/components/monitoring): admissions counted once, the line, the cap, the pause.
+    counted = REGISTRY.get_sample_value("tix_queue_admitted_total", {"event_id": event_id}) - counted_before
+    assert counted == frozen
+    assert REGISTRY.get_sample_value("tix_queue_waiting", {"event_id": event_id}) == 60 - frozen
+    assert REGISTRY.get_sample_value("tix_queue_max_active_shoppers", {"event_id": event_id}) == frozen
+    assert REGISTRY.get_sample_value("tix_queue_paused", {"event_id": event_id}) == 0
 
     for watcher in watchers:
         watcher.cancel()
