@@ -214,8 +214,9 @@ def test_every_grpc_service_has_a_service_an_autoscaler_and_a_disruption_budget(
 ) -> None:
     docs = renders[target]
     deployments = _of_kind(docs, "Deployment")
-    assert {d["metadata"]["name"] for d in deployments} == {"event", "search", "booking", "queue", "edge"}
-    for deployment in deployments:
+    assert {d["metadata"]["name"] for d in deployments} == {"event", "search", "booking", "queue", "edge", "admin"}
+    # The internal admin service has a fixed pair of pods (test_the_admin_service_is_internal_and_always_there).
+    for deployment in (d for d in deployments if d["metadata"]["name"] != "admin"):
         name = deployment["metadata"]["name"]
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert _selects(deployment["spec"]["selector"]["matchLabels"], pod_labels)
@@ -497,9 +498,12 @@ def test_every_jwks_has_a_key_because_envoy_refuses_an_empty_set(path: str) -> N
 
 
 def test_the_descriptor_copy_in_k8s_matches_gen() -> None:
-    """kustomize reads only inside k8s/, so `make proto` copies gen/tix.pb there; the two must not drift."""
+    """kustomize reads only inside k8s/, so `make proto` copies gen/tix.pb there (without source info, which only
+    buf reads); the two must not drift."""
+    from tix_dev.edge_descriptor import edge_descriptor
+
     copy, source = K8S / DESCRIPTOR, REPO_ROOT / "gen" / "tix.pb"
-    assert copy.read_bytes() == source.read_bytes(), (
+    assert copy.read_bytes() == edge_descriptor(source.read_bytes()), (
         f"k8s/{DESCRIPTOR} differs from gen/tix.pb: run `make proto`"
     )
 
@@ -537,3 +541,69 @@ def test_the_edge_preflight_refuses_placeholder_and_development_keys_in_producti
         assert "placeholder" in result.stderr
     else:
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@kubectl
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_admin_service_is_internal_and_always_there(renders: dict[str, list[Doc]], target: str) -> None:
+    """Operators reach the admin service with `kubectl exec` (k8s/README.md): two pods whatever the load, a
+    disruption budget, and nothing on the edge or in the network policies that lets anyone else call it."""
+    docs = renders[target]
+    admin = _named(docs, "Deployment", "admin")
+    assert admin is not None
+    assert admin["spec"]["replicas"] == 2
+    assert not [h for h in _of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == "admin"]
+    pod_labels = admin["spec"]["template"]["metadata"]["labels"]
+    assert [p for p in _of_kind(docs, "PodDisruptionBudget") if _selects(p["spec"]["selector"]["matchLabels"], pod_labels)]
+    container = admin["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["serve", "admin"]
+    env = _container_env(docs, container)
+    assert env["TIX_PORT"] == "50055"
+    assert env["TIX_ADMIN_ADDRESS"] == "127.0.0.1:50055", "tix commands run in the pod call its own server"
+    secrets = {var["name"] for var in container["env"] if "valueFrom" in var}
+    assert {"TIX_DATABASE_URL", "TIX_ADMISSION_SECRET", "TIX_STRIPE_API_KEY", "TIX_STRIPE_WEBHOOK_SECRET"} <= secrets
+    for policy in _of_kind(docs, "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            ports = {port["port"] for port in rule.get("ports", [])}
+            assert 50055 not in ports, f"NetworkPolicy {policy['metadata']['name']} lets callers reach the admin service"
+    if (K8S / ENVOY_CONFIG).exists():
+        assert "admin-svc" not in (K8S / ENVOY_CONFIG).read_text(), "the edge has a way to the admin service"
+
+
+REPO_SOURCES = ("tix", "event_svc", "search_svc", "booking_svc", "queue_svc", "admin_svc")
+
+
+def _exported_metric_names() -> set[str]:
+    """Metric names the code registers (the first string argument of a Counter, Gauge or Histogram)."""
+    import re
+
+    names = set()
+    pattern = re.compile(r"(?:Counter|Gauge|Histogram)\(\s*\"(tix_[a-z0-9_]+)\"")
+    for package in REPO_SOURCES:
+        for path in (REPO_ROOT / package).rglob("*.py"):
+            names.update(pattern.findall(path.read_text()))
+    return names
+
+
+@kubectl
+def test_every_alert_watches_metrics_the_services_export(renders: dict[str, list[Doc]]) -> None:
+    import re
+
+    rules_map = next(
+        d for d in _of_kind(renders["overlays/production"], "ConfigMap")
+        if d["metadata"]["name"].startswith("tix-alert-rules")
+    )
+    groups = yaml.safe_load(rules_map["data"]["tix-alerts.yaml"])["groups"]
+    alerts = {rule["alert"]: rule for group in groups for rule in group["rules"]}
+    # The day's alerts the runbook answers (k8s/README.md).
+    assert {"TixAdmissionsStalled", "TixLineGrowing", "TixHoldsLeaking", "TixStripeBudgetExhausted",
+            "TixGrpcErrorRatio"} <= set(alerts)
+    exported = _exported_metric_names()
+    for name, rule in alerts.items():
+        used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"\btix_[a-z0-9_]+", rule["expr"])}
+        assert used, f"{name} watches no Tix metric"
+        # Counters are exported with a _total suffix that their registered name may or may not carry.
+        missing = {m for m in used if m not in exported and m.removesuffix("_total") not in exported}
+        assert not missing, f"{name} watches metrics no service exports: {missing}"
+        assert rule["labels"]["severity"] in ("page", "warn")
+        assert rule["annotations"]["summary"]
