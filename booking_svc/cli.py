@@ -30,5 +30,18 @@ def bookings_reconcile(
     raise typer.Exit(asyncio.run(run_reconcile(BookingSettings(), apply=apply, since_seconds=since_seconds)))
 
 
+@bookings_app.command("reap-holds")
+def bookings_reap_holds(
+    grace_seconds: Annotated[
+        float | None, typer.Option(help="How old a hold must be to count as leaked (default: the setting).")
+    ] = None,
+) -> None:
+    """Delete Redis seat holds that no live booking stands behind (see booking_svc.reaper)."""
+    from booking_svc.reaper import run_reap_command
+    from booking_svc.settings import BookingSettings
+
+    raise typer.Exit(asyncio.run(run_reap_command(BookingSettings(), grace_seconds)))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bookings_app, name="bookings")

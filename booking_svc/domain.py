@@ -17,14 +17,17 @@ Choices made here (see ``holds`` for Redis-down and fencing):
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
+from prometheus_client import Counter
 
+from booking_svc.blocks import AllocationOutcome, Allocator, BestAvailableQuery
 from booking_svc.listing import BookingPage, list_bookings
 from booking_svc.model import (
     BookedSeatDetail,
@@ -51,6 +54,7 @@ from tix.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 from tix.logs import get_logger
@@ -58,6 +62,16 @@ from tix.sales import SaleStatus, SaleWindow, sale_status
 from tix.singleflight import SingleFlight
 
 log = get_logger("booking_svc.domain")
+
+SHED = Counter(
+    "tix_booking_reserve_shed_total",
+    "ReserveSeats calls answered RESOURCE_EXHAUSTED before any work, because this process had too many in flight.",
+)
+ABANDONED = Counter(
+    "tix_booking_reserve_abandoned_total",
+    "ReserveSeats calls whose caller went away (deadline or cancel): their reservation is given back.",
+    ["undone"],
+)
 
 # A hard ceiling on one request, whatever an event's own limit says (events allow at most 100 per fan).
 MAX_SEATS_PER_REQUEST = 100
@@ -88,63 +102,6 @@ class SeatRequest:
     admission_ticket: str | None = None
 
 
-# --- best available -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SeatBlock:
-    """Adjacent seats in one row, and how good they are: no stranded single seat first, then best rank."""
-
-    seat_ids: tuple[str, ...]
-    strands_single_seat: bool
-    rank_total: int
-
-    @property
-    def sort_key(self) -> tuple[bool, int, tuple[str, ...]]:
-        return (self.strands_single_seat, self.rank_total, self.seat_ids)
-
-
-def seat_blocks(seats: Iterable[CatalogSeat], quantity: int) -> list[SeatBlock]:
-    """Every block of ``quantity`` adjacent seats among ``seats`` (the sellable ones), best first.
-
-    Adjacent means consecutive numbers in one row of one section. A block that would leave exactly one free seat
-    between it and the end of its run of free seats strands that seat (nobody buys a single seat between strangers
-    as readily), so such blocks come after every block that strands none.
-    """
-    if quantity < 1:
-        return []
-    rows: dict[tuple[str, str], list[CatalogSeat]] = defaultdict(list)
-    for seat in seats:
-        rows[(seat.section_id, seat.row_label)].append(seat)
-    blocks: list[SeatBlock] = []
-    for row in rows.values():
-        row.sort(key=lambda s: s.number)
-        run: list[CatalogSeat] = []
-        for seat in row:
-            if run and seat.number != run[-1].number + 1:
-                blocks.extend(_blocks_in_run(run, quantity))
-                run = []
-            run.append(seat)
-        blocks.extend(_blocks_in_run(run, quantity))
-    blocks.sort(key=lambda b: b.sort_key)
-    return blocks
-
-
-def _blocks_in_run(run: Sequence[CatalogSeat], quantity: int) -> list[SeatBlock]:
-    out = []
-    for start in range(len(run) - quantity + 1):
-        window = run[start : start + quantity]
-        left, right = start, len(run) - start - quantity
-        out.append(
-            SeatBlock(
-                seat_ids=tuple(s.seat_id for s in window),
-                strands_single_seat=left == 1 or right == 1,
-                rank_total=sum(s.rank for s in window),
-            )
-        )
-    return out
-
-
 def _with_seat_details(record: BookingRecord, catalog_seats: Mapping[str, CatalogSeat]) -> BookingRecord:
     """The booking with its seats' section, row and number, from the event's (cached) seat catalog."""
     seats = []
@@ -152,15 +109,6 @@ def _with_seat_details(record: BookingRecord, catalog_seats: Mapping[str, Catalo
         seat = catalog_seats[seat_id]
         seats.append(BookedSeatDetail(seat_id, seat.section_id, seat.row_label, seat.number, price))
     return replace(record, seats=tuple(seats))
-
-
-def pick_best_block(seats: Iterable[CatalogSeat], quantity: int, excluded: set[str]) -> SeatBlock | None:
-    candidates = [s for s in seats if s.seat_id not in excluded]
-    blocks = seat_blocks(candidates, quantity)
-    return blocks[0] if blocks else None
-
-
-# --- the service --------------------------------------------------------------------------------------------------
 
 
 class BookingService:
@@ -174,8 +122,11 @@ class BookingService:
         payments: PaymentProvider,
         seat_feed: SeatFeed,
         admission_ends: AdmissionEndsPort | None = None,
+        allocator: Allocator | None = None,
     ) -> None:
         self._settings = settings
+        # Best-available's allocator (booking_svc.allocation); without it best-available takes the database path.
+        self._allocator = allocator
         # Tells the waiting room when an admitted fan's booking ends, so their shopper slot frees at once.
         self._admission_ends = admission_ends
         self._repository = repository
@@ -189,15 +140,71 @@ class BookingService:
         )
         self._catalog_seats: LRUCache[int, dict[str, CatalogSeat]] = LRUCache(maxsize=_CATALOG_CACHE_SIZE)
         self._catalog_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
+        # Best-available needs the event's rules, not its 70,000 seats: those are the allocator's business.
+        self._rules: TTLCache[int, EventCatalog | None] = TTLCache(
+            maxsize=_CATALOG_CACHE_SIZE, ttl=settings.event_cache_seconds
+        )
+        self._rules_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
+        # Reservations in progress in this process; beyond the limit a call waits briefly, then is shed.
+        self._in_flight = asyncio.Semaphore(settings.reserve_max_in_flight)
+        # Reservations whose caller went away, being given back (kept referenced until done).
+        self._abandoned: set[asyncio.Future[None]] = set()
         self.settlement = Settlement(
             repository, holds, payments, seat_feed, self._sold_marker_ttl_ms, admission_ended=self._admission_ended
         )
 
     # --- ReserveSeats ---------------------------------------------------------------------------------------
 
-    async def reserve_seats(self, request: SeatRequest) -> BookingRecord:
+    async def reserve_seats(self, request: SeatRequest, *, deadline: float | None = None) -> BookingRecord:
+        """Hold seats for the fan. ``deadline`` (``time.monotonic()`` clock) is when the caller stops waiting.
+
+        Crowd behaviour: beyond ``reserve_max_in_flight`` reservations in this process a call waits at most
+        ``reserve_queue_seconds`` (and never past its deadline) for a turn, then is answered RESOURCE_EXHAUSTED
+        (BOOKING_BUSY, with a retry delay) before doing any work. The work itself (hold, reservation, payment) runs
+        shielded from the caller's cancellation: when the caller goes away (deadline, disconnect), the step
+        finishes and whatever it reserved is given back at once, so no hold outlives a fan who stopped waiting."""
         _validate(request)
-        catalog = await self._event_catalog(request.event_id)
+        wait = self._settings.reserve_queue_seconds
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic() - self._settings.reserve_min_work_seconds)
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(self._in_flight.acquire(), wait)
+        except TimeoutError:
+            SHED.inc()
+            raise ResourceExhausted(
+                "BOOKING_BUSY", "too many fans are booking right now; try again in a moment"
+            ).retry_after(self._settings.reserve_retry_after_seconds) from None
+        task = asyncio.ensure_future(self._reserve_seats(request))
+        task.add_done_callback(lambda _: self._in_flight.release())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._give_back_when_done(task)
+            raise
+
+    def _give_back_when_done(self, task: asyncio.Future[BookingRecord]) -> None:
+        async def give_back() -> None:
+            try:
+                record = await task
+            except BaseException:  # noqa: BLE001 - it failed by itself, and released what it held
+                ABANDONED.labels("false").inc()
+                return
+            released = await self._repository.cancel(record.booking_id, "the fan stopped waiting for the answer")
+            if released is not None and released.status_before is BookingStatus.RESERVED:
+                await self._after_release(released)
+            ABANDONED.labels("true").inc()
+            log.info("reservation_abandoned", booking_id=str(record.booking_id))
+
+        undo = asyncio.ensure_future(give_back())
+        self._abandoned.add(undo)
+        undo.add_done_callback(self._abandoned.discard)
+
+    async def _reserve_seats(self, request: SeatRequest) -> BookingRecord:
+        catalog = await (
+            self._event_catalog(request.event_id) if request.seat_ids else self._event_rules(request.event_id)
+        )
         request = replace(request, admission_ticket=self._check_sale(catalog, request))
         record = await self._reserve(request, catalog)
         if request.admission_ticket and self._admission_ends is not None and record.status == "reserved":
@@ -229,32 +236,36 @@ class BookingService:
     async def _reserve_best_available(
         self, request: SeatRequest, catalog: EventCatalog, booking_id: uuid.UUID, limit: int
     ) -> BookingRecord:
+        """The allocator (Redis) picks and holds the best block in one step; PostgreSQL's conditional update still
+        decides. Seats PostgreSQL refuses (Redis lost or flushed) are marked taken and the next block is tried.
+        When the allocator cannot serve (Redis down, event still loading) the database path chooses the block."""
         wish = request.best_available
         assert wish is not None
-        sellable = await self._repository.sellable_seat_ids(request.event_id, wish.section_id)
-        candidates = [
-            catalog.seats[s]
-            for s in sellable
-            if s in catalog.seats and (not wish.price_tier or catalog.seats[s].price_tier == wish.price_tier)
-        ]
-        excluded: set[str] = set()
-        last_error: Aborted | None = None
-        for _ in range(self._settings.best_available_attempts):
-            block = pick_best_block(candidates, wish.quantity, excluded)
-            if block is None:
-                break
-            try:
-                return await self._hold_and_reserve(request, catalog, block.seat_ids, booking_id, limit)
-            except Aborted as lost:
-                # A racer took (part of) the block: leave its seats out and try the next best block.
-                last_error = lost
-                taken = lost.metadata.get("seat_ids", "")
-                excluded.update(taken.split(",") if taken else block.seat_ids)
-        if last_error is not None:
-            raise last_error
-        raise Aborted(
-            "SEAT_UNAVAILABLE", f"no {wish.quantity} adjacent seats are available", seat_ids="",
-            event_id=request.event_id,
+        if self._allocator is not None:
+            for _ in range(self._settings.best_available_attempts):
+                allocation = await self._allocator.allocate(
+                    request.event_id, wish.quantity, str(booking_id), self._settings.hold_seconds * 1000,
+                    section_id=wish.section_id, price_tier=wish.price_tier,
+                )
+                if allocation.outcome is AllocationOutcome.NONE:
+                    raise _no_block(request.event_id, wish.quantity)
+                if allocation.outcome is not AllocationOutcome.ALLOCATED:
+                    break
+                try:
+                    return await self._hold_and_reserve(
+                        request, catalog, allocation.seat_ids, booking_id, limit, allocated=True
+                    )
+                except Aborted as lost:
+                    if lost.reason != "SEAT_UNAVAILABLE":
+                        raise
+                    taken = lost.metadata.get("seat_ids", "")
+                    await self._allocator.refused(request.event_id, taken.split(",") if taken else ())
+            else:
+                raise _no_block(request.event_id, wish.quantity)
+        BOOKINGS.labels("best_available_database_path").inc()
+        return await self._hold_and_reserve(
+            request, catalog, (), booking_id, limit,
+            best_available=BestAvailableQuery(wish.quantity, wish.section_id, wish.price_tier),
         )
 
     async def _hold_and_reserve(
@@ -264,25 +275,40 @@ class BookingService:
         seat_ids: Sequence[str],
         booking_id: uuid.UUID,
         limit: int,
+        *,
+        allocated: bool = False,
+        best_available: BestAvailableQuery | None = None,
     ) -> BookingRecord:
+        """Hold ``seat_ids`` in Redis (already held on the first node when ``allocated``; none on the database
+        path, ``best_available``), then reserve them in PostgreSQL and create the PaymentIntent. Whatever fails
+        after the hold gives the hold back."""
         event_id = request.event_id
-        hold = await self._holds.hold(event_id, seat_ids, str(booking_id), self._settings.hold_seconds * 1000)
-        if hold.outcome is HoldOutcome.LOST:
-            # The stampede's losers end here, in Redis, without a single PostgreSQL query. (A retry of a booking
-            # that still holds its seats is not a loser: its keys carry the same booking id.)
-            raise _seats_unavailable(event_id, hold.taken_seat_ids)
+        if seat_ids and (not allocated or self._holds.node_count > 1):
+            hold = await self._holds.hold(event_id, seat_ids, str(booking_id), self._settings.hold_seconds * 1000)
+            if hold.outcome is HoldOutcome.LOST:
+                # The stampede's losers end here, in Redis, without a single PostgreSQL query. (A retry of a
+                # booking that still holds its seats is not a loser: its keys carry the same booking id.)
+                raise _seats_unavailable(event_id, hold.taken_seat_ids)
 
-        result = await self._repository.reserve(
-            booking_id=booking_id,
-            event_id=event_id,
-            user_id=request.user_id,
-            seat_ids=seat_ids,
-            currency=catalog.rules.currency,
-            hold_seconds=self._settings.hold_seconds,
-            max_seats_per_user=limit,
-            request_id=request.request_id,
-            admission_ticket=request.admission_ticket,
-        )
+        try:
+            result = await self._repository.reserve(
+                booking_id=booking_id,
+                event_id=event_id,
+                user_id=request.user_id,
+                seat_ids=seat_ids,
+                currency=catalog.rules.currency,
+                hold_seconds=self._settings.hold_seconds,
+                max_seats_per_user=limit,
+                request_id=request.request_id,
+                admission_ticket=request.admission_ticket,
+                best_available=best_available,
+            )
+        except BaseException:
+            await self._holds.release(event_id, seat_ids, str(booking_id))
+            raise
+        if result.outcome is ReserveOutcome.NO_BLOCK:
+            assert best_available is not None
+            raise _no_block(event_id, best_available.quantity)
         if result.outcome is ReserveOutcome.DUPLICATE:
             return await self._replay_duplicate(request, seat_ids, booking_id)
         if result.outcome is not ReserveOutcome.RESERVED:
@@ -306,6 +332,7 @@ class BookingService:
         BOOKINGS.labels("reserved").inc()
         record = result.record
         assert record is not None  # RESERVED carries the new booking
+        seat_ids = record.seat_ids
         try:
             intent = await self._payments.create_payment_intent(
                 booking_id=str(booking_id),
@@ -340,8 +367,17 @@ class BookingService:
                 client_secret=client_secret,
                 payment_status=payment_status,
             ),
-            catalog.seats,
+            catalog.seats if all(seat in catalog.seats for seat in seat_ids) else await self._seats_of(record),
         )
+
+    async def _seats_of(self, record: BookingRecord) -> Mapping[str, CatalogSeat]:
+        """Catalog entries of a booking's seats, read from the layout (best-available does not load the event's
+        whole catalog)."""
+        detailed = await self._repository.with_seat_details(record)
+        return {
+            s.seat_id: CatalogSeat(s.seat_id, s.section_id, s.row_label, s.number, 0, 0, s.price_minor)
+            for s in detailed.seats
+        }
 
     async def _replay_duplicate(
         self, request: SeatRequest, seat_ids: Sequence[str], booking_id: uuid.UUID
@@ -421,6 +457,24 @@ class BookingService:
         if catalog is None:
             raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
         return catalog
+
+    async def _event_rules(self, event_id: int) -> EventCatalog:
+        """The event's rules (its seats only if already cached): what best-available needs."""
+        if event_id in self._catalogs:
+            catalog = self._catalogs[event_id]
+        elif event_id in self._rules:
+            catalog = self._rules[event_id]
+        else:
+            catalog = await self._rules_loads.run(event_id, lambda: self._load_rules(event_id))
+        if catalog is None:
+            raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
+        return catalog
+
+    async def _load_rules(self, event_id: int) -> EventCatalog | None:
+        await self._repository.ensure_event_tickets(event_id)
+        loaded = await self._repository.load_event_catalog(event_id, known_seats=self._catalog_seats.get(event_id, {}))
+        self._rules[event_id] = loaded
+        return loaded
 
     async def _load_catalog(self, event_id: int) -> EventCatalog | None:
         loaded = await self._repository.load_event_catalog(event_id, known_seats=self._catalog_seats.get(event_id))
@@ -619,6 +673,13 @@ def _validate(request: SeatRequest) -> None:
         if seat in seen:
             raise InvalidArgument("seat_ids", f"lists {seat} twice")
         seen.add(seat)
+
+
+def _no_block(event_id: int, quantity: int) -> Aborted:
+    return Aborted(
+        "SEAT_UNAVAILABLE", f"no {quantity} adjacent seats are available", seat_ids="", event_id=event_id,
+        quantity=quantity,
+    )
 
 
 def _seats_unavailable(event_id: int, seat_ids: Sequence[str]) -> Aborted:

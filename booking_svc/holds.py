@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from booking_svc.model import HoldOutcome, SeatHold
 from tix.logs import get_logger
-from tix.redis_pool import as_optional_text
+from tix.redis_pool import CONNECTION_OPTIONS, as_optional_text
 
 log = get_logger("booking_svc.holds")
 
@@ -113,6 +113,26 @@ class SeatHolds:
         self._drift_factor = drift_factor
         self._owned = owned
         self.quorum = len(self._clients) // 2 + 1
+        # Called with (event id, seat ids) after every release, so best-available's allocator
+        # (booking_svc.allocation) learns that the seats may be free again.
+        self._release_listeners: list[Callable[[int, Sequence[str]], Awaitable[object]]] = []
+
+    @property
+    def first_node(self) -> aioredis.Redis:
+        """The node best-available's allocator keeps its state on (booking_svc.allocation)."""
+        return self._clients[0]
+
+    @property
+    def node_count(self) -> int:
+        return len(self._clients)
+
+    @property
+    def nodes(self) -> list[aioredis.Redis]:
+        """Every node, for the hold reaper's scan (booking_svc.reaper)."""
+        return list(self._clients)
+
+    def on_release(self, listener: Callable[[int, Sequence[str]], Awaitable[object]]) -> None:
+        self._release_listeners.append(listener)
 
     @classmethod
     def from_urls(cls, urls: Sequence[str], *, drift_factor: float = 0.01, node_timeout: float = 2.0) -> SeatHolds:
@@ -128,6 +148,7 @@ class SeatHolds:
                     timeout=_POOL_WAIT_SECONDS,
                     socket_connect_timeout=node_timeout,
                     socket_timeout=node_timeout,
+                    **CONNECTION_OPTIONS,
                 )
             )
             for url in urls
@@ -172,6 +193,8 @@ class SeatHolds:
         results = await asyncio.gather(
             *(self._release_on(client, keys, booking_id) for client in self._clients)
         )
+        for listener in self._release_listeners:
+            await listener(event_id, seat_ids)
         return sum(results)
 
     async def mark_sold(self, event_id: int, seat_ids: Sequence[str], booking_id: str, ttl_ms: int) -> None:

@@ -172,6 +172,8 @@ class ReserveOutcome(enum.Enum):
     LIMIT_EXCEEDED = "limit_exceeded"
     # The admission token already bought another booking (each token buys one).
     ADMISSION_USED = "admission_used"
+    # Best-available on the database path: no row has that many adjacent free seats (among those not locked).
+    NO_BLOCK = "no_block"
 
 
 @dataclass(frozen=True)

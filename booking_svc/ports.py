@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from booking_svc.blocks import BestAvailableQuery
 from booking_svc.model import (
     BookingRecord,
     BookingStatus,
@@ -38,6 +39,8 @@ class BookingStore(Protocol):
         self, event_id: int, known_seats: dict[str, CatalogSeat] | None = None
     ) -> EventCatalog | None: ...
 
+    async def ensure_event_tickets(self, event_id: int) -> None: ...
+
     async def sellable_seat_ids(self, event_id: int, section_id: str | None) -> set[str]: ...
 
     async def reserve(
@@ -52,6 +55,7 @@ class BookingStore(Protocol):
         max_seats_per_user: int,
         request_id: str | None,
         admission_ticket: str | None = None,
+        best_available: BestAvailableQuery | None = None,
     ) -> ReserveResult: ...
 
     async def booking_id_for_request(self, user_id: str, request_id: str) -> uuid.UUID | None: ...
@@ -119,6 +123,9 @@ class SeatHoldStore(Protocol):
     async def release(self, event_id: int, seat_ids: Sequence[str], booking_id: str) -> int: ...
 
     async def mark_sold(self, event_id: int, seat_ids: Sequence[str], booking_id: str, ttl_ms: int) -> None: ...
+
+    @property
+    def node_count(self) -> int: ...
 
 
 class PaymentProvider(Protocol):

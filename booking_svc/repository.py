@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from booking_svc.blocks import BestAvailableQuery, FreeSeat, candidate_blocks
 from booking_svc.model import (
     BookedSeatDetail,
     BookingRecord,
@@ -64,6 +65,37 @@ _SELLABLE = text(
       AND (CAST(:section_id AS text) IS NULL OR section_id = :section_id)
     """
 )
+
+# Best-available with Redis down: the best free seats by rank from the partial index ix_tickets_event_free_rank,
+# a bounded number of them (no lock: the block chosen among them is locked below).
+_BEST_FREE_SEATS = text(
+    """
+    SELECT t.seat_id, ls.section_id, ls.row_label, ls.number, t.rank
+    FROM tickets t
+    JOIN events e ON e.event_id = t.event_id
+    JOIN venues v ON v.venue_id = e.venue_id
+    JOIN layout_seats ls ON ls.layout_id = v.layout_id AND ls.seat_id = t.seat_id
+    WHERE t.event_id = :event_id AND t.status = 'available'
+      AND (CAST(:section_id AS text) IS NULL OR t.section_id = :section_id)
+      AND (CAST(:tier AS integer) = 0 OR ls.price_tier = :tier)
+      AND NOT (t.seat_id = ANY(:excluded))
+    ORDER BY t.rank
+    LIMIT :limit
+    """
+)
+# Lock a candidate block, skipping seats another fan's transaction has locked: all of them or try the next block.
+_LOCK_FREE = text(
+    """
+    SELECT seat_id FROM tickets
+    WHERE event_id = :event_id AND seat_id = ANY(:seat_ids) AND status = 'available'
+    ORDER BY seat_id
+    FOR UPDATE SKIP LOCKED
+    """
+)
+# Seats looked at per requested seat on the database path; candidate blocks concurrent fans spread over; rounds.
+_FREE_SEATS_PER_WANTED = 48
+_SPREAD = 8
+_ROUNDS = 4
 
 _BOOKING = text(
     """
@@ -238,6 +270,11 @@ class BookingRepository:
             }
         return EventCatalog(EventRules(**row._mapping), seats)
 
+    async def ensure_event_tickets(self, event_id: int) -> None:
+        """Materialise the event's ticket rows if nobody has yet (one cheap read once they exist)."""
+        async with self._engine.begin() as conn:
+            await ensure_tickets(conn, event_id)
+
     async def sellable_seat_ids(self, event_id: int, section_id: str | None) -> set[str]:
         """Seats that are free or whose reservation has expired (held keys in Redis may still refuse some)."""
         async with self._single.connect() as conn:
@@ -258,11 +295,14 @@ class BookingRepository:
         max_seats_per_user: int,
         request_id: str | None,
         admission_ticket: str | None = None,
+        best_available: BestAvailableQuery | None = None,
     ) -> ReserveResult:
         """Reserve exactly ``seat_ids`` for a new booking, all or nothing, with its payments row. Four statements:
         the fan's lock, the duplicate, admission and seat-limit checks, the conditional ticket update (which draws
         the fence), and the booking with its payment row. ``admission_ticket`` (the queue ticket an admission token
-        names) is spent by this booking: the fan's lock serializes the check, a unique index backs it."""
+        names) is spent by this booking: the fan's lock serializes the check, a unique index backs it. With
+        ``best_available`` (and no ``seat_ids``: the database path of best-available, Redis down) the seats are
+        chosen after the checks, a block this transaction could lock among the best free ones."""
         async with self._engine.connect() as conn, conn.begin() as tx:
                 # One fan's reservations for one event run one at a time, so the seat limit cannot be raced.
                 await conn.execute(
@@ -291,8 +331,14 @@ class BookingRepository:
                     return ReserveResult(ReserveOutcome.DUPLICATE, booking_id=booking_id)
                 if spent:
                     return ReserveResult(ReserveOutcome.ADMISSION_USED)
-                if int(active) + len(seat_ids) > max_seats_per_user:
+                wanted = best_available.quantity if best_available is not None else len(seat_ids)
+                if int(active) + wanted > max_seats_per_user:
                     return ReserveResult(ReserveOutcome.LIMIT_EXCEEDED, active_seats=int(active))
+                if best_available is not None:
+                    chosen = await self._lock_best_block(conn, event_id, booking_id, best_available)
+                    if chosen is None:
+                        return ReserveResult(ReserveOutcome.NO_BLOCK)
+                    seat_ids = chosen
                 moved_rows = (
                     await conn.execute(
                         _RESERVE_TICKETS,
@@ -341,6 +387,48 @@ class BookingRepository:
             ReserveOutcome.RESERVED, booking_id=booking_id, fence=fence, record=record, seat_changes=changes,
             version=version,
         )
+
+    async def _lock_best_block(
+        self, conn: AsyncConnection, event_id: int, booking_id: uuid.UUID, wish: BestAvailableQuery
+    ) -> list[str] | None:
+        """The database path's block: read the best free seats (bounded, from the rank index), rank candidate
+        blocks (booking_svc.blocks), and lock one with SKIP LOCKED. Concurrent fans start at different candidates
+        among the best few (by booking id), so they rarely meet; a block partly locked by someone else is passed
+        over."""
+        excluded: list[str] = []
+        for _ in range(_ROUNDS):
+            free = [
+                FreeSeat(r.seat_id, r.section_id, r.row_label, r.number, r.rank)
+                for r in await conn.execute(
+                    _BEST_FREE_SEATS,
+                    {"event_id": event_id, "section_id": wish.section_id, "tier": wish.price_tier,
+                     "excluded": excluded, "limit": _FREE_SEATS_PER_WANTED * wish.quantity},
+                )
+            ]
+            blocks = candidate_blocks(free, wish.quantity)
+            if not blocks:
+                return None
+            spread = min(_SPREAD, len(blocks))
+            first = booking_id.int % spread
+            for block in blocks[first:spread] + blocks[:first] + blocks[spread:]:
+                locked = list(await conn.scalars(_LOCK_FREE, {"event_id": event_id, "seat_ids": block}))
+                if len(locked) == len(block):
+                    return block
+                excluded.extend(block)
+                if len(excluded) > _FREE_SEATS_PER_WANTED * wish.quantity // 2:
+                    break
+        return None
+
+    async def booking_states(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, tuple[str, ...]]]:
+        """Status and seats of the bookings that exist among ``booking_ids`` (for the hold reaper)."""
+        if not booking_ids:
+            return {}
+        async with self._single.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT booking_id, status, seat_ids FROM bookings WHERE booking_id = ANY(:ids)"),
+                {"ids": list(booking_ids)},
+            )
+            return {r.booking_id: (r.status, tuple(r.seat_ids)) for r in rows}
 
     async def booking_id_for_request(self, user_id: str, request_id: str) -> uuid.UUID | None:
         async with self._single.connect() as conn:

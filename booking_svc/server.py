@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import grpc
 
+from booking_svc.allocation import SeatAllocator
 from booking_svc.domain import BookingService
 from booking_svc.holds import SeatHolds
 from booking_svc.payments import PaymentGateway
+from booking_svc.reaper import run_reaper
 from booking_svc.repository import BookingRepository
 from booking_svc.servicer import BookingServicer
 from booking_svc.settings import BookingSettings
 from booking_svc.sweeper import run_sweeper
 from tix.admission import AdmissionEnds
+from tix.db import libpq_url
 from tix.seatfeed import SeatFeedPublisher
 from tix.server import Runtime, ServiceDefinition
 from tixpb.v1 import booking_pb2, booking_pb2_grpc
@@ -26,7 +29,15 @@ def build_booking_service(settings: BookingSettings, runtime: Runtime[BookingSet
     runtime.on_close(payments.aclose)
     seat_feed = SeatFeedPublisher(runtime.redis, runtime.engine)
     admission_ends = AdmissionEnds(runtime.redis, remember_seconds=settings.hold_seconds + 3600)
-    return BookingService(settings, BookingRepository(runtime.engine), holds, payments, seat_feed, admission_ends)
+    allocator = SeatAllocator(
+        holds.first_node, redis_url=settings.lock_urls()[0], dsn=libpq_url(settings.database_url),
+        load_wait_seconds=settings.allocator_load_wait_seconds,
+    )
+    holds.on_release(allocator.returned)
+    repository = BookingRepository(runtime.engine)
+    if settings.hold_reaper_interval_seconds > 0:
+        runtime.spawn(run_reaper(holds, repository, settings), name="booking-hold-reaper")
+    return BookingService(settings, repository, holds, payments, seat_feed, admission_ends, allocator)
 
 
 async def setup(server: grpc.aio.Server, runtime: Runtime[BookingSettings]) -> None:

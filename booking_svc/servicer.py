@@ -3,6 +3,9 @@ by the shared interceptor."""
 
 from __future__ import annotations
 
+import time
+from typing import cast
+
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
@@ -42,6 +45,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         if request.HasField("best_available"):
             wish = request.best_available
             best = BestAvailable(wish.quantity, wish.section_id or None, wish.price_tier)
+        # None without a deadline (the stubs say float).
+        remaining = cast("float | None", context.time_remaining())
         record = await self._bookings.reserve_seats(
             SeatRequest(
                 user_id=user_id,
@@ -50,7 +55,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 best_available=best,
                 admission_token=request.admission_token,
                 request_id=optional_request_id(request.request_id),
-            )
+            ),
+            deadline=time.monotonic() + remaining if remaining is not None else None,
         )
         return render_booking(record)
 

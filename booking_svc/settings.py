@@ -32,6 +32,20 @@ class BookingSettings(AdmissionSettings):
     lock_node_timeout_seconds: float = Field(default=2.0, gt=0)
     # Best-available: blocks tried, best first, when racers take the chosen one.
     best_available_attempts: int = Field(default=4, ge=1, le=20)
+    # Best-available's allocator (booking_svc.allocation): how long a fan waits for a cold event to be loaded
+    # before the database path serves the request instead.
+    allocator_load_wait_seconds: float = Field(default=10.0, gt=0)
+    # Crowd behaviour (BookingService.reserve_seats): reservations in progress per process; beyond it a call waits
+    # up to reserve_queue_seconds for a turn (never past its deadline less reserve_min_work_seconds), then is
+    # answered RESOURCE_EXHAUSTED (BOOKING_BUSY) with a retry delay of reserve_retry_after_seconds.
+    reserve_max_in_flight: int = Field(default=128, ge=1)
+    reserve_queue_seconds: float = Field(default=3.0, gt=0)
+    reserve_min_work_seconds: float = Field(default=0.05, ge=0)
+    reserve_retry_after_seconds: float = Field(default=1.0, gt=0)
+    # The hold reaper (booking_svc.reaper): how often it runs in-process (0: never; the CronJob or
+    # `tix bookings reap-holds` then does), and how old a Redis hold must be before a missing booking makes it a leak.
+    hold_reaper_interval_seconds: float = Field(default=60.0, ge=0)
+    hold_reaper_grace_seconds: float = Field(default=60.0, ge=1)
     # Event rules and seat catalog are cached in-process this long, so stampede losers never reach PostgreSQL.
     event_cache_seconds: float = Field(default=2.0, ge=0)
     # Stripe (localstripe locally): the secret API key, the API's address, and the webhook endpoint's signing secret.

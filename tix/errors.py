@@ -30,6 +30,13 @@ class ErrorCode(enum.Enum):
 
 class DomainError(Exception):
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    # When to try again, for load shed before any work was done: rendered as google.rpc.RetryInfo and a
+    # ``retry-after`` header, which the edge passes on as HTTP Retry-After. Set with ``retry_after``.
+    retry_delay_seconds: float | None = None
+
+    def retry_after(self, seconds: float) -> DomainError:
+        self.retry_delay_seconds = seconds
+        return self
 
     def __init__(
         self,

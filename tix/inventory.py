@@ -16,9 +16,9 @@ _MATERIALISE = text(
         WHERE event_id = :event_id AND NOT tickets_ready
         RETURNING event_id, venue_id, tier_prices
     )
-    INSERT INTO tickets (event_id, seat_id, section_id, status, price_minor)
+    INSERT INTO tickets (event_id, seat_id, section_id, status, price_minor, rank)
     SELECT c.event_id, s.seat_id, s.section_id, 'available',
-           c.tier_prices[LEAST(s.price_tier, cardinality(c.tier_prices))]
+           c.tier_prices[LEAST(s.price_tier, cardinality(c.tier_prices))], s.rank
     FROM claimed c
     JOIN venues v ON v.venue_id = c.venue_id
     JOIN layout_seats s ON s.layout_id = v.layout_id

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import redis
 import redis.asyncio as aioredis
+
+# Given to every connection: without it redis-py looks its own version up in the installed package metadata for each
+# new connection (milliseconds of the event loop each), so a burst that grows a pool by a hundred connections
+# stalls the process for most of a second.
+try:
+    from redis.driver_info import DriverInfo
+
+    CONNECTION_OPTIONS: dict[str, object] = {"driver_info": DriverInfo(lib_version=redis.__version__)}
+except ImportError:  # redis-py before 7 takes the version itself
+    CONNECTION_OPTIONS = {"lib_version": redis.__version__}
 
 
 def create_redis(
@@ -19,6 +30,7 @@ def create_redis(
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         health_check_interval=30,
+        **CONNECTION_OPTIONS,
     )
     return aioredis.Redis(connection_pool=pool)
 

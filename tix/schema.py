@@ -162,6 +162,8 @@ tickets = Table(
     Column("fence", BigInteger, nullable=False, server_default=text("0")),
     # Seat-map version of the row's last status change (seat_version_seq, see tix.seatfeed).
     Column("version", BigInteger, nullable=False, server_default=text("0")),
+    # The seat's layout rank (1 = best), for best-available's database path (migration 0011_alloc_ticket_rank).
+    Column("rank", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("event_id", "seat_id"),
     CheckConstraint(f"status IN {TICKET_STATUSES}", name="status_known"),
     CheckConstraint("(status = 'available') = (booking_id IS NULL)", name="holder_matches_status"),
@@ -170,6 +172,7 @@ tickets = Table(
     Index("ix_tickets_booking_id", "booking_id", postgresql_where=text("booking_id IS NOT NULL")),
     Index("ix_tickets_event_section_status", "event_id", "section_id", "status"),
     Index("ix_tickets_event_id_version", "event_id", "version"),
+    Index("ix_tickets_event_free_rank", "event_id", "rank", postgresql_where=text("status = 'available'")),
 )
 
 bookings = Table(

@@ -6,6 +6,8 @@ graceful SIGTERM drain (health NOT_SERVING, wait ``drain_seconds``, then ``serve
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import multiprocessing
 import os
 import signal
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -127,10 +129,25 @@ def status_for(error: DomainError) -> grpc.Status:
             ]
         )
         details.append(_packed(bad))
+    if error.retry_delay_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(error.retry_delay_seconds * 1000))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(
         code=code_pb2.Code.Value(error.code.value), message=error.message, details=details
     )
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    if error.retry_delay_seconds is None:
+        return converted
+    # Also as plain metadata, which the edge's transcoder passes on as the HTTP Retry-After header.
+    return _Status(
+        converted.code, converted.details,
+        (*converted.trailing_metadata, ("retry-after", str(max(1, math.ceil(error.retry_delay_seconds))))),
+    )
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    pass
 
 
 def _packed(message: Any) -> any_pb2.Any:

@@ -18,11 +18,13 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from booking_svc.allocation import SeatAllocator
 from booking_svc.domain import BookingService, SeatRequest
 from booking_svc.holds import SeatHolds
 from booking_svc.payments import PaymentGateway
 from booking_svc.repository import BookingRepository
 from booking_svc.settings import BookingSettings
+from tix.db import libpq_url
 from tix.redis_pool import create_redis
 from tix.seatfeed import SeatFeedPublisher
 from tix.settings import DEVELOPMENT_STRIPE_API_KEY
@@ -40,6 +42,8 @@ def booking_settings(localstripe_url: str, **overrides) -> BookingSettings:
         "stripe_max_wait_seconds": 30.0,
         "sweeper_interval_seconds": 0.2,
         "event_cache_seconds": 0.5,
+        # Storms of a thousand in-process calls test the holds, not load shedding (test_best_available does).
+        "reserve_max_in_flight": 100_000,
     }
     values.update(overrides)
     return BookingSettings(**values)
@@ -55,6 +59,7 @@ class BookingWorld:
     engine: AsyncEngine
 
     redis: Redis
+    allocator: SeatAllocator
 
     async def aclose(self) -> None:
         await self.payments.aclose()
@@ -69,8 +74,14 @@ async def build_world(engine: AsyncEngine, settings: BookingSettings, seat_feed_
     redis = create_redis(seat_feed_url)
     payments = PaymentGateway(settings, redis)
     repository = BookingRepository(engine)
-    service = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine))
-    return BookingWorld(service, repository, holds, payments, settings, engine, redis)
+    # Wired as booking_svc.server wires it.
+    allocator = SeatAllocator(
+        holds.first_node, redis_url=settings.lock_urls()[0], dsn=libpq_url(str(engine.url.render_as_string(False))),
+        load_wait_seconds=settings.allocator_load_wait_seconds,
+    )
+    holds.on_release(allocator.returned)
+    service = BookingService(settings, repository, holds, payments, SeatFeedPublisher(redis, engine), allocator=allocator)
+    return BookingWorld(service, repository, holds, payments, settings, engine, redis, allocator)
 
 
 @asynccontextmanager
