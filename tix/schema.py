@@ -162,7 +162,7 @@ tickets = Table(
     Column("fence", BigInteger, nullable=False, server_default=text("0")),
     # Seat-map version of the row's last status change (seat_version_seq, see tix.seatfeed).
     Column("version", BigInteger, nullable=False, server_default=text("0")),
-    # The seat's layout rank (1 = best), for best-available's database path (migration 0012_alloc_ticket_rank).
+    # The seat's layout rank (1 = best), for best-available's database path (migration 0013_alloc_ticket_rank).
     Column("rank", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("event_id", "seat_id"),
     CheckConstraint(f"status IN {TICKET_STATUSES}", name="status_known"),

@@ -1,14 +1,14 @@
 """ticket rank: best-available's database path takes the best free seats from an index, not a scan
 
-Revision ID: 0012_alloc_ticket_rank
-Revises: 0011_settle_cancellations
+Revision ID: 0013_alloc_ticket_rank
+Revises: 0012_admin_queue_paused
 Create Date: 2026-11-30 09:10:00.000000
 """
 
 from alembic import op
 
-revision = '0012_alloc_ticket_rank'
-down_revision = '0011_settle_cancellations'
+revision = '0013_alloc_ticket_rank'
+down_revision = '0012_admin_queue_paused'
 branch_labels = None
 depends_on = None
 
