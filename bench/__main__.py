@@ -7,6 +7,7 @@ on-sale read path (``bench/read.py``): event pages, a stadium's seat map and 5,0
     python -m bench sale                  # the flash sale only: 20,000 seats, 200,000 attempts, 500 clients
     python -m bench read                  # the read path only (--watchers, --event-workers)
     python -m bench cdc                   # search change-data-capture lag at 100 catalog changes/s (--cdc-rate)
+    python -m bench queue                 # the waiting room: joins, 5k/10k/20k watchers, SSE through Envoy
     python -m bench --quick               # a small run (about a minute)
     python -m bench --smoke               # every scenario at toy size, in seconds (run by make test)
     python -m bench --seats 4000 --attempts 40000 --clients 200
@@ -31,6 +32,8 @@ from bench.cdc import add_arguments as cdc_arguments
 from bench.cdc import run_cdc
 from bench.checker import SaleCheck, check_sale
 from bench.load import LoadResult, LoadSpec, percentile, run_load
+from bench.queue import add_arguments as queue_arguments
+from bench.queue import run_queue
 from bench.read import add_arguments as read_arguments
 from bench.read import run_read
 from bench.report import Report, _fmt_rate, _ms, _ratio
@@ -39,10 +42,12 @@ from bench.stack import BenchStack, bench_stack
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc"), default="all",
-                        help="which benchmark: the flash sale, the read path, search CDC lag, or all (default)")
+    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc", "queue"),
+                        default="all", help="which benchmark: the flash sale, the read path, search CDC lag, the "
+                        "waiting room, or all (default)")
     read_arguments(parser)
     cdc_arguments(parser)
+    queue_arguments(parser)
     parser.add_argument("--seats", type=int, default=20_000, help="seats of the event (a multiple of 40)")
     parser.add_argument("--attempts", type=int, default=200_000, help="reserve attempts in the sale")
     parser.add_argument("--clients", type=int, default=500, help="concurrent clients")
@@ -327,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_cdc(args, stack, report)
             except Exception as error:  # noqa: BLE001 - report it; the other figures still print
                 report.notes.append(f"cdc skipped: {error!r}")
+                failed_read.append(error)
+        if args.scenario in ("all", "queue"):
+            try:
+                run_queue(args, stack, report)
+            except Exception as error:  # noqa: BLE001 - report it; the other figures still print
+                report.notes.append(f"waiting room skipped: {error!r}")
                 failed_read.append(error)
 
     if args.scenario in ("all", "sale"):

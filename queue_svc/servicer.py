@@ -50,8 +50,25 @@ def render_ticket(view: QueueTicketView) -> queue_pb2.QueueTicket:
     return ticket
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+_WAITING_STATE = bytes([0x18]) + _varint(queue_pb2.QUEUE_TICKET_STATE_WAITING)  # field 3, varint
+
+
 class TicketRenderer:
-    """The watcher loop's serializer (``queue_svc.watchers.Renderer``)."""
+    """The watcher loop's serializer (``queue_svc.watchers.Renderer``). A waiting fan's message (state, position,
+    estimated wait) is written directly in the protobuf wire format: it is the one sent to every watcher on every
+    step, and encoding it by hand costs a fraction of building a message (tests compare it with the library's)."""
 
     def prefix(self, ticket: StoredTicket) -> bytes:
         return queue_pb2.QueueTicket(
@@ -59,7 +76,20 @@ class TicketRenderer:
         ).SerializeToString()
 
     def body(self, view: QueueTicketView) -> bytes:
+        if view.state is TicketState.WAITING and not view.admission_token and not view.fans_waiting:
+            return self.waiting_body(view.position, view.estimated_wait_seconds)
         return _changing_fields(view).SerializeToString()
+
+    @staticmethod
+    def waiting_body(position: int, wait_seconds: float | None) -> bytes:
+        body = _WAITING_STATE
+        if position:
+            body += b"\x20" + _varint(position)  # field 4, varint
+        if wait_seconds is not None:
+            seconds = int(wait_seconds)
+            duration = b"\x08" + _varint(seconds) if seconds else b""  # Duration.seconds, field 1
+            body += b"\x2a" + _varint(len(duration)) + duration  # field 5, length-delimited
+        return body
 
 
 class QueueServicer(queue_pb2_grpc.QueueServiceServicer):

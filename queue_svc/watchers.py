@@ -9,8 +9,9 @@ Pushing is built for tens of thousands of streams per process:
 - per tick and event one Redis round trip (the step or the read), then every watcher's view is computed in memory
   (``sequence - serving``), with no Redis call per watcher; only fans whose state changes (placed by the draw,
   admitted, passed over) are read from Redis, in one batched round trip;
-- a message goes out only when what the fan sees changes (position, displayed wait, state), or as a heartbeat;
-  pre-queue fans, who all see the same figures, at most every few seconds;
+- a message goes out only when what the fan sees changes (position, state), or as a heartbeat; a change of the
+  estimate alone (the measured pace drifts) at most every ``estimate_refresh_seconds``; pre-queue fans, who all
+  see the same figures, at most every ``pre_queue_refresh_seconds``;
 - each distinct message body is serialized once per round and joined to the watcher's own serialized prefix (ticket
   id, event, join time: fixed for the stream's life), so the stream writes ready bytes;
 - watchers are woken in batches, with the event loop free between batches, so health checks and new streams are
@@ -68,6 +69,8 @@ LINE_PAUSED = Gauge(
 
 _FINAL = (TicketState.ADMITTED, TicketState.EXPIRED)
 STEPS_CHANNEL = "tix:q:stepped"
+# With a line that did not move, the watchers are still walked this often (heartbeats, estimate refreshes).
+_QUIET_PASS_SECONDS = 1.0
 
 
 class Renderer(Protocol):
@@ -97,12 +100,14 @@ class _Watcher:
 
 
 class _EventWatchers:
-    __slots__ = ("line", "line_at", "watchers")
+    __slots__ = ("line", "line_at", "passed_at", "seen", "watchers")
 
     def __init__(self) -> None:
         self.watchers: set[_Watcher] = set()
         self.line: LineState | None = None
         self.line_at = 0.0
+        self.seen: Hashable = None  # what the last full pass over the watchers was computed from
+        self.passed_at = 0.0
 
 
 def _shown(view: QueueTicketView) -> Hashable:
@@ -121,7 +126,8 @@ class QueueWatchers:
         lease_seconds: float,
         presence_refresh_seconds: float,
         pre_queue_refresh_seconds: float = 5.0,
-        wake_batch: int = 500,
+        estimate_refresh_seconds: float = 10.0,
+        wake_batch: int = 100,
     ) -> None:
         self._room = room
         self._repo = room.repository
@@ -132,6 +138,7 @@ class QueueWatchers:
         self._lease = lease_seconds
         self._presence_refresh = presence_refresh_seconds
         self._pre_queue_refresh = pre_queue_refresh_seconds
+        self._estimate_refresh = estimate_refresh_seconds
         self._wake_batch = wake_batch
         self._by_event: dict[int, _EventWatchers] = {}
         self._serving: dict[int, int] = {}
@@ -235,7 +242,12 @@ class QueueWatchers:
     ) -> None:
         now = time.monotonic()
         pace = self._room.pace(line, settings)
+        seen = (line.serving, line.opened, line.pre_queue, round(pace, 2), len(group.watchers))
+        if seen == group.seen and now - group.passed_at < _QUIET_PASS_SECONDS:
+            return  # nothing a watcher sees can have changed; heartbeats and estimates wait for the next pass
+        group.seen, group.passed_at = seen, now
         heartbeat, pre_refresh = self._heartbeat, self._pre_queue_refresh
+        estimate_refresh = self._estimate_refresh
         serving = line.serving
         bodies: dict[Hashable, bytes] = {}
         passed: list[_Watcher] = []
@@ -248,10 +260,15 @@ class QueueWatchers:
                 position = sequence - serving
                 wait = displayed_wait(position / pace) if pace > 0 else None
                 shown: Hashable = (TicketState.WAITING, position, wait, 0)
-                if shown == watcher.shown:
+                if shown == watcher.shown or (
+                    # Only the estimate moved (the measured pace drifts): tell the fan at most every few seconds.
+                    isinstance(watcher.shown, tuple)
+                    and watcher.shown[:2] == (TicketState.WAITING, position)
+                    and now - watcher.sent_at < estimate_refresh
+                ):
                     if now - watcher.sent_at < heartbeat:
                         continue
-                    watcher.send(watcher.message, shown, now)
+                    watcher.send(watcher.message, watcher.shown, now)
                 else:
                     body = bodies.get(shown)
                     if body is None:
