@@ -248,15 +248,18 @@ def http_figures(report: Report, edge: BenchEdge, stack: BenchStack, event: Read
     page_url = f"{base}/v1/events/{event.event_id}"
     map_url = f"{base}/v1/events/{event.event_id}/seats"
     echo_url = f"{base}/v1/events/not-a-number"
-    status, headers, _ = _get(map_url, BROWSER)
-    assert status == 200, status
-    etag = headers["ETag"]
     for encoding in ("br", "gzip", "identity"):
         _, _, body = _get(map_url, {"Accept-Encoding": encoding})
         report.add(f"{size.layout} map on the wire ({encoding}, a third sold)", f"{len(body):,} bytes",
                    "target 40,000 bytes" if encoding != "identity" else "",
                    f"{len(body) / 40_000:.2f}x of target" if encoding != "identity" else "")
     for connections in size.connections:
+        # The map and the page cached again (the last round's sale changed seats) and the map's current ETag:
+        # "warm" and "304" measure answers from the cache, not one render every request waits for.
+        status, headers, _ = _get(map_url, BROWSER)
+        assert status == 200, status
+        etag = headers["ETag"]
+        _get(page_url, BROWSER)
         echo = http_load(echo_url, connections, size.seconds, BROWSER)
         runs: list[tuple[str, HttpLoad, float]] = []
         runs.append(("event page", http_load(page_url, connections, size.seconds, BROWSER), 0.7))
@@ -418,7 +421,7 @@ class Watchers:
         context = mp.get_context("spawn")
         self.count = count
         self._pipes = []
-        self._processes = []
+        self.processes: list[Any] = []
         path = f"/v1/events/{event.event_id}/seats:watch"
         for index in range(procs):
             parent, child = context.Pipe()
@@ -427,7 +430,7 @@ class Watchers:
                                                                   first_id), daemon=True)
             process.start()
             self._pipes.append(parent)
-            self._processes.append(process)
+            self.processes.append(process)
 
     def ask(self, command: str) -> list[Any]:
         for pipe in self._pipes:
@@ -438,7 +441,7 @@ class Watchers:
         try:
             self.ask("stop")
         finally:
-            for process in self._processes:
+            for process in self.processes:
                 process.join(10)
                 if process.is_alive():
                     process.kill()
@@ -456,6 +459,58 @@ def _rss(pid: int | None) -> int:
     return 0
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes used so far (from /proc; 0 for one that is gone)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _with_children(pid: int | None) -> list[int]:
+    """``pid`` and its child processes (the service's SO_REUSEPORT workers)."""
+    if pid is None:
+        return []
+    found = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU used by the event service, Envoy and the watchers' client processes between ``start`` and ``stop``."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._started: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._wall = time.monotonic()
+        self._started = {name: _cpu_seconds(pids) for name, pids in self.groups.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.monotonic() - self._wall
+        self.used = {name: _cpu_seconds(pids) - self._started[name] for name, pids in self.groups.items()}
+
+    def per(self, count: int, unit: float, suffix: str) -> str:
+        return ", ".join(f"{name} {used / max(1, count) * unit:,.1f} {suffix}" for name, used in self.used.items())
+
+    def cores(self) -> str:
+        return ", ".join(f"{name} {used / max(self.seconds, 1e-9):.2f}" for name, used in self.used.items())
+
+
 def _merged(reports: list[dict[str, Any]]) -> tuple[dict[int, tuple[int, float]], int]:
     receipts: dict[int, tuple[int, float]] = {}
     for part in reports:
@@ -468,27 +523,34 @@ def _merged(reports: list[dict[str, Any]]) -> tuple[dict[int, tuple[int, float]]
 def watch_figures(report: Report, edge: BenchEdge, stack: BenchStack, event: ReadEvent, size: ReadSize) -> None:
     _, headers, _ = _get(f"{edge.base_url}/v1/events/{event.event_id}/seats", BROWSER)
     position = int(headers.get("Tix-Feed-Position", "0"))
-    service_before, edge_before = _rss(stack.event_pid), _rss(edge.process.pid)
+    service = _with_children(stack.event_pid)
+    service_before, edge_before = sum(_rss(pid) for pid in service), _rss(edge.process.pid)
     watchers = Watchers(edge, event, size.watchers, position)
+    groups = {"service": service, "Envoy": [edge.process.pid], "clients": [p.pid for p in watchers.processes]}
     try:
-        connected = watchers.ask("connect")
+        watchers.ask("reset")  # the client processes are up (their start is not counted below)
+        with CpuMeter(groups) as connecting:
+            connected = watchers.ask("connect")
         statuses: dict[int, int] = {}
         for part in connected:
             for code, count in part["statuses"].items():
                 statuses[code] = statuses.get(code, 0) + count
         report.add(f"{size.watchers:,} SSE watchers connected (resuming from the map's Tix-Feed-Position)",
-                   f"{max(p['seconds'] for p in connected):.1f} s", f"answers {statuses}")
+                   f"{max(p['seconds'] for p in connected):.1f} s", f"answers {statuses}",
+                   "CPU per watch opened: " + connecting.per(size.watchers, 1e3, "ms"))
         time.sleep(1.0)
-        service_after, edge_after = _rss(stack.event_pid), _rss(edge.process.pid)
+        service_after, edge_after = sum(_rss(pid) for pid in service), _rss(edge.process.pid)
         report.add("memory per watcher: event service", f"{(service_after - service_before) / size.watchers:,.0f} B",
                    f"process RSS {service_before / 2**20:,.0f} -> {service_after / 2**20:,.0f} MiB")
         report.add("memory per watcher: Envoy", f"{(edge_after - edge_before) / size.watchers:,.0f} B",
                    f"process RSS {edge_before / 2**20:,.0f} -> {edge_after / 2**20:,.0f} MiB")
         watchers.ask("reset")
-        with SeatChanger(stack.libpq_url, stack.redis_url, event, WATCH_CHANGE_SECONDS) as changer:
+        with CpuMeter(groups) as fanning, SeatChanger(stack.libpq_url, stack.redis_url, event,
+                                                       WATCH_CHANGE_SECONDS) as changer:
             time.sleep(size.watch_seconds)
         time.sleep(1.5)
         receipts, snapshots = _merged(watchers.ask("report"))
+        deliveries = sum(seen for seen, _ in receipts.values())
         delays = []
         complete = 0
         for version, committed in changer.changes:
@@ -502,33 +564,50 @@ def watch_figures(report: Report, edge: BenchEdge, stack: BenchStack, event: Rea
             "target p99 <= 1,000 ms",
             f"{complete}/{len(changer.changes)} changes reached every watcher",
         )
+        # What the fan-out costs, whatever else shares the machine: CPU per change delivered to one watcher, and
+        # the cores each part used (a part short of what it needs falls behind, and the delays above grow).
+        report.add(
+            "CPU per change delivered to one watcher",
+            fanning.per(deliveries, 1e6, "us"),
+            f"{deliveries:,} deliveries; cores used: {fanning.cores()}",
+        )
 
         # The reconnect storm: every connection lost at once, changes go on for 5 s, everyone comes back.
         watchers.ask("drop")
         watchers.ask("reset")
+        back = 0
         with SeatChanger(stack.libpq_url, stack.redis_url, event, WATCH_CHANGE_SECONDS) as changer:
             time.sleep(RECONNECT_GAP_SECONDS if not size.watchers < 100 else 1.0)
             missed = len(changer.changes)
             started = time.time()
-            connected = watchers.ask("connect")
-            target = changer.last_version
-            caught_up = float("nan")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                receipts, snapshots = _merged(watchers.ask("report"))
-                if receipts.get(target, (0, 0.0))[0] >= size.watchers:
-                    caught_up = receipts[target][1] - started
-                    break
-                time.sleep(0.25)
+            with CpuMeter(groups) as storm:
+                connected = watchers.ask("connect")
+                target = changer.last_version
+                caught_up = float("nan")
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    receipts, snapshots = _merged(watchers.ask("report"))
+                    back = receipts.get(target, (0, 0.0))[0]
+                    if back >= size.watchers:
+                        caught_up = receipts[target][1] - started
+                        break
+                    time.sleep(0.25)
         statuses = {}
         for part in connected:
             for code, count in part["statuses"].items():
                 statuses[code] = statuses.get(code, 0) + count
         report.add(
             f"reconnect storm: {size.watchers:,} watchers back with Last-Event-ID after {missed} missed changes",
-            f"all caught up in {caught_up:.2f} s", f"answers {statuses}",
+            f"all caught up in {caught_up:.2f} s" if back >= size.watchers
+            else f"{back:,} of {size.watchers:,} caught up within 60 s",
+            f"answers {statuses}; CPU per watcher back: {storm.per(size.watchers, 1e3, 'ms')}",
             f"{snapshots} snapshot downloads (target 0)",
         )
+        retried = edge.stats("cluster.event_http.upstream_rq_retry", "cluster.event_http.upstream_cx_connect_")
+        if any(retried.values()):
+            report.notes.append("reconnect storm, the edge's upstream retries and connect failures: " + ", ".join(
+                f"{name.removeprefix('cluster.event_http.')} {value}" for name, value in sorted(retried.items())
+                if value))
     finally:
         watchers.close()
     report.notes.append(

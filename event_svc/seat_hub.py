@@ -299,7 +299,8 @@ class SeatHub:
             if event_id not in self._subscriptions:
                 await self._sync_subscription(event_id)
             confirmed = self._subscriptions[event_id]
-            await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT_SECONDS)
+            if not confirmed.done():
+                await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT_SECONDS)
         except (RedisError, OSError, TimeoutError, KeyError) as exc:
             self.leave(event_id, sink)
             log.warning("seat_feed_subscribe_failed", event_id=event_id, error=repr(exc))
@@ -353,6 +354,7 @@ class SeatHub:
             except (RedisError, OSError) as error:
                 log.warning("seat_feed_log_unavailable", event_id=event_id, error=repr(error))
                 return None
+            self._adopt(event_id, tail)
             messages = seatfeed.replay_after(tail.feed.entries, tail.feed.last, position)
             if messages is not None:
                 # The same items (and so the same rendered frames) for every watcher resuming from this read.
@@ -360,6 +362,17 @@ class SeatHub:
             if tail.feed.complete:
                 return None
         return None
+
+    def _adopt(self, event_id: int, tail: _Tail) -> None:
+        """A feed that has passed nothing on yet takes the log's tail as its recent publications, so the watchers
+        resuming after this one (a reconnect storm) are served from memory. A publication the tail holds that
+        pub/sub brings later is recognised as passed on (see _receive); one the tail missed mends from the log."""
+        feed = self._feeds.get(event_id)
+        if (feed is None or feed.last is not None or feed.recent or feed.held is not None or feed.outbox
+                or not tail.items or tail.items[-1].version != tail.feed.last):
+            return
+        feed.recent.extend(tail.items)
+        feed.last = tail.feed.last
 
     def feed_position(self, event_id: int) -> int | None:
         feed = self._feeds.get(event_id)
@@ -489,6 +502,8 @@ class SeatHub:
         if feed.held is not None:
             feed.held.append(item)
         elif feed.last is not None and item.prev != feed.last:
+            if any(seen.version == item.version for seen in feed.recent):
+                return  # passed on already (the feed took it from the log before pub/sub brought it)
             feed.held = [item]
             self._in_background(self._repair(feed), f"seat-feed-repair-{feed.event_id}")
         else:

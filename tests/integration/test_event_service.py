@@ -622,6 +622,41 @@ async def test_watchers_that_all_left_resume_from_memory_while_the_event_lingers
         await hub.close()
 
 
+async def test_after_one_resume_reads_the_log_the_rest_of_a_storm_resumes_from_memory(
+    db, redis, hub_and_viewing, monkeypatch
+):
+    import event_svc.seat_hub as seat_hub
+
+    hub, _ = hub_and_viewing
+    event = await create_event(db)
+    first = await set_seats(db, event.event_id, ["S1-A-1"], "reserved", redis=redis)
+    missed = [await set_seats(db, event.event_id, [f"S1-B-{n}"], "booked", redis=redis) for n in (1, 2, 3)]
+    # Nobody watches here: the first watcher back reads the log...
+    leader = hub.watch(event.event_id, since=first)
+    assert [(await asyncio.wait_for(anext(leader), 5)).version for _ in missed] == missed
+
+    log_reads = 0
+    original = seat_hub.seatfeed.read_tail
+
+    async def counting(*args, **kwargs):
+        nonlocal log_reads
+        log_reads += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(seat_hub.seatfeed, "read_tail", counting)
+    # ...and the others are served from what that read left in memory.
+    storm = [hub.watch(event.event_id, since=first) for _ in range(100)]
+    for stream in storm:
+        assert [(await asyncio.wait_for(anext(stream), 5)).version for _ in missed] == missed
+    assert log_reads == 0
+    live = await set_seats(db, event.event_id, ["S1-C-1"], "reserved", redis=redis)
+    for stream in [leader, *storm]:
+        change = await asyncio.wait_for(anext(stream), 5)
+        assert isinstance(change, seatfeed.SeatFeedMessage)
+        assert (change.version, change.prev) == (live, missed[-1])
+        await stream.aclose()
+
+
 async def _position(hub: SeatHub, event_id: int) -> int | None:
     return hub.feed_position(event_id)
 
