@@ -221,8 +221,10 @@ class ElasticsearchSink:
             {"_op_type": "delete", "_index": self._alias, "_id": str(event_id)}
             for event_id in ids if event_id not in found
         ]
+        # wait_for: the bulk answers once its documents are searchable, so the cursor (and the search cache's
+        # generation) move only after the change can be found.
         _, errors = await async_bulk(self._client, actions, chunk_size=BULK_CHUNK, raise_on_error=False,
-                                     raise_on_exception=True)
+                                     raise_on_exception=True, refresh="wait_for")
         failed = [error for error in errors if not _missing_delete(error)]  # type: ignore[union-attr]
         if failed:
             raise RuntimeError(f"elasticsearch refused {len(failed)} document(s): {failed[:3]}")

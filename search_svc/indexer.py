@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -79,7 +79,12 @@ class CatalogChanges:
             target.add(int(aggregate_id))
 
     def __bool__(self) -> bool:
-        return bool(self.everything or self.events or self.venues or self.performers or self.availability)
+        return bool(self.searchable or self.availability)
+
+    @property
+    def searchable(self) -> bool:
+        """Whether what searches match changed (not only an availability band)."""
+        return bool(self.everything or self.events or self.venues or self.performers)
 
 
 class IndexSink(Protocol):
@@ -146,6 +151,7 @@ class OutboxIndexer:
         gap_seconds: float = 10.0,
         standby_seconds: float = 2.0,
         listen: bool = True,
+        on_applied: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._database_url = database_url
@@ -155,6 +161,8 @@ class OutboxIndexer:
         self._gap_seconds = gap_seconds
         self._standby_seconds = standby_seconds
         self._listen_enabled = listen
+        # Called after a batch that changed what searches find has committed (the search cache's generation).
+        self._on_applied = on_applied
         self._wakeup = asyncio.Event()
         # Rows past the cursor already applied (the cursor can wait below a gap while rows beyond it are done).
         self._indexed_ahead: set[int] = set()
@@ -276,6 +284,8 @@ class OutboxIndexer:
         for row in fresh:
             lag.observe(max(0.0, float(row.age_seconds)) + elapsed)
         APPLIED.labels(self._sink.name).inc(len(fresh))
+        if self._on_applied is not None and changes:
+            await self._on_applied()
         if changes:
             log.info(
                 "search_index_updated", sink=self._sink.name, rows=len(fresh), events=len(changes.events),

@@ -38,28 +38,56 @@ _BIGINT_MAX = 2**63 - 1
 # --- the cache of popular queries ------------------------------------------------------------------------------
 
 
+# Bumped by the indexer of the serving backend after each batch of catalog changes it made searchable: a cached
+# answer from an older generation is not served, so an edit is never hidden behind the cache.
+SEARCH_GENERATION_KEY = "tix:search:generation"
+# Misses remembered between get and put (one per query being answered), at most this many.
+_PENDING_LIMIT = 10_000
+
+
+async def bump_search_generation(redis: Redis) -> None:
+    try:
+        await redis.incr(SEARCH_GENERATION_KEY)
+    except RedisError as exc:
+        log.warning("search_cache_unavailable", error=repr(exc))
+
+
 class RedisSearchCache:
-    """Answers for a few seconds: a query trending on a sale day is asked thousands of times a second."""
+    """Answers for a few seconds: a query trending on a sale day is asked thousands of times a second.
+
+    Each answer is stored with the index generation read when the query missed (before the backend was asked), and
+    served only while the generation is unchanged: one MGET reads both, so a hit costs one round trip, as before.
+    """
 
     def __init__(self, redis: Redis, seconds: float) -> None:
         self._redis = redis
         self._ms = int(seconds * 1000)
+        self._pending: dict[str, str] = {}
 
     async def get(self, key: str) -> SearchPage | None:
         if self._ms <= 0:
             return None
         try:
-            raw = await self._redis.get(f"tix:search:{key}")
+            generation, raw = await self._redis.mget(SEARCH_GENERATION_KEY, f"tix:search:{key}")
         except RedisError as exc:
             log.warning("search_cache_unavailable", error=repr(exc))
             return None
-        return decode_page(as_text(raw)) if raw else None
+        current = as_text(generation) if generation else "0"
+        if raw:
+            stored, _, page = as_text(raw).partition("|")
+            if stored == current:
+                return decode_page(page)
+        if len(self._pending) >= _PENDING_LIMIT:
+            self._pending.clear()
+        self._pending[key] = current
+        return None
 
     async def put(self, key: str, page: SearchPage) -> None:
-        if self._ms <= 0:
+        generation = self._pending.pop(key, None)
+        if self._ms <= 0 or generation is None:
             return
         try:
-            await self._redis.set(f"tix:search:{key}", encode_page(page), px=self._ms)
+            await self._redis.set(f"tix:search:{key}", f"{generation}|{encode_page(page)}", px=self._ms)
         except RedisError as exc:
             log.warning("search_cache_unavailable", error=repr(exc))
 

@@ -3,7 +3,7 @@ for ``tix search index`` (and the server), and a full rebuild for ``tix search r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from search_svc.es_backend import ElasticsearchSink, open_client
 from search_svc.es_backend import reindex as reindex_elasticsearch
 from search_svc.indexer import IndexSink, OutboxIndexer, PostgresDocumentSink
+from search_svc.repository import bump_search_generation
 from search_svc.settings import SearchSettings
 from tix.db import create_engine
 from tix.search_documents import upsert_documents_sql
@@ -44,7 +45,14 @@ def build_sinks(
     return sinks
 
 
-def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[IndexSink]) -> list[OutboxIndexer]:
+def build_indexers(
+    settings: SearchSettings,
+    engine: AsyncEngine,
+    sinks: list[IndexSink],
+    on_applied: Callable[[], Awaitable[None]] | None = None,
+) -> list[OutboxIndexer]:
+    """One indexer per sink; ``on_applied`` (the search cache's generation) follows the sink of the backend that
+    answers searches (the last one: the external backend when one is configured)."""
     return [
         OutboxIndexer(
             engine,
@@ -55,6 +63,7 @@ def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[In
             gap_seconds=settings.indexer_gap_seconds,
             standby_seconds=settings.indexer_standby_seconds,
             listen=settings.indexer_listen,
+            on_applied=on_applied if sink is sinks[-1] else None,
         )
         for sink in sinks
     ]
@@ -62,13 +71,18 @@ def build_indexers(settings: SearchSettings, engine: AsyncEngine, sinks: list[In
 
 @asynccontextmanager
 async def open_indexers(settings: SearchSettings) -> AsyncIterator[list[OutboxIndexer]]:
+    from redis.asyncio import Redis
+
     engine = create_engine(settings, pool_size=3)
     es_client = elasticsearch_client(settings)
+    redis = Redis.from_url(settings.redis_url)
     try:
-        yield build_indexers(settings, engine, build_sinks(settings, engine, es_client))
+        sinks = build_sinks(settings, engine, es_client)
+        yield build_indexers(settings, engine, sinks, on_applied=lambda: bump_search_generation(redis))
     finally:
         if es_client is not None:
             await es_client.close()
+        await redis.aclose()
         await engine.dispose()
 
 

@@ -11,7 +11,7 @@ from prometheus_client import Counter
 from search_svc.domain import EventSearch, SearchBackend
 from search_svc.es_backend import ElasticsearchSearchBackend
 from search_svc.postgres import PostgresSearchBackend
-from search_svc.repository import RedisSearchCache
+from search_svc.repository import RedisSearchCache, bump_search_generation
 from search_svc.runner import build_indexers, build_sinks, elasticsearch_client
 from search_svc.servicer import SearchServicer
 from search_svc.settings import SearchSettings
@@ -49,7 +49,11 @@ async def setup(server: grpc.aio.Server, runtime: Runtime[SearchSettings]) -> No
     )
     if settings.indexer_enabled:
         # Every worker and replica runs one per sink; one of them leads (search_svc.indexer).
-        for indexer in build_indexers(settings, runtime.engine, build_sinks(settings, runtime.engine, es_client)):
+        sinks = build_sinks(settings, runtime.engine, es_client)
+        indexers = build_indexers(
+            settings, runtime.engine, sinks, on_applied=lambda: bump_search_generation(runtime.redis)
+        )
+        for indexer in indexers:
             runtime.spawn(indexer.run(), name=f"search-outbox-indexer-{indexer.sink.name}")
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search, _now), server)
 

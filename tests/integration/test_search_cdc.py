@@ -294,3 +294,22 @@ async def test_killing_the_indexer_process_mid_stream_loses_no_change(settings_e
 
 async def _caught_up(db) -> bool:
     return await _cursor(db) == await last_outbox_id(db)
+
+
+# --- the search cache ------------------------------------------------------------------------------------------
+
+
+async def test_a_cached_answer_is_not_served_once_the_indexer_applied_a_change(settings_env, db, redis):
+    from search_svc.domain import SearchPage
+    from search_svc.repository import RedisSearchCache, bump_search_generation
+
+    cache = RedisSearchCache(redis, seconds=30)
+    assert await cache.get("q") is None
+    await cache.put("q", SearchPage(hits=(), total_size=0))
+    assert await cache.get("q") == SearchPage(hits=(), total_size=0)
+    await bump_search_generation(redis)
+    assert await cache.get("q") is None
+    # An answer computed from before the bump is not stored as current after it.
+    await bump_search_generation(redis)
+    await cache.put("q", SearchPage(hits=(), total_size=0))
+    assert await cache.get("q") is None
