@@ -190,7 +190,6 @@ async def test_a_fan_finds_an_event_with_a_typo_watches_the_map_live_and_buys_se
     await page.wait_for_function("window.tixMetrics && window.tixMetrics.draws.length > 0", timeout=WAIT_MS)
     await page.wait_for_function("window.tixMetrics.watchFrames > 0", timeout=WAIT_MS)
     seat = await page.evaluate("document.querySelector('.seat.available').dataset.seatId")
-    await _screenshot(page, "event", tmp_path)
 
     # Another fan holds a seat: it turns "reserved" on this page without a reload.
     other = issue_token(mesh.var_dir, "web-bob")
@@ -208,6 +207,7 @@ async def test_a_fan_finds_an_event_with_a_typo_watches_the_map_live_and_buys_se
           f"(its answer took {answered - started:.0f} ms)")
     assert "reserved" in (await page.get_attribute(f"[data-seat-id='{seat}']", "class"))
     assert "Reserved" in (await page.get_attribute(f"[data-seat-id='{seat}']", "aria-label") or "").title()
+    await _screenshot(page, "event", tmp_path)
 
     # Best available two: the hold, its countdown, the card form.
     await page.select_option("#quantity", "2")
