@@ -25,6 +25,9 @@ MAX_QUERY_LENGTH = 200
 MAX_RADIUS_KM = 20_000.0
 # Deep paging costs the backend more with every page; like Elasticsearch's max_result_window, results stop here.
 MAX_RESULT_WINDOW = 10_000
+# total_size is exact up to this many matches and a lower bound beyond (like Elasticsearch's track_total_hits):
+# counting further costs a read per match, and "more than 1,000" is all a fan needs.
+EXACT_TOTAL = 1_000
 # tix.v1.EventCategory numbers (0 means any).
 KNOWN_CATEGORIES = frozenset({1, 2, 3, 4, 5})
 
@@ -119,7 +122,7 @@ class SearchHit:
 @dataclass(frozen=True)
 class SearchPage:
     hits: tuple[SearchHit, ...]
-    # Matching events, exact up to MAX_RESULT_WINDOW and a lower bound beyond.
+    # Matching events, exact up to EXACT_TOTAL and a lower bound beyond.
     total_size: int
     next_page_token: str = ""
     # The backend's position after the last hit (search_after), "" when nothing follows.
@@ -268,7 +271,9 @@ class EventSearch:
             return cached
         page = await self._backend.search(query)
         end = query.offset + len(page.hits)
-        if page.cursor and len(page.hits) == query.limit and end < min(page.total_size, MAX_RESULT_WINDOW):
+        # A total at EXACT_TOTAL is a lower bound: more may follow it.
+        more = end < page.total_size or page.total_size >= EXACT_TOTAL
+        if page.cursor and len(page.hits) == query.limit and end < MAX_RESULT_WINDOW and more:
             page = replace(page, next_page_token=encode_page_token(query, page))
         await self._cache.put(key, page)
         self._on_served(False)

@@ -17,7 +17,8 @@ How each kind stays bounded (the indexes are in migration 0009_searchpg_search_a
   returns the page; ties soonest first.
 - **Paging** is keyset: the cursor is the sort key of the page's last hit (``[rank,] [distance,] starts_at,
   event_id``) and the next page starts strictly after it, through the same index; no OFFSET anywhere.
-- **Counting** stops at MAX_RESULT_WINDOW and happens on the first page only (later pages repeat it).
+- **Counting** stops at EXACT_TOTAL and happens on the first page only (later pages repeat it); a keyword query's
+  total is its candidates.
 
 Events that already started are left out unless the query's start_time reaches back to them.
 """
@@ -35,7 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from search_svc.domain import (
-    MAX_RESULT_WINDOW,
+    EXACT_TOTAL,
     CitySuggestion,
     SearchHit,
     SearchPage,
@@ -47,8 +48,8 @@ from tix.availability import AvailabilityBand
 from tix.catalog import Performer, Venue, venue_and_performer
 from tix.errors import InvalidArgument
 
-# Documents a keyword query ranks at most: the bound on its work, whatever the words.
-TEXT_CANDIDATES = 1000
+# Documents a keyword query ranks at most: the bound on its work, whatever the words (and its exact total).
+TEXT_CANDIDATES = EXACT_TOTAL
 # A prefix shorter than this would expand to most of the vocabulary.
 MIN_PREFIX = 3
 _WORDS = re.compile(r"[^\W_]+")
@@ -68,13 +69,16 @@ _TRIGRAM_LIMITS = text(
 # with it (a word being typed).
 _CHECK_WORDS = text(
     f"""
-    SELECT w.word,
-           EXISTS (SELECT 1 FROM search_terms t WHERE t.term = w.word) AS known,
-           EXISTS (SELECT 1 FROM search_terms t WHERE t.term > w.word AND t.term < w.word || '{_TOP}') AS prefix,
-           (SELECT t.term FROM search_terms t
-            WHERE t.term % w.word AND NOT EXISTS (SELECT 1 FROM search_terms k WHERE k.term = w.word)
-            ORDER BY similarity(t.term, w.word) DESC, length(t.term), t.term LIMIT 1) AS nearest
+    SELECT w.word, k.known, k.prefix,
+           CASE WHEN k.known THEN NULL ELSE (
+               SELECT t.term FROM search_terms t WHERE t.term % w.word
+               ORDER BY similarity(t.term, w.word) DESC, length(t.term), t.term LIMIT 1
+           ) END AS nearest
     FROM unnest(CAST(:words AS text[])) AS w(word)
+    CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM search_terms t WHERE t.term = w.word) AS known,
+               EXISTS (SELECT 1 FROM search_terms t WHERE t.term > w.word AND t.term < w.word || '{_TOP}') AS prefix
+    ) AS k
     """
 )
 
@@ -120,11 +124,11 @@ class PostgresSearchBackend:
                 total = query.total
             elif len(hits) < query.limit:
                 total = query.offset + len(hits)
-            elif rows and rows[0].get("matches") is not None and rows[0]["matches"] < self._candidates:
-                total = rows[0]["matches"]  # keywords: every match is a candidate, counted already
+            elif rows and rows[0].get("matches") is not None:
+                total = rows[0]["matches"]  # keywords: the candidates, counted already (a lower bound at the cap)
             else:
                 assert statement.count_sql is not None
-                params = {**statement.params, "cap": MAX_RESULT_WINDOW}
+                params = {**statement.params, "cap": EXACT_TOTAL}
                 total = int(await conn.scalar(text(statement.count_sql), params) or 0)
         cursor = ""
         if hits and len(hits) == query.limit:
