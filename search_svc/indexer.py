@@ -134,6 +134,15 @@ _NEXT_ROWS = text(
     FROM outbox WHERE outbox_id > :cursor ORDER BY outbox_id LIMIT :batch
     """
 )
+# A consumer that no longer runs keeps its cursor, and so the rows after it: delete its outbox_cursors row when a
+# backend is retired (a new Elasticsearch index is built from the catalog, not from old outbox rows).
+_PRUNE = text(
+    """
+    DELETE FROM outbox WHERE outbox_id <= (SELECT min(last_outbox_id) FROM outbox_cursors)
+        AND created_at < now() - make_interval(secs => :seconds)
+    """
+)
+_PRUNE_EVERY_SECONDS = 600.0
 _MOVE_CURSOR = text("UPDATE outbox_cursors SET last_outbox_id = :cursor, updated_at = now() WHERE consumer = :consumer")
 
 
@@ -152,6 +161,7 @@ class OutboxIndexer:
         standby_seconds: float = 2.0,
         listen: bool = True,
         on_applied: Callable[[], Awaitable[None]] | None = None,
+        retention_seconds: float | None = None,
     ) -> None:
         self._engine = engine
         self._database_url = database_url
@@ -163,6 +173,9 @@ class OutboxIndexer:
         self._listen_enabled = listen
         # Called after a batch that changed what searches find has committed (the search cache's generation).
         self._on_applied = on_applied
+        # Outbox rows older than this that every consumer has passed are deleted by this indexer (one of them).
+        self._retention_seconds = retention_seconds
+        self._pruned_at = 0.0
         self._wakeup = asyncio.Event()
         # Rows past the cursor already applied (the cursor can wait below a gap while rows beyond it are done).
         self._indexed_ahead: set[int] = set()
@@ -247,6 +260,12 @@ class OutboxIndexer:
                 handled = 0
             if handled >= self._batch_size:
                 continue  # more is waiting
+            if self._retention_seconds is not None and time.monotonic() - self._pruned_at > _PRUNE_EVERY_SECONDS:
+                self._pruned_at = time.monotonic()
+                try:
+                    await self.prune()
+                except Exception as exc:  # noqa: BLE001 - tried again later
+                    log.warning("outbox_prune_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
 
@@ -293,6 +312,15 @@ class OutboxIndexer:
                 availability=len(changes.availability), everything=changes.everything,
             )
         return len(rows)
+
+    async def prune(self) -> int:
+        """Delete outbox rows every consumer has passed and that are older than the retention; how many."""
+        assert self._retention_seconds is not None
+        async with self._engine.begin() as conn:
+            result = await conn.execute(_PRUNE, {"seconds": self._retention_seconds})
+        if result.rowcount:
+            log.info("outbox_pruned", rows=result.rowcount)
+        return int(result.rowcount)
 
     def _advance(self, cursor: int, outbox_ids: Sequence[int]) -> int:
         now = time.monotonic()

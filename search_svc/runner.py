@@ -64,6 +64,8 @@ def build_indexers(
             standby_seconds=settings.indexer_standby_seconds,
             listen=settings.indexer_listen,
             on_applied=on_applied if sink is sinks[-1] else None,
+            # One pruner: the PostgreSQL documents' indexer, which every configuration runs.
+            retention_seconds=settings.outbox_retention_hours * 3600 if sink is sinks[0] else None,
         )
         for sink in sinks
     ]

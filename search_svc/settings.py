@@ -32,3 +32,6 @@ class SearchSettings(ReadServiceSettings):
     indexer_gap_seconds: float = 10.0
     # How often a standby indexer (another process leads) tries to take over.
     indexer_standby_seconds: float = 2.0
+    # Outbox rows every consumer has applied are kept this long (for inspection), then deleted by the leading
+    # PostgreSQL indexer.
+    outbox_retention_hours: float = 24.0

@@ -313,3 +313,18 @@ async def test_a_cached_answer_is_not_served_once_the_indexer_applied_a_change(s
     await bump_search_generation(redis)
     await cache.put("q", SearchPage(hits=(), total_size=0))
     assert await cache.get("q") is None
+
+
+async def test_outbox_rows_every_consumer_passed_are_pruned_after_the_retention(db, database_url):
+    await add_catalog(db, events=3)
+    last = await last_outbox_id(db)
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE outbox SET created_at = now() - interval '2 days' WHERE outbox_id <= 3"))
+        await conn.execute(text("INSERT INTO outbox_cursors (consumer, last_outbox_id) VALUES ('search', :l), "
+                                "('search-es:tix-events', 2)"), {"l": last})
+    pruner = OutboxIndexer(db, database_url, PostgresDocumentSink(), retention_seconds=86400)
+    # Rows 1-2 are old and passed by both consumers; row 3 is old but the slower consumer has not applied it.
+    assert await pruner.prune() == 2
+    async with db.connect() as conn:
+        remaining = list(await conn.scalars(text("SELECT outbox_id FROM outbox ORDER BY outbox_id")))
+    assert remaining == list(range(3, last + 1))
