@@ -255,7 +255,11 @@ class _SseWatch(asyncio.Protocol):
             found = _STATUS.search(data)
             if found:
                 self.answered = True
-                self.swarm.statuses[int(found.group(1))] = self.swarm.statuses.get(int(found.group(1)), 0) + 1
+                status = int(found.group(1))
+                self.swarm.statuses[status] = self.swarm.statuses.get(status, 0) + 1
+                if status != 200:  # refused: not a watcher (the rounds do not wait for it)
+                    self.swarm.finished.add(self.index)
+                    self.swarm.heard[self.index] = now
         if b"data:" in data:
             self.swarm.heard[self.index] = now
             if b"ADMITTED" in data:
