@@ -202,7 +202,7 @@ export class SeatCanvas {
     ctx.fillStyle = "#1b1f24";
     ctx.font = "12px system-ui, sans-serif";
     ctx.textAlign = "center";
-    ctx.fillText("STAGE", sx, sy + 4);
+    if (sx > 30 && sy > 10 && sx < w - 30 && sy < h - 10) ctx.fillText("STAGE", sx, sy + 4);
     if (size >= 10) {  // close enough to read: section names at their centres
       ctx.fillStyle = "#1b1f24";
       for (const section of model.sections) {
