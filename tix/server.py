@@ -27,10 +27,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tix.db import create_engine
-from tix.errors import ERROR_DOMAIN, DomainError
+from tix.errors import ERROR_DOMAIN, DomainError, Unavailable
 from tix.logs import configure_logging, get_logger
 from tix.metrics import RPC_HANDLED, RPC_IN_FLIGHT, RPC_LATENCY, start_metrics_server
 from tix.redis_pool import create_redis
@@ -277,6 +280,8 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> str:
         return exc.code.value
     if isinstance(exc, NotImplementedError):
         return "UNIMPLEMENTED"
+    if store_unavailable(exc):
+        return "UNAVAILABLE"
     return "INTERNAL"
 
 
@@ -289,8 +294,24 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, service:
     if isinstance(exc, NotImplementedError):
         # The generated base servicers answer this way for RPCs a service does not implement (yet).
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
+    if store_unavailable(exc):
+        # PostgreSQL or Redis is away (a restart, a failover): a fast UNAVAILABLE the client may retry, not a 500.
+        log.warning("rpc_store_unavailable", service=service, method=method, error=repr(exc))
+        await context.abort_with_status(status_for(_store_unavailable_error()))
     log.error("rpc_crashed", service=service, method=method, error=repr(exc), exc_info=exc)
     await context.abort_with_status(rpc_status.to_status(_INTERNAL))
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says a store could not be reached (connection refused, lost or timed out), as opposed to a
+    bug: the database's OperationalError/InterfaceError or a lost connection, Redis connection errors."""
+    if isinstance(exc, (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, ConnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _store_unavailable_error() -> DomainError:
+    return Unavailable("STORE_UNAVAILABLE", "a data store is briefly unavailable, try again shortly").retry_after(1.0)
 
 
 def _record(service: str, method: str, code: str, started: float, *, streaming: bool = False) -> None:

@@ -90,3 +90,16 @@ def test_domain_errors_map_to_codes_with_error_info():
     assert info.reason == "SEAT_UNAVAILABLE"
     assert info.domain == "tix.dev"
     assert status_for(InvalidArgument("seat_ids", "empty")).code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_store_that_cannot_be_reached_is_unavailable_and_a_bug_is_not():
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from tix.server import store_unavailable
+
+    assert store_unavailable(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+    assert store_unavailable(RedisConnectionError("Connection refused"))
+    assert store_unavailable(ConnectionRefusedError())
+    assert not store_unavailable(ProgrammingError("SELEC 1", {}, Exception("syntax error")))
+    assert not store_unavailable(KeyError("x"))
