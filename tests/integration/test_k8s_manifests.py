@@ -607,3 +607,16 @@ def test_every_alert_watches_metrics_the_services_export(renders: dict[str, list
         assert not missing, f"{name} watches metrics no service exports: {missing}"
         assert rule["labels"]["severity"] in ("page", "warn")
         assert rule["annotations"]["summary"]
+
+
+@kubectl
+def test_leaked_holds_are_reaped_periodically_one_pass_at_a_time(renders: dict[str, list[Doc]]) -> None:
+    docs = renders["overlays/production"]
+    cron = _named(docs, "CronJob", "booking-reap-holds")
+    assert cron is not None
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] + container["args"] == ["tix", "bookings", "reap-holds"]
+    # The same network policy as reconcile: PostgreSQL and Redis.
+    labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "reconcile"
