@@ -70,8 +70,12 @@ async def alias():
     yield name
     client = open_client(ES_URL, 10)
     try:
-        await client.indices.delete(index=f"{name}-*", ignore_unavailable=True, allow_no_indices=True)
-        await client.indices.delete_index_template(name=f"{name}-template")
+        # By name: clusters refuse wildcard deletes by default (action.destructive_requires_name).
+        found = await client.indices.get(index=f"{name}-*", allow_no_indices=True, ignore_unavailable=True)
+        for index in found.body:
+            await client.indices.delete(index=index, ignore_unavailable=True)
+        if (await client.indices.exists_index_template(name=f"{name}-template")).body:
+            await client.indices.delete_index_template(name=f"{name}-template")
     finally:
         await client.close()
 
