@@ -6,6 +6,7 @@ on-sale read path (``bench/read.py``): event pages, a stadium's seat map and 5,0
     python -m bench                       # both: the sale (below) and the read path
     python -m bench sale                  # the flash sale only: 20,000 seats, 200,000 attempts, 500 clients
     python -m bench read                  # the read path only (--watchers, --event-workers)
+    python -m bench booking               # best-available for crowds beside the named-seat sale (bench/booking.py)
     python -m bench cdc                   # search change-data-capture lag at 100 catalog changes/s (--cdc-rate)
     python -m bench queue                 # the waiting room: joins, 5k/10k/20k watchers, SSE through Envoy
     python -m bench --quick               # a small run (about a minute)
@@ -27,6 +28,8 @@ import sys
 import time
 
 from bench import baselines
+from bench.booking import add_arguments as booking_arguments
+from bench.booking import run_booking
 from bench.catalog import BLOCK, create_sale_event
 from bench.cdc import add_arguments as cdc_arguments
 from bench.cdc import run_cdc
@@ -42,12 +45,13 @@ from bench.stack import BenchStack, bench_stack
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc", "queue"),
+    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc", "queue", "booking"),
                         default="all", help="which benchmark: the flash sale, the read path, search CDC lag, the "
-                        "waiting room, or all (default)")
+                        "waiting room, best-available for crowds, or all (default)")
     read_arguments(parser)
     cdc_arguments(parser)
     queue_arguments(parser)
+    booking_arguments(parser)
     parser.add_argument("--seats", type=int, default=20_000, help="seats of the event (a multiple of 40)")
     parser.add_argument("--attempts", type=int, default=200_000, help="reserve attempts in the sale")
     parser.add_argument("--clients", type=int, default=500, help="concurrent clients")
@@ -320,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     with bench_stack(keep_database=args.keep_db) as stack:
         if args.scenario in ("all", "sale"):
             _sale(args, stack, report, checks)
+        if args.scenario in ("all", "booking"):
+            try:
+                run_booking(args, stack, report, checks)
+            except Exception as error:  # noqa: BLE001 - report it; the other figures still print
+                report.notes.append(f"best-available bench failed: {error!r}")
+                print(stack.booking_log_tail(), file=sys.stderr)
+                failed_read.append(error)
         if args.scenario in ("all", "read"):
             try:
                 run_read(args, stack, report)

@@ -55,6 +55,9 @@ class LoadSpec:
     http_base: str = ""  # the Envoy edge, for the REST scenarios
     signing_key_path: str = ""  # the dev RSA key the edge's JWKS trusts, to sign fans' tokens
     seed: int = 1
+    # Best-available scenarios: quantities asked (min, max), per-call deadline range in seconds (0: 60 s).
+    quantities: tuple[int, int] = (1, 8)
+    call_deadline: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -158,7 +161,7 @@ async def _child(spec: LoadSpec, index: int, done, ready) -> LoadResult:
 
     async def client(slot: int) -> None:
         nonlocal next_op, local_done
-        while next_op < my_total and time.monotonic() < deadline:
+        while next_op < my_total and time.monotonic() < deadline and not scenario.finished:
             n = next_op
             next_op += 1
             await scenario.operate(n, slot, result)
@@ -182,6 +185,8 @@ class _Scenario:
         self.spec = spec
         self.index = index
         self.rng = random.Random(spec.seed * 1000 + index)
+        # Set by a scenario that ends by itself (best-available: sold out); the clients then stop.
+        self.finished = False
 
     async def open(self) -> None: ...
 
@@ -543,6 +548,95 @@ class RestFlashSaleScenario(_FanScenario, _RestScenario):
             result.outcomes[f"confirm ended {confirmed.get('status')}"] += 1
 
 
+class BestAvailableScenario(_FanScenario, _GrpcScenario):
+    """Fans asking best-available for N seats (N uniform in ``spec.quantities``), each a new fan. A quantity the
+    service answers "no N adjacent seats" for is not asked again by this process; when none is left, the process
+    stops (sold out). Winners pay and confirm in the background (a fan who won goes off to pay; the next fan takes
+    the client's turn), at most 16 at once per process. With ``spec.call_deadline`` each call carries a deadline
+    drawn from that range: fans who give up."""
+
+    async def open(self) -> None:
+        import httpx
+
+        from tixpb.v1 import booking_pb2, booking_pb2_grpc
+
+        await _GrpcScenario.open(self)
+        self.stripe = httpx.AsyncClient(
+            base_url=self.spec.stripe_api_base,
+            headers={"Authorization": f"Bearer {DEVELOPMENT_STRIPE_API_KEY}"},
+            timeout=60,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        )
+        self.pb = booking_pb2
+        self.stubs = [booking_pb2_grpc.BookingServiceStub(c) for c in self.channels]
+        self.quantities = list(range(self.spec.quantities[0], self.spec.quantities[1] + 1))
+        self.payers = asyncio.Semaphore(16)
+        self.paying: set[asyncio.Task[None]] = set()
+        self.result: LoadResult | None = None
+
+    async def close(self) -> None:
+        if self.paying:
+            await asyncio.gather(*self.paying, return_exceptions=True)
+        await self.stripe.aclose()
+        await _GrpcScenario.close(self)
+
+    async def operate(self, n: int, slot: int, result: LoadResult) -> None:
+        import grpc
+
+        if not self.quantities:
+            self.finished = True
+            return
+        self.result = result
+        quantity = self.rng.choice(self.quantities)
+        stub = self.stubs[slot % len(self.stubs)]
+        metadata = (("x-user-id", f"fan-{self.spec.seed}-ba-{self.index}-{n}"),)
+        request = self.pb.ReserveSeatsRequest(
+            event_id=str(self.spec.event_id), best_available=self.pb.BestAvailable(quantity=quantity),
+            request_id=uuid.uuid4().hex,
+        )
+        low, high = self.spec.call_deadline
+        timeout = self.rng.uniform(low, high) if high else 60
+        started = time.perf_counter()
+        try:
+            booking = await stub.ReserveSeats(request, metadata=metadata, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            result.latencies.append(time.perf_counter() - started)
+            reason = error_reason(error)
+            result.outcomes[f"reserve {reason}"] += 1
+            if reason == "ABORTED:SEAT_UNAVAILABLE" and quantity in self.quantities:
+                # No block of this size is left (the allocator answers from the whole event).
+                self.quantities = [q for q in self.quantities if q < quantity]
+            elif reason.startswith(("RESOURCE_EXHAUSTED", "UNAVAILABLE")):
+                await asyncio.sleep(self.rng.uniform(0.5, 1.0))  # as RetryInfo asks
+            return
+        result.latencies.append(time.perf_counter() - started)
+        result.outcomes["reserve won"] += 1
+        task = asyncio.create_task(self._pay(stub, metadata, booking, result))
+        self.paying.add(task)
+        task.add_done_callback(self.paying.discard)
+
+    async def _pay(self, stub: Any, metadata: Any, booking: Any, result: LoadResult) -> None:
+        import grpc
+
+        async with self.payers:
+            if not await self.pay(booking.payment.payment_intent_id):
+                result.outcomes["payment failed"] += 1
+                return
+            try:
+                confirmed = await stub.ConfirmBooking(
+                    self.pb.ConfirmBookingRequest(booking_id=booking.booking_id), metadata=metadata, timeout=60
+                )
+            except grpc.aio.AioRpcError as error:
+                result.outcomes[f"confirm {error_reason(error)}"] += 1
+                return
+            if confirmed.status == self.pb.BOOKING_STATUS_CONFIRMED:
+                now = time.time()
+                result.outcomes["confirmed"] += 1
+                result.seats_confirmed += len(confirmed.seats)
+                result.first_confirm = min(result.first_confirm or now, now)
+                result.last_confirm = now
+
+
 SCENARIOS = {
     "health": HealthScenario,
     "flash_sale": FlashSaleScenario,
@@ -550,4 +644,5 @@ SCENARIOS = {
     "rest_flash_sale": RestFlashSaleScenario,
     "rest_echo": RestEchoScenario,
     "edge_local": EdgeLocalScenario,
+    "best_available": BestAvailableScenario,
 }
