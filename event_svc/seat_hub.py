@@ -344,10 +344,9 @@ class SeatHub:
             # Offered first (the watcher buffers them), so what the replay below holds is offered no later.
             self._flush(feed)
         if feed is not None and feed.last is not None and feed.held is None:
-            replay = seatfeed.replay_after([item.message for item in feed.recent], feed.last, position)
+            replay = _replay_from_memory(feed, position)
             if replay is not None:
-                recent = list(feed.recent)
-                return recent[len(recent) - len(replay):] if replay else []
+                return replay
         for count in _TAIL_READS:
             try:
                 tail = await self._tail(event_id, count, joined)
@@ -588,6 +587,20 @@ class SeatHub:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._pubsub.aclose()
+
+
+def _replay_from_memory(feed: _EventFeed, position: int) -> list[FeedItem] | None:
+    """The feed's recent publications after ``position`` (as ``seatfeed.replay_after``), searched from the newest:
+    a storm of watchers resuming after a short gap each walks back only over what it missed."""
+    if position == feed.last:
+        return []
+    missed: list[FeedItem] = []
+    for item in reversed(feed.recent):
+        missed.append(item)
+        if item.prev == position:
+            missed.reverse()
+            return missed
+    return None
 
 
 def _event_of(channel: str | None) -> int | None:
