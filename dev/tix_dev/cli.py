@@ -60,11 +60,13 @@ def edge_config(
     """Render the Envoy configuration for TARGET from the service registry and the descriptor set."""
     from pathlib import Path
 
-    from tix_dev.edge import load_limits, render_config
+    from tix_dev.edge import load_limits, render_config, write_k8s_web
 
     text = render_config(target, limits=load_limits(Path(limits))) if limits else render_config(target)
     if output:
         Path(output).write_text(text)
+        if target == "k8s":  # the files the configuration names, beside it (the edge-web ConfigMap)
+            write_k8s_web(Path(output).parent / "web")
     else:
         typer.echo(text)
 

@@ -42,7 +42,7 @@ from tix_dev.settings import DESCRIPTOR_PATH, REPO_ROOT, DevSettings
 from tix_dev.signin import DEFAULT_PORT as SIGN_IN_PORT
 from tix_dev.signin import SIGN_IN_PATH
 from tix_dev.tokens import dev_key_paths, dev_stream_jwks_path
-from tix_dev.webapp import ENCODINGS, WebConfig, WebFile, build_web
+from tix_dev.webapp import ENCODINGS, WebConfig, WebFile, build_web, plan_web, web_files_at
 
 PROTO_PACKAGE = "tix.v1"
 JWT_PROVIDER = "tix"
@@ -331,7 +331,28 @@ def k8s_target() -> EdgeTarget:
         # The web app is served on the edge's own origin; other origins are added per deployment (envoy/README.md).
         cors_origins=(),
         read_upstream=("event-svc", SERVICES["event"].http_port),
+        # The web app from the edge-web ConfigMap (k8s/base/edge/web, written by `tix edge config --target k8s`).
+        web_files=tuple(web_files_at(Path(K8S_WEB_MOUNT), plan_web(WebConfig.production()))),
     )
+
+
+K8S_WEB_MOUNT = "/etc/tix/web"
+K8S_WEB_CONFIG_MAP = "edge-web"
+
+
+def write_k8s_web(directory: Path) -> list[str]:
+    """The web app's files for the cluster's edge, and a kustomization that makes them the edge-web ConfigMap
+    (mounted at K8S_WEB_MOUNT). Returns the file names."""
+    build_web(directory, WebConfig.production())
+    names = sorted(path.name for path in directory.iterdir())
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "configMapGenerator": [{"name": K8S_WEB_CONFIG_MAP, "files": names}],
+    }
+    header = "# Written by `tix edge config --target k8s --output k8s/base/edge/envoy.yaml`: the web app (web/), built.\n"
+    (directory / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
+    return names
 
 
 def render_config(target: str | EdgeTarget = "local", **overrides: Any) -> str:

@@ -46,6 +46,7 @@ CONTENT_TYPES = {
     ".png": "image/png",
     ".ico": "image/x-icon",
 }
+PUBLISHABLE_KEY_PLACEHOLDER = "pk_live_CHANGE_ME"
 # Encodings in the order the edge prefers them when a browser accepts several.
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
 
@@ -77,6 +78,12 @@ class WebConfig:
     sign_in_url: str = ""
 
     @classmethod
+    def production(cls) -> WebConfig:
+        """The cluster's edge: the real Stripe.js; the operator's publishable key replaces the placeholder
+        (docs/web.md), and fans sign in with the operator's identity provider."""
+        return cls(stripe_js_url="https://js.stripe.com/v3/", stripe_publishable_key=PUBLISHABLE_KEY_PLACEHOLDER)
+
+    @classmethod
     def local(cls, stripe_api_base: str = DEVELOPMENT_STRIPE_API_BASE) -> WebConfig:
         """The local mesh: localstripe's Stripe.js stand-in."""
         return cls(stripe_js_url=f"{stripe_api_base.rstrip('/')}/js.stripe.com/v3/")
@@ -105,31 +112,50 @@ def _write_with_encodings(path: Path, content: bytes) -> None:
     path.with_name(path.name + ".gz").write_bytes(gzip.compress(content, compresslevel=9, mtime=0))
 
 
-def build_web(out: Path, config: WebConfig | None = None, source: Path = WEB_SOURCE) -> list[WebFile]:
-    """Build the app from ``source`` into ``out`` (replaced whole); the files for the edge to serve, index first."""
-    config = config or WebConfig()
-    staging = out.with_name(f"{out.name}.building-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    (staging / "assets").mkdir(parents=True)
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file of a build: the URL it answers, its file name (flat: a ConfigMap holds no directories), its bytes."""
+
+    url_path: str
+    name: str
+    content: bytes
+    content_type: str
+    cache_control: str
+
+
+def plan_web(config: WebConfig, source: Path = WEB_SOURCE) -> list[PlannedFile]:
+    """The files of the app, index first, without writing anything."""
     hashed: dict[str, str] = {}
-    assets: list[tuple[str, str, Path]] = []
+    assets: list[PlannedFile] = []
     for path in sorted((source / "assets").iterdir()):
         if not path.is_file():
             continue
         content = path.read_bytes()
         name = digest_name(path, content)
         hashed[path.name] = ASSET_PREFIX + name
-        _write_with_encodings(staging / "assets" / name, content)
-        assets.append((ASSET_PREFIX + name, name, path))
-    index = render_index((source / "index.html").read_text(), hashed, config)
-    _write_with_encodings(staging / "index.html", index.encode())
+        assets.append(PlannedFile(ASSET_PREFIX + name, name, content, _content_type(path), IMMUTABLE))
+    index = render_index((source / "index.html").read_text(), hashed, config).encode()
+    return [PlannedFile(INDEX_PATH, "index.html", index, CONTENT_TYPES[".html"], REVALIDATE), *assets]
+
+
+def web_files_at(directory: Path, planned: list[PlannedFile]) -> list[WebFile]:
+    """Where the edge finds each planned file once it is written (or mounted) in ``directory``."""
+    return [WebFile(p.url_path, directory / p.name, p.content_type, p.cache_control) for p in planned]
+
+
+def build_web(out: Path, config: WebConfig | None = None, source: Path = WEB_SOURCE) -> list[WebFile]:
+    """Build the app from ``source`` into ``out`` (replaced whole); the files for the edge to serve, index first."""
+    planned = plan_web(config or WebConfig(), source)
+    staging = out.with_name(f"{out.name}.building-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for item in planned:
+        _write_with_encodings(staging / item.name, item.content)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
-    files = [WebFile(INDEX_PATH, out / "index.html", CONTENT_TYPES[".html"], REVALIDATE)]
-    files += [WebFile(url, out / "assets" / name, _content_type(path), IMMUTABLE) for url, name, path in assets]
-    return files
+    return web_files_at(out, planned)
 
 
 def render_index(template: str, hashed: Mapping[str, str], config: WebConfig) -> str:

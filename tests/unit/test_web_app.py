@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tix.identity import JWT_AUDIENCE, JWT_ISSUER
-from tix_dev.edge import render_config
-from tix_dev.settings import DevSettings
+from tix_dev.edge import render_config, write_k8s_web
+from tix_dev.settings import REPO_ROOT, DevSettings
 from tix_dev.signin import ProductionRefused, check_name, refuse_in_production, sign_in
 from tix_dev.tokens import TokenSigner, ensure_dev_keys
 from tix_dev.webapp import IMMUTABLE, REVALIDATE, WEB_SOURCE, WebConfig, build_web, render_index
@@ -59,7 +59,7 @@ def test_a_changed_file_gets_a_new_name_and_an_unchanged_one_keeps_its_own(tmp_p
     assert len(first - second) == 1
     assert next(iter(first - second)).startswith("/assets/a.")
     assert [p for p in first & second if p.startswith("/assets/b.")]
-    assert sorted(p.name for p in (tmp_path / "out" / "assets").iterdir() if p.suffix == ".js") == sorted(
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".js") == sorted(
         p.removeprefix("/assets/") for p in second if p != "/"
     )
 
@@ -156,3 +156,19 @@ def test_local_stripe_js_stand_in_is_shipped_beside_the_launcher():
     assert "confirmCardPayment" in text
     assert "/_tix/payment_intents/" in text
     assert Path(STRIPE_JS).parent.name == "tix_dev"
+
+
+def test_the_cluster_edge_serves_the_committed_build_of_the_app(tmp_path):
+    """`tix edge config --target k8s` writes k8s/base/edge/web beside envoy.yaml; they must not drift from web/."""
+    committed = REPO_ROOT / "k8s" / "base" / "edge" / "web"
+    write_k8s_web(tmp_path / "web")
+    fresh = {p.name: p.read_bytes() for p in (tmp_path / "web").iterdir()}
+    assert {p.name: p.read_bytes() for p in committed.iterdir()} == fresh, (
+        "k8s/base/edge/web differs from web/: run `tix edge config --target k8s --output k8s/base/edge/envoy.yaml`"
+    )
+    config = yaml.safe_load(render_config("k8s"))
+    served = {r["direct_response"]["body"]["filename"] for r in _routes(config) if r["name"].startswith("web:")}
+    assert served == {f"/etc/tix/web/{name}" for name in fresh if name != "kustomization.yaml"}
+    index = _index_config(fresh["index.html"].decode())
+    assert index["stripeJsUrl"] == "https://js.stripe.com/v3/"
+    assert index["devSignInPath"] == ""
