@@ -218,15 +218,24 @@ def booking_refund(booking: BookingArg, reason: ReasonOpt = "", as_json: JsonOpt
 
 def reconcile(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report the drift.")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Only bookings changed within this time (90m, 2h, 7d); default: every booking.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare bookings with Stripe and repair the drift, through the admin service (exit 1 when inconsistent)."""
+    from google.protobuf import duration_pb2
+
+    from booking_svc.reconcile import parse_duration
     from tixpb.v1 import admin_pb2
 
-    report = call(
-        "ReconcileBookings", admin_pb2.ReconcileBookingsRequest(dry_run=dry_run), as_json=as_json,
-        render=render_reconcile,
-    )
+    request = admin_pb2.ReconcileBookingsRequest(dry_run=dry_run)
+    if since is not None:
+        try:
+            request.since.CopyFrom(duration_pb2.Duration(seconds=round(parse_duration(since))))
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--since") from None
+    report = call("ReconcileBookings", request, as_json=as_json, render=render_reconcile)
     raise typer.Exit(0 if report.consistent else 1)
 
 

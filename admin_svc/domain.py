@@ -119,7 +119,7 @@ class OperatorBookings(Protocol[B_co]):
     async def show(self, booking_id: uuid.UUID) -> B_co: ...
     async def cancel(self, booking_id: uuid.UUID, reason: str) -> B_co: ...
     async def refund(self, booking_id: uuid.UUID, reason: str) -> B_co: ...
-    async def reconcile(self, *, apply: bool) -> ReconcileOutcome: ...
+    async def reconcile(self, *, apply: bool, since_seconds: float | None = None) -> ReconcileOutcome: ...
 
 
 def require_operator(name: str | None) -> str:
@@ -254,12 +254,14 @@ class OperatorConsole(Generic[B]):
         )
         return booking
 
-    async def reconcile(self, actor: str, *, apply: bool) -> ReconcileOutcome:
-        outcome = await self._bookings.reconcile(apply=apply)
+    async def reconcile(self, actor: str, *, apply: bool, since_seconds: float | None = None) -> ReconcileOutcome:
+        if since_seconds is not None and since_seconds <= 0:
+            raise InvalidArgument("since", "a positive duration, or unset for every booking")
+        outcome = await self._bookings.reconcile(apply=apply, since_seconds=since_seconds)
         if apply:
             await self._events.audit(
                 actor=actor, action="bookings.reconcile", target="bookings",
-                details={"repaired": outcome.repaired, "consistent": outcome.consistent},
+                details={"repaired": outcome.repaired, "consistent": outcome.consistent, "since_seconds": since_seconds},
             )
         return outcome
 

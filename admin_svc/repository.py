@@ -164,8 +164,10 @@ class BookingOperations:
     async def refund(self, booking_id: uuid.UUID, reason: str) -> BookingRecord:
         return await self._bookings.refund_for_operator(booking_id, reason)
 
-    async def reconcile(self, *, apply: bool) -> ReconcileOutcome:
-        report = await reconcile_bookings(self._bookings, self._repository, self._payments, apply=apply)
+    async def reconcile(self, *, apply: bool, since_seconds: float | None = None) -> ReconcileOutcome:
+        report = await reconcile_bookings(
+            self._bookings, self._repository, self._payments, apply=apply, since_seconds=since_seconds
+        )
         return ReconcileOutcome(
             checked=report.checked,
             paid_not_confirmed=report.paid_not_confirmed,

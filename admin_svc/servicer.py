@@ -144,4 +144,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return render_booking(await self._console.refund_booking(operator_of(context), booking_id, request.reason))
 
     async def ReconcileBookings(self, request, context):
-        return render_reconcile(await self._console.reconcile(operator_of(context), apply=not request.dry_run))
+        since = request.since.ToTimedelta().total_seconds() if request.HasField("since") else None
+        outcome = await self._console.reconcile(operator_of(context), apply=not request.dry_run, since_seconds=since)
+        return render_reconcile(outcome)

@@ -282,6 +282,9 @@ async def test_reconcile_through_the_admin_service_repairs_a_lost_webhook(admin,
 
         dry = await stub.ReconcileBookings(admin_pb2.ReconcileBookingsRequest(dry_run=True), metadata=(OPERATOR,))
         assert (dry.paid_not_confirmed, dry.consistent) == (1, False)
+        recent = admin_pb2.ReconcileBookingsRequest(dry_run=True)
+        recent.since.FromSeconds(3600)
+        assert (await stub.ReconcileBookings(recent, metadata=(OPERATOR,))).paid_not_confirmed == 1
         applied = await stub.ReconcileBookings(admin_pb2.ReconcileBookingsRequest(), metadata=(OPERATOR,))
         assert (applied.repaired, applied.consistent) == (1, True)
         assert (await world.service.get_booking("fan-1", booking.booking_id)).status == "confirmed"

@@ -164,10 +164,12 @@ class RefundBookingRequest(_message.Message):
     def __init__(self, booking_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReconcileBookingsRequest(_message.Message):
-    __slots__ = ("dry_run",)
+    __slots__ = ("dry_run", "since")
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     dry_run: bool
-    def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
+    since: _duration_pb2.Duration
+    def __init__(self, dry_run: _Optional[bool] = ..., since: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ReconcileReport(_message.Message):
     __slots__ = ("checked", "paid_not_confirmed", "open_intents_of_ended_bookings", "refunds_owed", "repaired", "ticket_mismatches", "unresolved", "consistent", "summary")
