@@ -74,6 +74,7 @@ test-e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench search
 
 # ruff (rules in pyproject.toml) over everything; mypy over the runtime, the services and tix_dev (files and
 # settings in pyproject.toml).

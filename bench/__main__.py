@@ -7,6 +7,7 @@ on-sale read path (``bench/read.py``): event pages, a stadium's seat map and 5,0
     python -m bench sale                  # the flash sale only: 20,000 seats, 200,000 attempts, 500 clients
     python -m bench read                  # the read path only (--watchers, --event-workers)
     python -m bench booking               # best-available for crowds beside the named-seat sale (bench/booking.py)
+    python -m bench search                # search at 1,000,000 events (bench/search.py; catalog built once, kept)
     python -m bench cdc                   # search change-data-capture lag at 100 catalog changes/s (--cdc-rate)
     python -m bench queue                 # the waiting room: joins, 5k/10k/20k watchers, SSE through Envoy
     python -m bench --quick               # a small run (about a minute)
@@ -40,15 +41,19 @@ from bench.queue import run_queue
 from bench.read import add_arguments as read_arguments
 from bench.read import run_read
 from bench.report import Report, _fmt_rate, _ms, _ratio
+from bench.search import add_arguments as search_arguments
+from bench.search import run_search
 from bench.stack import BenchStack, bench_stack
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc", "queue", "booking"),
+    parser.add_argument("scenario", nargs="?", choices=("all", "sale", "read", "cdc", "queue", "booking", "search"),
                         default="all", help="which benchmark: the flash sale, the read path, search CDC lag, the "
-                        "waiting room, best-available for crowds, or all (default)")
+                        "waiting room, best-available for crowds, or all (default); search (at a million events) runs "
+                        "on its own")
     read_arguments(parser)
+    search_arguments(parser)
     cdc_arguments(parser)
     queue_arguments(parser)
     booking_arguments(parser)
@@ -90,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.workers, args.server_db_pool, args.naive_connections = 1, 3, 3
         args.sale_seconds, args.naive_seconds = 20.0, 10.0
         args.echo_calls, args.baseline_scale = 400, 0.02
+    if args.quick:
+        args.search_events, args.search_seconds, args.search_single = 50_000, 8.0, 30
+    if args.smoke:
+        args.search_events, args.search_seconds, args.search_single, args.search_clients = 2_000, 2.0, 5, 4
     args.echo_calls = args.echo_calls or min(100_000, max(10_000, args.attempts // 2))
     args.envoy_attempts = args.envoy_attempts or args.attempts
     args.envoy_seconds = args.envoy_seconds or args.sale_seconds
@@ -312,6 +321,13 @@ def _sale(args: argparse.Namespace, stack: BenchStack, report: Report, checks: l
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scenario == "search":
+        report = Report()
+        started = time.perf_counter()
+        run_search(args, report)
+        report.print()
+        print(f"\ntotal bench time {time.perf_counter() - started:.0f}s")
+        return 0
     print(
         f"tix bench: {args.seats:,} seats, {args.attempts:,} reserve attempts, {args.clients} concurrent clients in "
         f"{args.client_procs} processes; booking server with {args.workers} workers; {os.cpu_count()} CPUs",
