@@ -58,7 +58,7 @@ def read_size(args: argparse.Namespace) -> ReadSize:
     if args.smoke:
         return ReadSize((8,), 1.0, 40, 1.5, "club")
     if args.quick:
-        return ReadSize((32, 256), 4.0, 2_000, 6.0, "stadium")
+        return ReadSize((32, 256), 3.0, 1_000, 5.0, "stadium")
     return ReadSize((32, 256), 8.0, args.watchers, 15.0, "stadium")
 
 
