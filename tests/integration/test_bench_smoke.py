@@ -1,6 +1,6 @@
 """The benchmarks cannot rot: every ``bench/`` module imports, and ``python -m bench --smoke`` runs every scenario
 (baselines, the gRPC sale, the sale through Envoy, the naive design, the checker, best-available for crowds, the
-read path) at toy size. ``make bench``, the
+read path, the waiting room) at toy size. ``make bench``, the
 real measurement, stays out of ``make test``; this only proves it would run."""
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def test_the_bench_runs_every_scenario_at_toy_size():
     for figure in ("redis", "sale: reserve decisions/s", "envoy sale: reserve decisions/s",
                    "naive: reserve decisions/s", "map 304", "event page", "map during a sale",
                    "change -> last of", "reconnect storm", "cdc: commit -> indexed lag p99",
-                   "(a) best-available 1-8 seats: decisions/s", "(b) leaked holds", "(c) bystander GetBooking p99"):
+                   "(a) best-available 1-8 seats: decisions/s", "(b) leaked holds", "(c) bystander GetBooking p99",
+                   "queue: JoinQueue/s", "watchers: slot freed -> last watcher", "SSE watchers: slot freed"):
         assert figure in output, f"{figure!r} missing from the report:\n{output[-4000:]}"
     assert "skipped" not in output, output[-4000:]
     assert output.count("checker (") == 5, output[-4000:]
