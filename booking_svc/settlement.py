@@ -30,7 +30,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from booking_svc.model import (
     BookingRecord,
@@ -56,6 +56,11 @@ SETTLEMENT_REFUSED = Counter(
     "Payments that did not settle a booking, by reason (foreign_intent, not_succeeded, amount_mismatch, "
     "currency_mismatch, no_booking, unknown_intent) and source (webhook, confirm, sweeper, reconcile).",
     ["reason", "source"],
+)
+CANCELLATIONS_OWED = Gauge(
+    "tix_booking_payment_cancellations_owed",
+    "PaymentIntent cancellations Stripe has not answered yet (retried by the sweeper).",
+    multiprocess_mode="max",
 )
 ORPHAN_REFUNDS = Counter(
     "tix_booking_orphan_refunds_total", "Succeeded payments that paid for no booking, refunded."
@@ -305,6 +310,7 @@ class Settlement:
             log.info("payment_cancel_retried", payment_intent_id=owed.payment_intent_id, status=intent.status,
                      attempts=owed.attempts + 1)
             done += 1
+        CANCELLATIONS_OWED.set(await self._repository.cancellations_owed())
         return done
 
     async def cancel_stray_intent(self, payment_intent_id: str, booking_id: uuid.UUID) -> None:

@@ -285,6 +285,7 @@ async def test_a_cancellation_stripe_did_not_answer_is_retried_by_the_sweeper_un
     finally:
         await down.aclose()
     assert await _owed(db) == [(booking.payment_intent_id, 2)]
+    assert REGISTRY.get_sample_value("tix_booking_payment_cancellations_owed") == 1
     assert (await intent_object(localstripe_url, booking.payment_intent_id))["status"] != "canceled"
 
     async with booking_world(db, redis_url, localstripe_url) as world:
@@ -294,6 +295,7 @@ async def test_a_cancellation_stripe_did_not_answer_is_retried_by_the_sweeper_un
     assert (await intent_object(localstripe_url, booking.payment_intent_id))["status"] == "canceled"
     assert (after.status, after.payment_status) == ("expired", "canceled")
     assert await _owed(db) == []
+    assert REGISTRY.get_sample_value("tix_booking_payment_cancellations_owed") == 0
 
 
 async def _make_cancellations_due(db) -> None:
