@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from search_svc.repository import rebuild_search_document
+from tests.e2e.conftest import forget_catalog
 from tests.factories import create_event
 from tix_dev.readiness import free_port
 from tix_dev.tokens import issue_token
@@ -81,12 +82,15 @@ def page_origin(tmp_path: Path) -> Iterator[str]:
 
 
 async def test_a_page_on_another_origin_reads_searches_and_watches_its_queue_ticket(
-    mesh: Mesh, edge_url: str, db, page_origin: str
+    mesh: Mesh, edge_url: str, db, redis_url: str, page_origin: str
 ):
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"no {CHROMIUM}: install Debian's chromium (`apt-get install chromium`; .ci/run does)")
     from playwright.async_api import async_playwright
 
+    # A fresh catalog generation: event ids are reused between tests, and the event service may remember an older
+    # event 1 in process memory.
+    await forget_catalog(redis_url)
     event = await create_event(db, name="Cross Origin Night", queue_enabled=True)
     async with db.begin() as conn:  # the factory writes the catalog only; index it as the outbox indexer would
         await rebuild_search_document(conn, event.event_id)

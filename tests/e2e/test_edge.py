@@ -48,6 +48,8 @@ def test_rendered_configs_pass_envoy_validation(mesh: Mesh, tmp_path):
         "/etc/tix/jwks/jwks.json": mesh.var_dir / "jwks.json",
         "/etc/tix/stream-jwks/jwks.json": dev_stream_jwks_path(mesh.var_dir),
         "/etc/tix/openapi/": DESCRIPTOR_PATH.parent,
+        # The web app's build committed beside the k8s edge configuration (the edge-web ConfigMap).
+        "/etc/tix/web/": DESCRIPTOR_PATH.parent.parent / "k8s" / "base" / "edge" / "web",
     }
     k8s = render_config("k8s")
     for mount, local in mounted.items():
