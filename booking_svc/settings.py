@@ -38,7 +38,9 @@ class BookingSettings(AdmissionSettings):
     # Crowd behaviour (BookingService.reserve_seats): reservations in progress per process; beyond it a call waits
     # up to reserve_queue_seconds for a turn (never past its deadline less reserve_min_work_seconds), then is
     # answered RESOURCE_EXHAUSTED (BOOKING_BUSY) with a retry delay of reserve_retry_after_seconds.
-    reserve_max_in_flight: int = Field(default=128, ge=1)
+    # (A low limit keeps other calls of the process, GetBooking for one, fast while a crowd books: at most this
+    # many reservations' steps share the event loop with them.)
+    reserve_max_in_flight: int = Field(default=32, ge=1)
     reserve_queue_seconds: float = Field(default=3.0, gt=0)
     reserve_min_work_seconds: float = Field(default=0.05, ge=0)
     reserve_retry_after_seconds: float = Field(default=1.0, gt=0)
