@@ -14,7 +14,7 @@ The contract is SearchQuery's (search_svc.domain), kept the Elasticsearch way:
   ``geo_distance`` for a radius.
 - **Order** without keywords: nearest first (``_geo_distance`` sort) when a point is given, else soonest first.
 - **Paging**: ``search_after`` with the previous page's last sort values (the cursor); totals counted up to
-  MAX_RESULT_WINDOW on the first page only.
+  EXACT_TOTAL (a lower bound beyond, as the PostgreSQL backend's) on the first page only.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from search_svc.domain import (
-    MAX_RESULT_WINDOW,
+    EXACT_TOTAL,
     CitySuggestion,
     SearchHit,
     SearchPage,
@@ -294,8 +294,8 @@ def search_body(query: SearchQuery) -> dict[str, Any]:
         "query": {"bool": bool_query},
         "sort": order,
         "size": query.limit,
-        # Counting stops at the window (as the PostgreSQL backend's), and only the first page counts.
-        "track_total_hits": MAX_RESULT_WINDOW if query.total is None else False,
+        # Counting stops at EXACT_TOTAL (as the PostgreSQL backend's), and only the first page counts.
+        "track_total_hits": EXACT_TOTAL if query.total is None else False,
     }
     after = search_after(query, len(order))
     if after is not None:

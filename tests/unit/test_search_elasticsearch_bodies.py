@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from search_svc.domain import MAX_RESULT_WINDOW, GeoFilter, SearchQuery, SuggestQuery
+from search_svc.domain import EXACT_TOTAL, GeoFilter, SearchQuery, SuggestQuery
 from search_svc.es_queries import (
     document,
     index_template,
@@ -90,7 +90,7 @@ def test_keywords_are_a_fuzzy_multi_match_with_prefixes_ranked_then_soonest():
     assert any(f.endswith(".prefix") or ".prefix^" in f for a in alternatives for f in a["multi_match"]["fields"])
     assert body["sort"] == [{"_score": "desc"}, {"starts_at": "asc"}, {"event_id": "asc"}]
     assert body["size"] == 20
-    assert body["track_total_hits"] == MAX_RESULT_WINDOW
+    assert body["track_total_hits"] == EXACT_TOTAL
 
 
 def test_web_search_syntax_becomes_phrases_exclusions_and_or():
