@@ -529,8 +529,14 @@ class BookingService:
 
     async def cancel_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
         record = await self._owned(user_id, booking_id)
+        return await self._cancel(record, "cancelled by the fan", paid="a paid booking cannot be cancelled here")
+
+    async def _cancel(self, record: BookingRecord, reason: str, *, paid: str) -> BookingRecord:
+        """Cancel an unpaid reservation: seats back on sale, PaymentIntent cancelled, waiting-room slot freed. A
+        booking already cancelled or expired is answered as it is; a paid one is refused with ``paid``."""
+        booking_id = record.booking_id
         if record.status.can_become(BookingStatus.CANCELLED):
-            released = await self._repository.cancel(booking_id, "cancelled by the fan")
+            released = await self._repository.cancel(booking_id, reason)
             if released is not None and released.status_before is BookingStatus.RESERVED:
                 BOOKINGS.labels("cancelled").inc()
                 await self._after_release(released)
@@ -538,9 +544,7 @@ class BookingService:
                 return await self._view(booking_id)
             record = await self._view(booking_id)
         if record.status is BookingStatus.CONFIRMED:
-            raise FailedPrecondition(
-                "BOOKING_CONFIRMED", "a paid booking cannot be cancelled here", booking_id=booking_id
-            )
+            raise FailedPrecondition("BOOKING_CONFIRMED", paid, booking_id=booking_id)
         return record
 
     async def get_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
@@ -595,19 +599,7 @@ class BookingService:
         """Cancel an unpaid reservation as the fan's own cancel does (seats back on sale, PaymentIntent
         cancelled, waiting-room slot freed); a paid booking is refunded instead (``refund_for_operator``)."""
         record = await self._view(booking_id)
-        if record.status.can_become(BookingStatus.CANCELLED):
-            released = await self._repository.cancel(booking_id, reason)
-            if released is not None and released.status_before is BookingStatus.RESERVED:
-                BOOKINGS.labels("cancelled").inc()
-                await self._after_release(released)
-                await self._admission_ended(booking_id, AdmissionEnd.CANCELLED)
-                return await self._view(booking_id)
-            record = await self._view(booking_id)
-        if record.status is BookingStatus.CONFIRMED:
-            raise FailedPrecondition(
-                "BOOKING_CONFIRMED", "a paid booking is refunded, not cancelled", booking_id=booking_id
-            )
-        return record
+        return await self._cancel(record, reason, paid="a paid booking is refunded, not cancelled")
 
     async def refund_for_operator(self, booking_id: uuid.UUID, reason: str) -> BookingRecord:
         """Refund a confirmed booking: its seats go back on sale, then Stripe refunds the payment (when Stripe
