@@ -85,10 +85,16 @@ async def engine(database_url: str, settings_env: dict[str, str]) -> AsyncIterat
 @pytest.fixture
 async def db(engine: AsyncEngine) -> AsyncEngine:
     """The engine, on an empty catalog (layouts kept)."""
+    return await empty_catalog(engine)
+
+
+async def empty_catalog(engine: AsyncEngine, *, restart_identity: bool = True) -> AsyncEngine:
+    """Empty the data tables; ``restart_identity`` starts event, venue and booking ids at 1 again."""
+    restart = " RESTART IDENTITY" if restart_identity else ""
     for attempt in range(5):
         try:
             async with engine.begin() as conn:
-                await conn.execute(text(f"TRUNCATE {_DATA_TABLES} RESTART IDENTITY CASCADE"))
+                await conn.execute(text(f"TRUNCATE {_DATA_TABLES}{restart} CASCADE"))
             return engine
         except DBAPIError as error:
             # A server still shutting down from the previous test may be mid-query; its locks go in a moment.

@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.conftest import empty_catalog
 from tests.factories import TestEvent, create_event
 from tix.catalog import CATALOG_GENERATION_KEY
 from tix.services import SERVICES
@@ -59,6 +61,13 @@ def mesh(settings_env: dict[str, str]) -> Iterator[Mesh]:
         yield running
     finally:
         running.stop(grace=10)
+
+
+@pytest.fixture
+async def db(engine: AsyncEngine) -> AsyncEngine:
+    """An empty catalog whose ids never repeat: the mesh's services outlive each test and keep state per event id
+    (the allocator's seats in Redis, the queue's admission lease, caches), and production never reuses an id."""
+    return await empty_catalog(engine, restart_identity=False)
 
 
 @pytest.fixture(scope="package")
