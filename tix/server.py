@@ -82,9 +82,7 @@ class Runtime(Generic[S]):
         self._closers.append(closer)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_all(self._tasks)
         for closer in reversed(self._closers):
             try:
                 await closer()
@@ -94,6 +92,17 @@ class Runtime(Generic[S]):
         if self.read_engine is not None and self.read_engine is not self.engine:
             await self.read_engine.dispose()
         await self.engine.dispose()
+
+
+async def _cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel background tasks and wait for them, cancelling again while any lives on: a cancellation can be lost
+    inside a library (a Redis read whose own timeout fires in the same instant turns it into a TimeoutError that a
+    retry loop then absorbs), and one lost cancellation must not hold a draining process for its whole bound."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _log_task_end(task: asyncio.Task) -> None:
