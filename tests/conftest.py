@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.factories import empty_catalog
 from tix.db import create_engine, drop_database, ensure_database
 from tix.migrate import upgrade
 from tix.settings import TixSettings
@@ -22,13 +21,6 @@ from tix_dev.processes import RedisServer
 from tix_dev.readiness import free_port
 
 PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
-
-# Tables emptied between tests; layouts are static reference data and survive.
-_DATA_TABLES = (
-    "stripe_events, payments, payment_cancellations, tickets, bookings, search_documents, outbox, outbox_cursors, "
-    "events, performers, venues, audit_log"
-)
-
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
@@ -86,22 +78,6 @@ async def engine(database_url: str, settings_env: dict[str, str]) -> AsyncIterat
 async def db(engine: AsyncEngine) -> AsyncEngine:
     """The engine, on an empty catalog (layouts kept)."""
     return await empty_catalog(engine)
-
-
-async def empty_catalog(engine: AsyncEngine, *, restart_identity: bool = True) -> AsyncEngine:
-    """Empty the data tables; ``restart_identity`` starts event, venue and booking ids at 1 again."""
-    restart = " RESTART IDENTITY" if restart_identity else ""
-    for attempt in range(5):
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(text(f"TRUNCATE {_DATA_TABLES}{restart} CASCADE"))
-            return engine
-        except DBAPIError as error:
-            # A server still shutting down from the previous test may be mid-query; its locks go in a moment.
-            if "deadlock detected" not in str(error) or attempt == 4:
-                raise
-            await asyncio.sleep(0.2 * (attempt + 1))
-    return engine
 
 
 @pytest.fixture

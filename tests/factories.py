@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tix import schema
@@ -115,3 +117,26 @@ async def create_event(
             )
         )
     return TestEvent(event_id, venue_id, performer_id, seat_ids)
+
+
+# Tables emptied between tests; layouts are static reference data and survive.
+_DATA_TABLES = (
+    "stripe_events, payments, payment_cancellations, tickets, bookings, search_documents, outbox, outbox_cursors, "
+    "events, performers, venues, audit_log"
+)
+
+
+async def empty_catalog(engine: AsyncEngine, *, restart_identity: bool = True) -> AsyncEngine:
+    """Empty the data tables; ``restart_identity`` starts event, venue and booking ids at 1 again."""
+    restart = " RESTART IDENTITY" if restart_identity else ""
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {_DATA_TABLES}{restart} CASCADE"))
+            return engine
+        except DBAPIError as error:
+            # A server still shutting down from the previous test may be mid-query; its locks go in a moment.
+            if "deadlock detected" not in str(error) or attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    return engine

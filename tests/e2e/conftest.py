@@ -15,8 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import empty_catalog
-from tests.factories import TestEvent, create_event
+from tests.factories import TestEvent, create_event, empty_catalog
 from tix.catalog import CATALOG_GENERATION_KEY
 from tix.services import SERVICES
 from tix_dev.edge import EdgeLimits, render_config

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.factories import empty_catalog
 from tix_dev.catalog_layouts import build_layouts
 from tix_dev.seed import CatalogNotEmpty, seed_catalog
 
@@ -31,22 +32,15 @@ CATALOG_HASH = text(
 )
 
 
-async def _empty_catalog(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("TRUNCATE search_documents, events, performers, venues RESTART IDENTITY CASCADE")
-        )
-
-
 async def test_the_same_seed_gives_the_same_catalog_row_for_row(db: AsyncEngine, database_url: str):
     first = await seed_catalog(database_url, events=200, seed=42, progress=False, anchor=ANCHOR)
     async with db.connect() as conn:
         first_hash = await conn.scalar(CATALOG_HASH)
-    await _empty_catalog(db)
+    await empty_catalog(db)
     again = await seed_catalog(database_url, events=200, seed=42, progress=False, anchor=ANCHOR)
     async with db.connect() as conn:
         assert await conn.scalar(CATALOG_HASH) == first_hash
-    await _empty_catalog(db)
+    await empty_catalog(db)
     await seed_catalog(database_url, events=200, seed=7, progress=False, anchor=ANCHOR)
     async with db.connect() as conn:
         assert await conn.scalar(CATALOG_HASH) != first_hash
@@ -68,7 +62,7 @@ async def test_the_same_seed_gives_the_same_catalog_row_for_row(db: AsyncEngine,
 
 async def test_layouts_are_stored_with_every_seat_and_survive_a_reseed(db: AsyncEngine, database_url: str):
     await seed_catalog(database_url, events=10, progress=False, anchor=ANCHOR)
-    await _empty_catalog(db)
+    await empty_catalog(db)
     await seed_catalog(database_url, events=10, progress=False, anchor=ANCHOR)
     async with db.connect() as conn:
         stored = dict(
