@@ -3,7 +3,10 @@ payment, refund) is ``settlement``'s. Pure: no grpc, redis, sqlalchemy or stripe
 of ``ports`` (PostgreSQL ``repository``, Redis ``holds``, Stripe ``payments``, the seat feed), wired in ``server``.
 
 Choices made here (see ``holds`` for Redis-down and fencing):
-- Stripe unavailable while reserving: the reservation is withdrawn (seats freed, booking removed) and the call fails
+- Checkout (``defer_payment``): the hold is only a hold; the PaymentIntent is made when the fan proceeds to pay
+  (``checkout_booking``, idempotent: the gateway makes one intent per booking id and the first one stored stays),
+  and only while the booking is still reserved. A hold nobody checks out has no intent to cancel when it ends.
+- Stripe unavailable while reserving (without ``defer_payment``): the reservation is withdrawn (seats freed, booking removed) and the call fails
   UNAVAILABLE (PAYMENTS_UNAVAILABLE / PAYMENTS_BUSY), so no seat stays held for a fan who cannot pay, and a retry
   with the same request id starts afresh.
 - Owner-only calls answer NOT_FOUND for another fan's booking, so booking ids cannot be probed.
@@ -100,6 +103,8 @@ class SeatRequest:
     request_id: str | None = None
     # The queue ticket of a verified admission token: the booking spends it (set by the sale check, not by callers).
     admission_ticket: str | None = None
+    # Hold only: the PaymentIntent is made later, by checkout_booking, when the fan proceeds to pay.
+    defer_payment: bool = False
 
 
 def _with_seat_details(record: BookingRecord, catalog_seats: Mapping[str, CatalogSeat]) -> BookingRecord:
@@ -333,6 +338,12 @@ class BookingService:
         record = result.record
         assert record is not None  # RESERVED carries the new booking
         seat_ids = record.seat_ids
+        catalog_seats = (
+            catalog.seats if all(seat in catalog.seats for seat in seat_ids) else await self._seats_of(record)
+        )
+        if request.defer_payment:
+            await self._seat_feed.publish(event_id, result.version, result.seat_changes)
+            return _with_seat_details(record, catalog_seats)
         try:
             intent = await self._payments.create_payment_intent(
                 booking_id=str(booking_id),
@@ -367,7 +378,7 @@ class BookingService:
                 client_secret=client_secret,
                 payment_status=payment_status,
             ),
-            catalog.seats if all(seat in catalog.seats for seat in seat_ids) else await self._seats_of(record),
+            catalog_seats,
         )
 
     async def _seats_of(self, record: BookingRecord) -> Mapping[str, CatalogSeat]:
@@ -396,13 +407,14 @@ class BookingService:
         if found is None:
             # The first attempt was withdrawn (Stripe failed it) after this one met it: nothing to replay.
             raise _withdrawn()
-        return await self._replay(found.booking_id)
+        return await self._replay(found.booking_id, defer_payment=request.defer_payment)
 
-    async def _replay(self, booking_id: uuid.UUID) -> BookingRecord:
+    async def _replay(self, booking_id: uuid.UUID, *, defer_payment: bool = False) -> BookingRecord:
         """The answer to a retried ReserveSeats: the first booking, with its PaymentIntent even when the first
-        call is still creating it (the gateway makes one intent per booking id; the first one stored wins)."""
+        call is still creating it (the gateway makes one intent per booking id; the first one stored wins). A
+        retry of a hold-only reservation (``defer_payment``) answers the booking as it is."""
         record = await self._view(booking_id)
-        if record.status is not BookingStatus.RESERVED or record.payment_intent_id:
+        if defer_payment or record.status is not BookingStatus.RESERVED or record.payment_intent_id:
             return record
         intent = await self._payments.create_payment_intent(
             booking_id=str(booking_id),
@@ -482,6 +494,45 @@ class BookingService:
         if loaded is not None:
             self._catalog_seats[event_id] = loaded.seats
         return loaded
+
+    # --- CheckoutBooking -----------------------------------------------------------------------------------
+
+    async def checkout_booking(self, user_id: str, booking_id: uuid.UUID) -> BookingRecord:
+        """The fan proceeds to pay: the booking's PaymentIntent (made now, or the one made before) and its client
+        secret. Idempotent: retries, concurrent calls and replicas end with the one intent stored first (others
+        are cancelled). Only a reserved booking gets one: the intent is stored only while the booking row is
+        still reserved (the repository locks it), so a hold that ended meanwhile never hands out a payable
+        secret, and a cancellation or expiry after the store finds the intent and cancels it."""
+        record = await self._owned(user_id, booking_id)
+        if record.payment_intent_id:
+            return record
+        if record.status is not BookingStatus.RESERVED or record.expires_at <= datetime.now(UTC):
+            raise _not_payable(record)
+        try:
+            intent = await self._payments.create_payment_intent(
+                booking_id=str(booking_id),
+                amount_minor=record.total_minor,
+                currency=record.currency,
+                user_id=record.user_id,
+                event_id=record.event_id,
+            )
+        except DomainError:
+            raise
+        except Exception as error:
+            log.warning("checkout_failed", booking_id=str(booking_id), error=repr(error))
+            raise Unavailable(
+                "PAYMENTS_UNAVAILABLE", "payments are unavailable, try again shortly"
+            ).retry_after(1.0) from error
+        attached = await self._repository.attach_payment_intent(
+            booking_id, intent.payment_intent_id, intent.client_secret, PaymentStatus.of_stripe(intent.status)
+        )
+        if attached is None or attached[0] != intent.payment_intent_id:
+            await self.settlement.cancel_stray_intent(intent.payment_intent_id, booking_id)
+        current = await self._view(booking_id)
+        if attached is None:
+            raise _not_payable(current)
+        BOOKINGS.labels("checked_out").inc()
+        return current
 
     # --- ConfirmBooking, webhook, late payment --------------------------------------------------------------
 
@@ -678,6 +729,21 @@ def _seats_unavailable(event_id: int, seat_ids: Sequence[str]) -> Aborted:
     return Aborted(
         "SEAT_UNAVAILABLE", f"seats already taken: {', '.join(seat_ids)}", seat_ids=",".join(seat_ids),
         event_id=event_id,
+    )
+
+
+def _not_payable(record: BookingRecord) -> FailedPrecondition:
+    """Checkout of a booking that is no longer a live hold."""
+    if record.status is BookingStatus.CANCELLED:
+        return FailedPrecondition("BOOKING_CANCELLED", "the booking was cancelled", booking_id=record.booking_id)
+    if record.status is BookingStatus.RESERVED or record.status is BookingStatus.EXPIRED:
+        return FailedPrecondition(
+            "HOLD_EXPIRED", "the hold ended before checkout", booking_id=record.booking_id,
+            expire_time=record.expires_at.isoformat(),
+        )
+    return FailedPrecondition(
+        "BOOKING_NOT_RESERVED", f"the booking is {record.status.value}: there is nothing to pay",
+        booking_id=record.booking_id, status=record.status.value,
     )
 
 

@@ -477,15 +477,20 @@ class BookingRepository:
     ) -> tuple[str, str, PaymentStatus] | None:
         """Store the booking's PaymentIntent; returns the one stored (id, client secret, status). The first intent
         stored stays: a retry never swaps the one the fan may be paying. None when the booking was withdrawn
-        (see ``withdraw_unpaid_reservation``): the intent pays for nothing and must not reach the fan."""
+        (see ``withdraw_unpaid_reservation``) or is no longer reserved (cancelled, expired): the intent pays for
+        nothing and must not reach the fan. The booking row is locked (FOR SHARE) while the intent is stored, so a
+        cancellation or expiry either comes first (nothing is stored) or waits and then reads the stored intent
+        (``cancel`` and ``expire_overdue`` read payments after taking the booking's lock) and cancels it."""
         async with self._single.connect() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "WITH attached AS (UPDATE payments SET payment_intent_id = :pi, client_secret = :secret,"
-                        "   status = :status, updated_at = now() WHERE booking_id = :booking_id"
-                        "   AND (payment_intent_id IS NULL OR payment_intent_id = :pi)"
-                        "   RETURNING payment_intent_id, client_secret, status)"
+                        "WITH live AS (SELECT booking_id FROM bookings WHERE booking_id = :booking_id"
+                        "   AND status = 'reserved' FOR SHARE),"
+                        " attached AS (UPDATE payments p SET payment_intent_id = :pi, client_secret = :secret,"
+                        "   status = :status, updated_at = now() FROM live WHERE p.booking_id = live.booking_id"
+                        "   AND (p.payment_intent_id IS NULL OR p.payment_intent_id = :pi)"
+                        "   RETURNING p.payment_intent_id, p.client_secret, p.status)"
                         " SELECT * FROM attached UNION ALL"
                         " SELECT payment_intent_id, client_secret, status FROM payments"
                         "   WHERE booking_id = :booking_id AND NOT EXISTS (SELECT 1 FROM attached)"
@@ -770,19 +775,28 @@ class BookingRepository:
     # --- releasing holds -----------------------------------------------------------------------------------
 
     async def cancel(self, booking_id: uuid.UUID, reason: str) -> ReleasedBooking | None:
-        """Cancel a reserved booking and free its seats; other statuses are left alone (``status_before``)."""
+        """Cancel a reserved booking and free its seats; other statuses are left alone (``status_before``).
+        The PaymentIntent is read after the booking's lock is taken, in a statement of its own, so an intent a
+        checkout stored while holding that lock is seen (and then cancelled by the caller)."""
         async with self._engine.begin() as conn:
+            locked = (
+                await conn.execute(
+                    text("SELECT b.event_id, b.status, b.seat_ids, b.fence FROM bookings b"
+                         " WHERE b.booking_id = :b FOR UPDATE"),
+                    {"b": booking_id},
+                )
+            ).first()
+            if locked is None:
+                return None
             row = (
                 await conn.execute(
                     text(
                         "SELECT b.event_id, b.status, b.seat_ids, b.fence, p.payment_intent_id FROM bookings b"
-                        " LEFT JOIN payments p USING (booking_id) WHERE b.booking_id = :b FOR UPDATE OF b"
+                        " LEFT JOIN payments p USING (booking_id) WHERE b.booking_id = :b"
                     ),
                     {"b": booking_id},
                 )
-            ).first()
-            if row is None:
-                return None
+            ).one()
             if row.status != "reserved":
                 return ReleasedBooking(booking_id, row.event_id, tuple(row.seat_ids), (), row.payment_intent_id,
                                        status_before=BookingStatus(row.status))

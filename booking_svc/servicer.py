@@ -55,9 +55,16 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 best_available=best,
                 admission_token=request.admission_token,
                 request_id=optional_request_id(request.request_id),
+                defer_payment=request.defer_payment,
             ),
             deadline=time.monotonic() + remaining if remaining is not None else None,
         )
+        return render_booking(record)
+
+    async def CheckoutBooking(self, request: booking_pb2.CheckoutBookingRequest, context: grpc.aio.ServicerContext) -> booking_pb2.Booking:
+        user_id = require_user_id(context.invocation_metadata())
+        optional_request_id(request.request_id)  # checkout is idempotent by nature; the id is only checked
+        record = await self._bookings.checkout_booking(user_id, require_uuid(request.booking_id, "booking_id"))
         return render_booking(record)
 
     async def ConfirmBooking(self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext) -> booking_pb2.Booking:

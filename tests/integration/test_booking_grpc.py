@@ -96,6 +96,46 @@ async def test_reserve_confirm_over_grpc_and_errors_carry_error_info(stub, db, l
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_hold_then_checkout_over_grpc(stub, db, localstripe_url):
+    event = await create_event(db)
+    held = await stub.ReserveSeats(
+        booking_pb2.ReserveSeatsRequest(event_id=str(event.event_id), seat_ids=[event.seat_ids[0]],
+                                        defer_payment=True),
+        metadata=_as("fan-1"),
+    )
+    assert held.status == booking_pb2.BOOKING_STATUS_RESERVED
+    assert (held.payment.payment_intent_id, held.payment.client_secret) == ("", "")
+    with pytest.raises(grpc.aio.AioRpcError) as unpaid:
+        await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(booking_id=held.booking_id), metadata=_as("fan-1"))
+    assert _error_info(unpaid.value).reason == "PAYMENT_INCOMPLETE"
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await stub.CheckoutBooking(booking_pb2.CheckoutBookingRequest(booking_id=held.booking_id), metadata=_as("fan-2"))
+    assert (hidden.value.code(), _error_info(hidden.value).reason) == (grpc.StatusCode.NOT_FOUND, "BOOKING_NOT_FOUND")
+
+    checkout = booking_pb2.CheckoutBookingRequest(booking_id=held.booking_id)
+    first = await stub.CheckoutBooking(checkout, metadata=_as("fan-1"))
+    again = await stub.CheckoutBooking(checkout, metadata=_as("fan-1"))
+    assert first.payment.client_secret and first.payment.payment_intent_id
+    assert again.payment.payment_intent_id == first.payment.payment_intent_id
+    await pay_as_fan(localstripe_url, first.payment.payment_intent_id)
+    confirmed = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(booking_id=held.booking_id),
+                                          metadata=_as("fan-1"))
+    assert confirmed.status == booking_pb2.BOOKING_STATUS_CONFIRMED
+
+    cancelled = await stub.ReserveSeats(
+        booking_pb2.ReserveSeatsRequest(event_id=str(event.event_id), seat_ids=[event.seat_ids[1]],
+                                        defer_payment=True),
+        metadata=_as("fan-1"),
+    )
+    await stub.CancelBooking(booking_pb2.CancelBookingRequest(booking_id=cancelled.booking_id), metadata=_as("fan-1"))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await stub.CheckoutBooking(booking_pb2.CheckoutBookingRequest(booking_id=cancelled.booking_id),
+                                   metadata=_as("fan-1"))
+    assert (ended.value.code(), _error_info(ended.value).reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "BOOKING_CANCELLED"
+    )
+
+
 async def test_the_webhook_needs_stripes_signature_and_no_user(stub, db, localstripe_url):
     event = await create_event(db)
     booking = await stub.ReserveSeats(

@@ -30,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import common_pb2 as tix_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tix/v1/booking.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\"[\n\rBestAvailable\x12\x16\n\x08quantity\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12\x18\n\nsection_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nprice_tier\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\"\xb3\x01\n\x13ReserveSeatsRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08seat_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x33\n\x0e\x62\x65st_available\x18\x03 \x01(\x0b\x32\x15.tix.v1.BestAvailableB\x04\xe2\x41\x01\x01\x12\x1d\n\x0f\x61\x64mission_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"K\n\x15\x43onfirmBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"J\n\x14\x43\x61ncelBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"-\n\x11GetBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x13ListBookingsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"R\n\x14ListBookingsResponse\x12!\n\x08\x62ookings\x18\x01 \x03(\x0b\x32\x0f.tix.v1.Booking\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\nBookedSeat\x12\x0f\n\x07seat_id\x18\x01 \x01(\t\x12\x12\n\nsection_id\x18\x02 \x01(\t\x12\x11\n\trow_label\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x05\x12\x1c\n\x05price\x18\x05 \x01(\x0b\x32\r.tix.v1.Money\"\x81\x01\n\x07Payment\x12\x19\n\x11payment_intent_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.tix.v1.PaymentStatus\x12\x1d\n\x06\x61mount\x18\x04 \x01(\x0b\x32\r.tix.v1.Money\"\xb7\x03\n\x07\x42ooking\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x15.tix.v1.BookingStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rstatus_reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x05seats\x18\x06 \x03(\x0b\x32\x12.tix.v1.BookedSeatB\x04\xe2\x41\x01\x03\x12\"\n\x05total\x18\x07 \x01(\x0b\x32\r.tix.v1.MoneyB\x04\xe2\x41\x01\x03\x12&\n\x07payment\x18\x08 \x01(\x0b\x32\x0f.tix.v1.PaymentB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0c\x63onfirm_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03*\xc1\x01\n\rBookingStatus\x12\x1e\n\x1a\x42OOKING_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x42OOKING_STATUS_RESERVED\x10\x01\x12\x1c\n\x18\x42OOKING_STATUS_CONFIRMED\x10\x02\x12\x1c\n\x18\x42OOKING_STATUS_CANCELLED\x10\x03\x12\x1a\n\x16\x42OOKING_STATUS_EXPIRED\x10\x04\x12\x1b\n\x17\x42OOKING_STATUS_REFUNDED\x10\x05*\xe6\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fPAYMENT_STATUS_REQUIRES_PAYMENT\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x05\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x06\x32\xef\x04\n\x0e\x42ookingService\x12]\n\x0cReserveSeats\x12\x1b.tix.v1.ReserveSeatsRequest\x1a\x0f.tix.v1.Booking\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/bookings:reserve:\x01*\x12n\n\x0e\x43onfirmBooking\x12\x1d.tix.v1.ConfirmBookingRequest\x1a\x0f.tix.v1.Booking\",\x82\xd3\xe4\x93\x02&\"!/v1/bookings/{booking_id}:confirm:\x01*\x12k\n\rCancelBooking\x12\x1c.tix.v1.CancelBookingRequest\x1a\x0f.tix.v1.Booking\"+\x82\xd3\xe4\x93\x02%\" /v1/bookings/{booking_id}:cancel:\x01*\x12[\n\nGetBooking\x12\x19.tix.v1.GetBookingRequest\x1a\x0f.tix.v1.Booking\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/bookings/{booking_id}\x12_\n\x0cListBookings\x12\x1b.tix.v1.ListBookingsRequest\x1a\x1c.tix.v1.ListBookingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/bookings\x12\x63\n\x13HandleStripeWebhook\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/webhooks/stripe:\x01*B(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tix/v1/booking.proto\x12\x06tix.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tix/v1/common.proto\"[\n\rBestAvailable\x12\x16\n\x08quantity\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12\x18\n\nsection_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nprice_tier\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\"\xd0\x01\n\x13ReserveSeatsRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08seat_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x33\n\x0e\x62\x65st_available\x18\x03 \x01(\x0b\x32\x15.tix.v1.BestAvailableB\x04\xe2\x41\x01\x01\x12\x1d\n\x0f\x61\x64mission_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rdefer_payment\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x01\"L\n\x16\x43heckoutBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"K\n\x15\x43onfirmBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"J\n\x14\x43\x61ncelBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"-\n\x11GetBookingRequest\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x13ListBookingsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"R\n\x14ListBookingsResponse\x12!\n\x08\x62ookings\x18\x01 \x03(\x0b\x32\x0f.tix.v1.Booking\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\nBookedSeat\x12\x0f\n\x07seat_id\x18\x01 \x01(\t\x12\x12\n\nsection_id\x18\x02 \x01(\t\x12\x11\n\trow_label\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x05\x12\x1c\n\x05price\x18\x05 \x01(\x0b\x32\r.tix.v1.Money\"\x81\x01\n\x07Payment\x12\x19\n\x11payment_intent_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.tix.v1.PaymentStatus\x12\x1d\n\x06\x61mount\x18\x04 \x01(\x0b\x32\r.tix.v1.Money\"\xb7\x03\n\x07\x42ooking\x12\x18\n\nbooking_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x15.tix.v1.BookingStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rstatus_reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x05seats\x18\x06 \x03(\x0b\x32\x12.tix.v1.BookedSeatB\x04\xe2\x41\x01\x03\x12\"\n\x05total\x18\x07 \x01(\x0b\x32\r.tix.v1.MoneyB\x04\xe2\x41\x01\x03\x12&\n\x07payment\x18\x08 \x01(\x0b\x32\x0f.tix.v1.PaymentB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0c\x63onfirm_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03*\xc1\x01\n\rBookingStatus\x12\x1e\n\x1a\x42OOKING_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x42OOKING_STATUS_RESERVED\x10\x01\x12\x1c\n\x18\x42OOKING_STATUS_CONFIRMED\x10\x02\x12\x1c\n\x18\x42OOKING_STATUS_CANCELLED\x10\x03\x12\x1a\n\x16\x42OOKING_STATUS_EXPIRED\x10\x04\x12\x1b\n\x17\x42OOKING_STATUS_REFUNDED\x10\x05*\xe6\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fPAYMENT_STATUS_REQUIRES_PAYMENT\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x05\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x06\x32\xe2\x05\n\x0e\x42ookingService\x12]\n\x0cReserveSeats\x12\x1b.tix.v1.ReserveSeatsRequest\x1a\x0f.tix.v1.Booking\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/bookings:reserve:\x01*\x12q\n\x0f\x43heckoutBooking\x12\x1e.tix.v1.CheckoutBookingRequest\x1a\x0f.tix.v1.Booking\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/bookings/{booking_id}:checkout:\x01*\x12n\n\x0e\x43onfirmBooking\x12\x1d.tix.v1.ConfirmBookingRequest\x1a\x0f.tix.v1.Booking\",\x82\xd3\xe4\x93\x02&\"!/v1/bookings/{booking_id}:confirm:\x01*\x12k\n\rCancelBooking\x12\x1c.tix.v1.CancelBookingRequest\x1a\x0f.tix.v1.Booking\"+\x82\xd3\xe4\x93\x02%\" /v1/bookings/{booking_id}:cancel:\x01*\x12[\n\nGetBooking\x12\x19.tix.v1.GetBookingRequest\x1a\x0f.tix.v1.Booking\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/bookings/{booking_id}\x12_\n\x0cListBookings\x12\x1b.tix.v1.ListBookingsRequest\x1a\x1c.tix.v1.ListBookingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/bookings\x12\x63\n\x13HandleStripeWebhook\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/webhooks/stripe:\x01*B(\n\ndev.tix.v1P\x01Z\x18tix.dev/gen/tix/v1;tixv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,6 +54,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVESEATSREQUEST'].fields_by_name['admission_token']._serialized_options = b'\342A\001\001'
   _globals['_RESERVESEATSREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_RESERVESEATSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_RESERVESEATSREQUEST'].fields_by_name['defer_payment']._loaded_options = None
+  _globals['_RESERVESEATSREQUEST'].fields_by_name['defer_payment']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKOUTBOOKINGREQUEST'].fields_by_name['booking_id']._loaded_options = None
+  _globals['_CHECKOUTBOOKINGREQUEST'].fields_by_name['booking_id']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKOUTBOOKINGREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CHECKOUTBOOKINGREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
   _globals['_CONFIRMBOOKINGREQUEST'].fields_by_name['booking_id']._loaded_options = None
   _globals['_CONFIRMBOOKINGREQUEST'].fields_by_name['booking_id']._serialized_options = b'\342A\001\002'
   _globals['_CONFIRMBOOKINGREQUEST'].fields_by_name['request_id']._loaded_options = None
@@ -92,6 +98,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOOKING'].fields_by_name['confirm_time']._serialized_options = b'\342A\001\003'
   _globals['_BOOKINGSERVICE'].methods_by_name['ReserveSeats']._loaded_options = None
   _globals['_BOOKINGSERVICE'].methods_by_name['ReserveSeats']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/bookings:reserve:\001*'
+  _globals['_BOOKINGSERVICE'].methods_by_name['CheckoutBooking']._loaded_options = None
+  _globals['_BOOKINGSERVICE'].methods_by_name['CheckoutBooking']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/bookings/{booking_id}:checkout:\001*'
   _globals['_BOOKINGSERVICE'].methods_by_name['ConfirmBooking']._loaded_options = None
   _globals['_BOOKINGSERVICE'].methods_by_name['ConfirmBooking']._serialized_options = b'\202\323\344\223\002&\"!/v1/bookings/{booking_id}:confirm:\001*'
   _globals['_BOOKINGSERVICE'].methods_by_name['CancelBooking']._loaded_options = None
@@ -102,30 +110,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOOKINGSERVICE'].methods_by_name['ListBookings']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/bookings'
   _globals['_BOOKINGSERVICE'].methods_by_name['HandleStripeWebhook']._loaded_options = None
   _globals['_BOOKINGSERVICE'].methods_by_name['HandleStripeWebhook']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/webhooks/stripe:\001*'
-  _globals['_BOOKINGSTATUS']._serialized_start=1529
-  _globals['_BOOKINGSTATUS']._serialized_end=1722
-  _globals['_PAYMENTSTATUS']._serialized_start=1725
-  _globals['_PAYMENTSTATUS']._serialized_end=1955
+  _globals['_BOOKINGSTATUS']._serialized_start=1636
+  _globals['_BOOKINGSTATUS']._serialized_end=1829
+  _globals['_PAYMENTSTATUS']._serialized_start=1832
+  _globals['_PAYMENTSTATUS']._serialized_end=2062
   _globals['_BESTAVAILABLE']._serialized_start=205
   _globals['_BESTAVAILABLE']._serialized_end=296
   _globals['_RESERVESEATSREQUEST']._serialized_start=299
-  _globals['_RESERVESEATSREQUEST']._serialized_end=478
-  _globals['_CONFIRMBOOKINGREQUEST']._serialized_start=480
-  _globals['_CONFIRMBOOKINGREQUEST']._serialized_end=555
-  _globals['_CANCELBOOKINGREQUEST']._serialized_start=557
-  _globals['_CANCELBOOKINGREQUEST']._serialized_end=631
-  _globals['_GETBOOKINGREQUEST']._serialized_start=633
-  _globals['_GETBOOKINGREQUEST']._serialized_end=678
-  _globals['_LISTBOOKINGSREQUEST']._serialized_start=680
-  _globals['_LISTBOOKINGSREQUEST']._serialized_end=752
-  _globals['_LISTBOOKINGSRESPONSE']._serialized_start=754
-  _globals['_LISTBOOKINGSRESPONSE']._serialized_end=836
-  _globals['_BOOKEDSEAT']._serialized_start=838
-  _globals['_BOOKEDSEAT']._serialized_end=952
-  _globals['_PAYMENT']._serialized_start=955
-  _globals['_PAYMENT']._serialized_end=1084
-  _globals['_BOOKING']._serialized_start=1087
-  _globals['_BOOKING']._serialized_end=1526
-  _globals['_BOOKINGSERVICE']._serialized_start=1958
-  _globals['_BOOKINGSERVICE']._serialized_end=2581
+  _globals['_RESERVESEATSREQUEST']._serialized_end=507
+  _globals['_CHECKOUTBOOKINGREQUEST']._serialized_start=509
+  _globals['_CHECKOUTBOOKINGREQUEST']._serialized_end=585
+  _globals['_CONFIRMBOOKINGREQUEST']._serialized_start=587
+  _globals['_CONFIRMBOOKINGREQUEST']._serialized_end=662
+  _globals['_CANCELBOOKINGREQUEST']._serialized_start=664
+  _globals['_CANCELBOOKINGREQUEST']._serialized_end=738
+  _globals['_GETBOOKINGREQUEST']._serialized_start=740
+  _globals['_GETBOOKINGREQUEST']._serialized_end=785
+  _globals['_LISTBOOKINGSREQUEST']._serialized_start=787
+  _globals['_LISTBOOKINGSREQUEST']._serialized_end=859
+  _globals['_LISTBOOKINGSRESPONSE']._serialized_start=861
+  _globals['_LISTBOOKINGSRESPONSE']._serialized_end=943
+  _globals['_BOOKEDSEAT']._serialized_start=945
+  _globals['_BOOKEDSEAT']._serialized_end=1059
+  _globals['_PAYMENT']._serialized_start=1062
+  _globals['_PAYMENT']._serialized_end=1191
+  _globals['_BOOKING']._serialized_start=1194
+  _globals['_BOOKING']._serialized_end=1633
+  _globals['_BOOKINGSERVICE']._serialized_start=2065
+  _globals['_BOOKINGSERVICE']._serialized_end=2803
 # @@protoc_insertion_point(module_scope)

@@ -58,18 +58,28 @@ class BestAvailable(_message.Message):
     def __init__(self, quantity: _Optional[int] = ..., section_id: _Optional[str] = ..., price_tier: _Optional[int] = ...) -> None: ...
 
 class ReserveSeatsRequest(_message.Message):
-    __slots__ = ("event_id", "seat_ids", "best_available", "admission_token", "request_id")
+    __slots__ = ("event_id", "seat_ids", "best_available", "admission_token", "request_id", "defer_payment")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEAT_IDS_FIELD_NUMBER: _ClassVar[int]
     BEST_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     ADMISSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFER_PAYMENT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     seat_ids: _containers.RepeatedScalarFieldContainer[str]
     best_available: BestAvailable
     admission_token: str
     request_id: str
-    def __init__(self, event_id: _Optional[str] = ..., seat_ids: _Optional[_Iterable[str]] = ..., best_available: _Optional[_Union[BestAvailable, _Mapping]] = ..., admission_token: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    defer_payment: bool
+    def __init__(self, event_id: _Optional[str] = ..., seat_ids: _Optional[_Iterable[str]] = ..., best_available: _Optional[_Union[BestAvailable, _Mapping]] = ..., admission_token: _Optional[str] = ..., request_id: _Optional[str] = ..., defer_payment: _Optional[bool] = ...) -> None: ...
+
+class CheckoutBookingRequest(_message.Message):
+    __slots__ = ("booking_id", "request_id")
+    BOOKING_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    booking_id: str
+    request_id: str
+    def __init__(self, booking_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ConfirmBookingRequest(_message.Message):
     __slots__ = ("booking_id", "request_id")

@@ -42,6 +42,11 @@ class BookingServiceStub:
                 request_serializer=tix_dot_v1_dot_booking__pb2.ReserveSeatsRequest.SerializeToString,
                 response_deserializer=tix_dot_v1_dot_booking__pb2.Booking.FromString,
                 _registered_method=True)
+        self.CheckoutBooking = channel.unary_unary(
+                '/tix.v1.BookingService/CheckoutBooking',
+                request_serializer=tix_dot_v1_dot_booking__pb2.CheckoutBookingRequest.SerializeToString,
+                response_deserializer=tix_dot_v1_dot_booking__pb2.Booking.FromString,
+                _registered_method=True)
         self.ConfirmBooking = channel.unary_unary(
                 '/tix.v1.BookingService/ConfirmBooking',
                 request_serializer=tix_dot_v1_dot_booking__pb2.ConfirmBookingRequest.SerializeToString,
@@ -74,7 +79,16 @@ class BookingServiceServicer:
     """
 
     def ReserveSeats(self, request, context):
-        """Holds seats for about ten minutes and returns the booking with its Stripe PaymentIntent client secret.
+        """Holds seats for about ten minutes and returns the booking with its Stripe PaymentIntent client secret, or,
+        with defer_payment, the hold alone (the payment is made by CheckoutBooking when the fan proceeds to pay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckoutBooking(self, request, context):
+        """The fan proceeds to pay: makes the booking's Stripe PaymentIntent (or returns the one made before) and returns
+        the booking with its client secret. Idempotent. Only a reserved booking whose hold has not ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +137,11 @@ def add_BookingServiceServicer_to_server(servicer, server):
             'ReserveSeats': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveSeats,
                     request_deserializer=tix_dot_v1_dot_booking__pb2.ReserveSeatsRequest.FromString,
+                    response_serializer=tix_dot_v1_dot_booking__pb2.Booking.SerializeToString,
+            ),
+            'CheckoutBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckoutBooking,
+                    request_deserializer=tix_dot_v1_dot_booking__pb2.CheckoutBookingRequest.FromString,
                     response_serializer=tix_dot_v1_dot_booking__pb2.Booking.SerializeToString,
             ),
             'ConfirmBooking': grpc.unary_unary_rpc_method_handler(
@@ -178,6 +197,33 @@ class BookingService:
             target,
             '/tix.v1.BookingService/ReserveSeats',
             tix_dot_v1_dot_booking__pb2.ReserveSeatsRequest.SerializeToString,
+            tix_dot_v1_dot_booking__pb2.Booking.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckoutBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tix.v1.BookingService/CheckoutBooking',
+            tix_dot_v1_dot_booking__pb2.CheckoutBookingRequest.SerializeToString,
             tix_dot_v1_dot_booking__pb2.Booking.FromString,
             options,
             channel_credentials,
