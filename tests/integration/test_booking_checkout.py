@@ -57,7 +57,8 @@ async def test_a_hold_has_no_intent_until_checkout_which_makes_one_for_any_numbe
     answers = await asyncio.gather(*(world.service.checkout_booking("fan-1", held.booking_id) for _ in range(5)))
     assert len({(a.payment_intent_id, a.client_secret) for a in answers}) == 1
     checked_out = answers[0]
-    assert checked_out.payment_intent_id and checked_out.client_secret
+    assert checked_out.payment_intent_id
+    assert checked_out.client_secret
     intent = await intent_object(localstripe_url, checked_out.payment_intent_id)
     assert (intent["amount"], intent["metadata"]["booking_id"]) == (held.total_minor, str(held.booking_id))
     later = await world.service.checkout_booking("fan-1", held.booking_id)
@@ -119,7 +120,8 @@ async def test_a_cancellation_racing_checkouts_leaves_no_payable_intent(world, d
         assert not isinstance(cancelled, BaseException), cancelled
         assert cancelled.status == "cancelled"
         if isinstance(checkout, BaseException):
-            assert isinstance(checkout, FailedPrecondition) and checkout.reason == "BOOKING_CANCELLED", checkout
+            assert isinstance(checkout, FailedPrecondition), checkout
+            assert checkout.reason == "BOOKING_CANCELLED"
         after = await world.service.get_booking(f"fan-{round_}", held.booking_id)
         assert after.status == "cancelled"
         if after.payment_intent_id:

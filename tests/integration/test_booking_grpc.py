@@ -115,7 +115,8 @@ async def test_a_hold_then_checkout_over_grpc(stub, db, localstripe_url):
     checkout = booking_pb2.CheckoutBookingRequest(booking_id=held.booking_id)
     first = await stub.CheckoutBooking(checkout, metadata=_as("fan-1"))
     again = await stub.CheckoutBooking(checkout, metadata=_as("fan-1"))
-    assert first.payment.client_secret and first.payment.payment_intent_id
+    assert first.payment.client_secret
+    assert first.payment.payment_intent_id
     assert again.payment.payment_intent_id == first.payment.payment_intent_id
     await pay_as_fan(localstripe_url, first.payment.payment_intent_id)
     confirmed = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(booking_id=held.booking_id),
