@@ -12,9 +12,12 @@ How each kind stays bounded (the indexes are in migration 0009_searchpg_search_a
 - **Keywords**: the words are checked against ``search_terms`` (every word of every document): a known word stays,
   the last word matches as a prefix while it is being typed, a misspelt word becomes the nearest known word by
   trigram similarity (GIN over tens of thousands of words, not a million documents). Then one full-text match
-  (``websearch_to_tsquery`` semantics: phrases, ``-word``, ``or``) over the GIN index reads at most
-  ``candidates`` matching documents, ranks only those (``ts_rank_cd``: names over places over descriptions) and
-  returns the page; ties soonest first.
+  (``websearch_to_tsquery`` semantics: phrases, ``-word``, ``or``) reads at most ``candidates`` matching
+  documents, best tier first, each tier through its own GIN index (migration 0014_search_relevance_tiers): those
+  whose names match, then names and places, then anywhere (the description too). So the bounded candidate set
+  holds the best matches, not the first found. A selective filter (a window, a radius's venues, a city) joins the
+  tier's bitmap through its btree index (BitmapAnd), so the rows read all match. Candidates rank by tier, then
+  ``ts_rank_cd`` (names over places over descriptions); the page comes from those; ties soonest first.
 - **Paging** is keyset: the cursor is the sort key of the page's last hit (``[rank,] [distance,] starts_at,
   event_id``) and the next page starts strictly after it, through the same index; no OFFSET anywhere.
 - **Counting** stops at EXACT_TOTAL and happens on the first page only (later pages repeat it); a keyword query's
@@ -425,8 +428,20 @@ def _nearest(query: SearchQuery, params: dict[str, Any]) -> Statement:
     return Statement("nearest", sql, params, count_sql, cursor_columns=("chord", "starts_at", "event_id"))
 
 
+# Relevance tiers of a keyword match, best first: (tier, condition on ``d`` that the tier's GIN index serves). A
+# document belongs to the first tier whose filtered vector matches the whole query: its names alone (weight A), its
+# names and places (A, B), or anywhere (the description too). Its rank is the tier plus ts_rank_cd normalised to
+# [0, 1), so every match of a better tier ranks before every match of a worse one.
+_TIERS = (
+    (2, "ts_filter(d.document, '{a}') @@ ({q})"),
+    (1, "ts_filter(d.document, '{a,b}') @@ ({q})"),
+    (0, "d.document @@ ({q})"),
+)
+
+
 def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candidates: int) -> Statement:
-    """At most ``candidates`` matching documents from the GIN index, ranked; the page from those."""
+    """At most ``candidates`` matching documents, the best tiers first (each through its own GIN index, combined
+    with the filters' btree indexes), ranked; the page from those."""
     params["web"] = plan.web
     tsquery = "websearch_to_tsquery('simple', :web)"
     if plan.prefix:
@@ -434,7 +449,7 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         # (and, or) joins it to the rest.
         params.update(prefix_pattern=f"'{plan.prefix}'$", prefix_replacement=f"'{plan.prefix}':*")
         tsquery = f"CAST(regexp_replace(CAST({tsquery} AS text), :prefix_pattern, :prefix_replacement) AS tsquery)"
-    conditions = [f"d.document @@ ({tsquery})", *_filters(query, params)]
+    filters = _filters(query, params)
     params["candidates"] = candidates
     after = _after(query, 3)
     keyset = "true"
@@ -447,19 +462,39 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         keyset = (
             "(c.rank < :after_rank OR (c.rank = :after_rank AND (c.starts_at, c.event_id) > (:after_starts, :after_id)))"
         )
-    where = " AND ".join(conditions)
+    tiers = []
+    taken: list[str] = []  # the earlier tiers' counts: a tier reads only what the better ones left of the bound
+    better: list[str] = []  # a document of a better tier is not read again
+    for tier, template in _TIERS:
+        condition = template.replace("{q}", tsquery)
+        # With '-word' the whole document must match too (the word is excluded wherever it is, not only in the
+        # names; without a negation a match of the names is a match of the whole). Checked on the tier's rows:
+        # written so that no index serves it, or the planner would AND the whole document's bitmap (every match of
+        # a common word) into the tier's.
+        whole = [] if tier == 0 or "-" not in plan.web else [f"ts_filter(d.document, '{{a,b,c,d}}') @@ ({tsquery})"]
+        where = " AND ".join([condition, *(f"NOT ({b})" for b in better), *whole, *filters])
+        limit = " - ".join([":candidates", *taken])
+        tiers.append(
+            f"""tier{tier} AS MATERIALIZED (
+                SELECT {_PAGE_COLUMNS}, ({tier} + ts_rank_cd(d.document, ({tsquery}), 32))::float8 AS rank
+                FROM search_documents d WHERE {where} LIMIT greatest({limit}, 0)
+            )"""
+        )
+        taken.append(f"(SELECT count(*) FROM tier{tier})")
+        better.append(condition)
     page = f"""
         SELECT c.*, (SELECT count(*) FROM candidates) AS matches FROM candidates c
         WHERE {keyset}
         ORDER BY c.rank DESC, c.starts_at, c.event_id LIMIT :limit
     """
-    sql = f"""
-        WITH candidates AS MATERIALIZED (
-            SELECT {_PAGE_COLUMNS}, ts_rank_cd(d.document, ({tsquery}))::float8 AS rank
-            FROM search_documents d WHERE {where} LIMIT :candidates
-        ), page AS ({page})
-    """ + _DETAILS.format(distance=_distance_sql(query), order="page.rank DESC, page.starts_at, page.event_id")
-    count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {where} LIMIT :cap) AS m"
+    union = " UNION ALL ".join(f"SELECT * FROM tier{tier}" for tier, _ in _TIERS)
+    sql = (
+        f"WITH {', '.join(tiers)}, "
+        f"candidates AS MATERIALIZED ({union}), page AS ({page})"
+        + _DETAILS.format(distance=_distance_sql(query), order="page.rank DESC, page.starts_at, page.event_id")
+    )
+    count_where = " AND ".join([f"d.document @@ ({tsquery})", *filters])
+    count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {count_where} LIMIT :cap) AS m"
     return Statement("keywords", sql, params, count_sql, cursor_columns=("rank", "starts_at", "event_id"))
 
 

@@ -296,6 +296,9 @@ search_documents = Table(
     Index("ix_search_documents_performer", "performer_id", "starts_at", "event_id"),
     Index("ix_search_documents_venue", "venue_id", "starts_at", "event_id"),
     Index("ix_search_documents_category", "category", "starts_at", "event_id"),
+    # Relevance tiers: names, then names and places, read first (migration 0014_search_relevance_tiers).
+    Index("ix_search_documents_names", text("ts_filter(document, '{a}')"), postgresql_using="gin"),
+    Index("ix_search_documents_names_places", text("ts_filter(document, '{a,b}')"), postgresql_using="gin"),
 )
 
 # Every word the search documents hold (filled by statement triggers on search_documents): misspelt query words
