@@ -4,8 +4,10 @@
 - **Watchers per process**: WatchQueue streams are opened in stages (5,000, 10,000, 20,000 by default) against one
   queue process (``TIX_WORKERS=1`` unless ``--queue-workers``): how fast they connect, the server's memory per stream,
   and, in rounds, **slot freed → last watcher**: the bench frees admitted fans' shopper slots exactly as booking does
-  (entries on the admission-ends stream), the queue steps at once, every watcher's position changes, and each client
-  notes when each of its watchers heard of it. Health checks are sent every 20 ms meanwhile; their latency is
+  (entries on the admission-ends stream), the queue steps at once, every watcher's place changes, and each client
+  notes when each watcher whose shown place changed (``queue_svc.domain.displayed_position``: exact for the first
+  100 places, then two significant figures) heard its new place; the bench knows each fan's sequence and the
+  serving counter before and after the step, so it knows which watchers are due a message and waits for each. Health checks are sent every 20 ms meanwhile; their latency is
   reported beside an idle server's.
 - The same rounds for **watchers through Envoy as SSE** (2,000 by default).
 
@@ -37,6 +39,7 @@ from bench.catalog import create_sale_event
 from bench.load import percentile
 from bench.report import Report, _fmt_rate, _ms, _ratio
 from bench.stack import BenchStack
+from queue_svc.domain import displayed_position
 from tix.admission import ADMISSION_ENDS_STREAM
 from tix_dev.processes import stop_process
 from tix_dev.readiness import free_port
@@ -75,6 +78,16 @@ def _user(index: int) -> str:
     return f"qfan-{index}"
 
 
+def _expected(sequence: int, serving: int) -> int:
+    """The place a fan is shown with the line at ``serving``; 0 once admitted."""
+    return displayed_position(sequence - serving) if sequence > serving else 0
+
+
+def _due(sequences: dict[int, int], watching: list[int], before: int, after: int) -> list[int]:
+    """The watchers whose shown place changes when the serving counter moves from ``before`` to ``after``."""
+    return [i for i in watching if i in sequences and _expected(sequences[i], before) != _expected(sequences[i], after)]
+
+
 @dataclass
 class _Client:
     """One client process: unary loads, and WatchQueue streams noting when each heard something."""
@@ -83,6 +96,8 @@ class _Client:
     event_id: int
     channels: list[Any] = field(default_factory=list)
     heard: dict[int, float] = field(default_factory=dict)  # fan index -> last message time
+    shown: dict[int, tuple[int, float]] = field(default_factory=dict)  # fan index -> (place shown, since when)
+    sequences: dict[int, int] = field(default_factory=dict)
     connected: set[int] = field(default_factory=set)
     finished: set[int] = field(default_factory=set)
     tasks: dict[int, asyncio.Task] = field(default_factory=dict)
@@ -142,8 +157,10 @@ class _Client:
                                metadata=(("x-user-id", _user(index)),))
         try:
             async for message in call:
-                self.heard[index] = time.time()
+                now = self.heard[index] = time.time()
                 self.connected.add(index)
+                if index not in self.shown or self.shown[index][0] != message.position:
+                    self.shown[index] = (message.position, now)
                 if message.state in (queue_pb2.QUEUE_TICKET_STATE_ADMITTED, queue_pb2.QUEUE_TICKET_STATE_EXPIRED):
                     break
         except Exception:  # noqa: BLE001 - a closed stream ends the watcher; counted as finished
@@ -151,10 +168,11 @@ class _Client:
         finally:
             self.finished.add(index)
 
-    async def open_streams(self, fans: dict[int, str]) -> dict[str, Any]:
+    async def open_streams(self, fans: dict[int, tuple[str, int]]) -> dict[str, Any]:
         self.open_channels()
         started = time.monotonic()
-        for n, (index, ticket_id) in enumerate(sorted(fans.items())):
+        for n, (index, (ticket_id, sequence)) in enumerate(sorted(fans.items())):
+            self.sequences[index] = sequence
             channel = self.channels[n % len(self.channels)]
             self.tasks[index] = asyncio.create_task(self.watch(index, ticket_id, channel))
             if n % 200 == 199:
@@ -166,14 +184,22 @@ class _Client:
         return {"seconds": time.monotonic() - started, "connected": len(self.connected & fans.keys()),
                 "failed": len((self.finished - self.connected) & fans.keys())}
 
-    async def round(self, since: float, timeout: float) -> dict[str, Any]:
-        """Wait until every open watcher heard something after ``since``; their delays."""
+    async def round(self, since: float, before: int, after: int, timeout: float) -> dict[str, Any]:
+        """Wait until every open watcher due a new place (serving counter ``before`` -> ``after``) was shown it;
+        their delays."""
         watching = [i for i in self.tasks if i not in self.finished or self.heard.get(i, 0) > since]
+        due = _due(self.sequences, watching, before, after)
+
+        def told(i: int) -> bool:
+            place, at = self.shown.get(i, (-1, 0.0))
+            return at > since and place == _expected(self.sequences[i], after)
+
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(self.heard.get(i, 0) <= since for i in watching):
+        while time.monotonic() < deadline and not all(told(i) for i in due):
             await asyncio.sleep(0.02)
-        delays = [self.heard[i] - since for i in watching if self.heard.get(i, 0) > since]
-        return {"watching": len(watching), "delays": delays}
+        delays = [self.shown[i][1] - since for i in due if told(i)]
+        return {"watching": len(watching), "due": len(due), "delays": delays,
+                "others_heard": sum(1 for i in watching if self.heard.get(i, 0) > since) - len(delays)}
 
     async def close_streams(self) -> None:
         for task in self.tasks.values():
@@ -238,6 +264,7 @@ class _Clients:
 # --- SSE through Envoy -----------------------------------------------------------------------------------------------
 
 _STATUS = re.compile(rb"HTTP/1\.1 (\d{3})")
+_POSITION = re.compile(rb'"position":\s*"?(\d+)')
 
 
 class _SseWatch(asyncio.Protocol):
@@ -262,6 +289,10 @@ class _SseWatch(asyncio.Protocol):
                     self.swarm.heard[self.index] = now
         if b"data:" in data:
             self.swarm.heard[self.index] = now
+            places = _POSITION.findall(data)
+            place = 0 if b"ADMITTED" in data or not places else int(places[-1])
+            if self.swarm.shown.get(self.index, (-1, 0.0))[0] != place:
+                self.swarm.shown[self.index] = (place, now)
             if b"ADMITTED" in data:
                 self.swarm.finished.add(self.index)
 
@@ -273,14 +304,17 @@ class _SseWatch(asyncio.Protocol):
 class _SseSwarm:
     port: int
     heard: dict[int, float] = field(default_factory=dict)
+    shown: dict[int, tuple[int, float]] = field(default_factory=dict)
+    sequences: dict[int, int] = field(default_factory=dict)
     finished: set[int] = field(default_factory=set)
     statuses: dict[int, int] = field(default_factory=dict)
     watches: list[_SseWatch] = field(default_factory=list)
 
-    async def connect(self, fans: dict[int, tuple[str, str]]) -> dict[str, Any]:
+    async def connect(self, fans: dict[int, tuple[str, str, int]]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        for index, (path, token) in sorted(fans.items()):
+        for index, (path, token, sequence) in sorted(fans.items()):
+            self.sequences[index] = sequence
             request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAccept: text/event-stream\r\n"
                        f"Authorization: Bearer {token}\r\n\r\n").encode()
             sock = socket.socket()
@@ -292,13 +326,20 @@ class _SseSwarm:
             await asyncio.sleep(0.05)
         return {"seconds": time.monotonic() - started, "connected": len(self.heard), "statuses": self.statuses}
 
-    async def round(self, since: float, timeout: float) -> dict[str, Any]:
+    async def round(self, since: float, before: int, after: int, timeout: float) -> dict[str, Any]:
         watching = [w.index for w in self.watches if w.index not in self.finished or self.heard.get(w.index, 0) > since]
+        due = _due(self.sequences, watching, before, after)
+
+        def told(i: int) -> bool:
+            place, at = self.shown.get(i, (-1, 0.0))
+            return at > since and place == _expected(self.sequences[i], after)
+
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(self.heard.get(i, 0) <= since for i in watching):
+        while time.monotonic() < deadline and not all(told(i) for i in due):
             await asyncio.sleep(0.02)
-        return {"watching": len(watching), "delays": [self.heard[i] - since for i in watching
-                                                      if self.heard.get(i, 0) > since]}
+        delays = [self.shown[i][1] - since for i in due if told(i)]
+        return {"watching": len(watching), "due": len(due), "delays": delays,
+                "others_heard": sum(1 for i in watching if self.heard.get(i, 0) > since) - len(delays)}
 
 
 def _sse_main(connection: Any, port: int) -> None:
@@ -432,22 +473,63 @@ def _free_slots(redis_url: str, event_id: int, count: int) -> float:
         client.close()
 
 
-def _rounds(ask: Any, redis_url: str, event_id: int, rounds: int) -> tuple[list[float], list[float], int, int]:
-    """Free slots ``rounds`` times; per round the last watcher's delay, and every watcher's delay."""
-    lasts: list[float] = []
-    everyone: list[float] = []
-    watching = missed = 0
+def _sequences(redis_url: str, event_id: int, tickets: dict[int, str]) -> dict[int, int]:
+    """Each fan's place in line (its sequence), as the queue stored it."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for ticket in tickets.values():
+                pipe.hget(f"tix:q:{{{event_id}}}:t:{ticket}", "seq")
+            return {index: int(seq or 0) for index, seq in zip(tickets, pipe.execute(), strict=True)}
+    finally:
+        client.close()
+
+
+def _serving(redis_url: str, event_id: int) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return int(client.get(f"tix:q:{{{event_id}}}:serving") or 0)
+    finally:
+        client.close()
+
+
+@dataclass
+class _Rounds:
+    lasts: list[float] = field(default_factory=list)  # per step, the last due watcher's delay
+    everyone: list[float] = field(default_factory=list)  # every due watcher's delay
+    due: list[int] = field(default_factory=list)  # per step, watchers whose shown place changed
+    others_heard: list[int] = field(default_factory=list)  # per step, watchers that heard without being due
+    watching: int = 0
+    missed: int = 0
+
+
+def _rounds(ask: Any, redis_url: str, event_id: int, rounds: int) -> _Rounds:
+    """Free slots ``rounds`` times; per round the last due watcher's delay, and every due watcher's delay."""
+    out = _Rounds()
     for _ in range(rounds):
         time.sleep(1.0)
+        before = _serving(redis_url, event_id)
         since = _free_slots(redis_url, event_id, _FREED_PER_ROUND)
-        replies = ask("round", (since, 15.0))
+        after = before
+        deadline = time.monotonic() + 10
+        while after < before + _FREED_PER_ROUND and time.monotonic() < deadline:
+            time.sleep(0.005)
+            after = _serving(redis_url, event_id)
+        replies = ask("round", (since, before, after, 15.0))
         delays = [d for reply in replies for d in reply["delays"]]
-        watching = sum(reply["watching"] for reply in replies)
-        missed += watching - len(delays)
+        due = sum(reply["due"] for reply in replies)
+        out.watching = max(out.watching, sum(reply["watching"] for reply in replies))
+        out.due.append(due)
+        out.others_heard.append(sum(reply["others_heard"] for reply in replies))
+        out.missed += due - len(delays)
         if delays:
-            lasts.append(max(delays))
-            everyone += delays
-    return lasts, everyone, watching, missed
+            out.lasts.append(max(delays))
+            out.everyone += delays
+    return out
 
 
 def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> None:
@@ -494,6 +576,7 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
         for reply in joined:
             tickets.update(reply["tickets"])
 
+        sequences = _sequences(stack.redis_url, event_id, tickets)
         pids = _server_pids(server.pid)
         probe = _HealthProbe(target)
         time.sleep(1.0)
@@ -501,7 +584,7 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
         baseline_rss = _rss(pids)
         opened = 0
         for stage in stages:
-            fans = {i: tickets[i] for i in range(opened, stage) if i in tickets}
+            fans = {i: (tickets[i], sequences[i]) for i in range(opened, stage) if i in tickets}
             stage_started = time.monotonic()
             connects = clients.ask("open", _split(fans, procs))
             seconds = max(c["seconds"] for c in connects)
@@ -515,15 +598,9 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
             report.add(f"queue: {stage:,} watchers: server memory per stream",
                        f"{(rss - baseline_rss) / max(stage, 1) / 1024:,.1f} KiB",
                        f"server RSS {rss / 2**20:,.0f} MiB, idle {baseline_rss / 2**20:,.0f} MiB")
-            lasts, everyone, watching, missed = _rounds(clients.ask_all, stack.redis_url, event_id, rounds)
+            measured = _rounds(clients.ask_all, stack.redis_url, event_id, rounds)
             health = probe.since(stage_started)
-            if lasts:
-                report.add(f"queue: {stage:,} watchers: slot freed -> last watcher p50 / p99 ({rounds} steps)",
-                           f"{_ms(statistics.median(lasts))} / {_ms(percentile(lasts, 99))}",
-                           f"every watcher p50 {_ms(percentile(everyone, 50))}, p99 {_ms(percentile(everyone, 99))}")
-            if missed:
-                report.notes.append(f"queue: {stage:,} watchers: {missed} watcher-rounds heard nothing within 15 s "
-                                    f"(of {watching} watching)")
+            _report_rounds(report, f"{stage:,} watchers", measured, rounds)
             report.add(f"queue: {stage:,} watchers: health check p99 / max meanwhile",
                        f"{_ms(percentile(health, 99))} / {_ms(max(health))}",
                        f"idle server p99 {_ms(percentile(idle_health, 99))}",
@@ -532,9 +609,9 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
         report.notes.append(
             f"queue: {args.queue_workers} queue process(es), {procs} gRPC client processes ({_CHANNELS_PER_PROC} "
             f"connections each); {_cpu_note()}; rounds free {_FREED_PER_ROUND} slots each (every watcher's position "
-            "changes); delays are measured from the moment the bench wrote the frees on the admission-ends stream"
+            "changes, and the watchers whose shown place changes are due a message); delays are measured from the moment the bench wrote the frees on the admission-ends stream to the message showing the new place"
         )
-        _sse_stage(args, stack, report, port, event_id, tickets, opened, sse_count, rounds, procs)
+        _sse_stage(args, stack, report, port, event_id, tickets, sequences, opened, sse_count, rounds, procs)
     finally:
         if probe is not None:
             probe.close()
@@ -544,7 +621,8 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
 
 
 def _sse_stage(args: argparse.Namespace, stack: BenchStack, report: Report, port: int, event_id: int,
-               tickets: dict[int, str], first: int, count: int, rounds: int, procs: int) -> None:
+               tickets: dict[int, str], sequences: dict[int, int], first: int, count: int, rounds: int,
+               procs: int) -> None:
     from bench.envoy_edge import start_edge_for
     from tix_dev.tokens import TokenSigner
 
@@ -559,7 +637,7 @@ def _sse_stage(args: argparse.Namespace, stack: BenchStack, report: Report, port
     try:
         signer = TokenSigner(Path(edge.private_key_path))
         fans = {
-            i: (f"/v1/events/{event_id}/queue/{tickets[i]}:watch", signer.sign(_user(i)))
+            i: (f"/v1/events/{event_id}/queue/{tickets[i]}:watch", signer.sign(_user(i)), sequences[i])
             for i in range(first, first + count) if i in tickets
         }
         sse = _SseClients(max(1, procs // 2), edge.listen_port)
@@ -572,17 +650,26 @@ def _sse_stage(args: argparse.Namespace, stack: BenchStack, report: Report, port
         report.add(f"queue: {count:,} SSE watchers through Envoy connected",
                    f"{connected:,} in {max(c['seconds'] for c in connects):.1f} s",
                    f"HTTP statuses {statuses}")
-        lasts, everyone, watching, missed = _rounds(sse.ask_all, stack.redis_url, event_id, rounds)
-        if lasts:
-            report.add(f"queue: {count:,} SSE watchers: slot freed -> last watcher p50 / p99 ({rounds} steps)",
-                       f"{_ms(statistics.median(lasts))} / {_ms(percentile(lasts, 99))}",
-                       f"every watcher p50 {_ms(percentile(everyone, 50))}, p99 {_ms(percentile(everyone, 99))}")
-        if missed:
-            report.notes.append(f"queue: SSE: {missed} watcher-rounds heard nothing within 15 s (of {watching})")
+        measured = _rounds(sse.ask_all, stack.redis_url, event_id, rounds)
+        _report_rounds(report, f"{count:,} SSE watchers", measured, rounds)
     finally:
         if sse is not None:
             sse.close()
         edge.stop()
+
+
+def _report_rounds(report: Report, label: str, measured: _Rounds, rounds: int) -> None:
+    if measured.lasts:
+        report.add(f"queue: {label}: slot freed -> last due watcher p50 / p99 ({rounds} steps)",
+                   f"{_ms(statistics.median(measured.lasts))} / {_ms(percentile(measured.lasts, 99))}",
+                   f"every due watcher p50 {_ms(percentile(measured.everyone, 50))}, "
+                   f"p99 {_ms(percentile(measured.everyone, 99))}")
+    report.add(f"queue: {label}: watchers due a new place per step (median)",
+               f"{statistics.median(measured.due):,.0f} of {measured.watching:,}",
+               f"others that heard something (estimate refresh) {statistics.median(measured.others_heard):,.0f}")
+    if measured.missed:
+        report.notes.append(f"queue: {label}: {measured.missed} due watcher-rounds were not told within 15 s "
+                            f"(of {sum(measured.due)} due)")
 
 
 def _cpu_note() -> str:

@@ -9,7 +9,9 @@ Pushing is built for tens of thousands of streams per process:
 - per tick and event one Redis round trip (the step or the read), then every watcher's view is computed in memory
   (``sequence - serving``), with no Redis call per watcher; only fans whose state changes (placed by the draw,
   admitted, passed over) are read from Redis, in one batched round trip;
-- a message goes out only when what the fan sees changes (position, state), or as a heartbeat; a change of the
+- a message goes out only when what the fan sees changes (position, state), or as a heartbeat; beyond the first
+  100 places the position is shown rounded up to two significant figures (``domain.displayed_position``), so a
+  step changes what most of a long line sees only now and then (the front sees every step); a change of the
   estimate alone (the measured pace drifts) at most every ``estimate_refresh_seconds``; pre-queue fans, who all
   see the same figures, at most every ``pre_queue_refresh_seconds``;
 - each distinct message body is serialized once per round and joined to the watcher's own serialized prefix (ticket
@@ -37,6 +39,7 @@ from queue_svc.domain import (
     TicketState,
     WaitingRoom,
     WaitingRoomSettings,
+    displayed_position,
     displayed_wait,
 )
 from tix.errors import NotFound
@@ -257,8 +260,9 @@ class QueueWatchers:
                 continue
             sequence = watcher.ticket.sequence
             if sequence > serving:
-                position = sequence - serving
-                wait = displayed_wait(position / pace) if pace > 0 else None
+                exact = sequence - serving
+                position = displayed_position(exact)
+                wait = displayed_wait(exact / pace) if pace > 0 else None
                 shown: Hashable = (TicketState.WAITING, position, wait, 0)
                 if shown == watcher.shown or (
                     # Only the estimate moved (the measured pace drifts): tell the fan at most every few seconds.

@@ -217,3 +217,50 @@ async def test_a_burst_of_two_thousand_fans_is_served_not_cancelled(db, settings
     served = await _join_burst(settings_env, event_id, 2000, max_pending_calls=None)
     assert [r for r in served if isinstance(r, Exception)] == []
     assert len({r.ticket_id for r in served}) == 2000
+
+
+async def test_fans_far_back_hear_of_coarser_steps_while_the_front_sees_every_place(queue, db):
+    """Past the first 100 places a fan is shown the place rounded up to two significant figures, so a step reaches
+    far-back fans only when their figure changes; near the front every place moved is a message."""
+    fans = 250
+    event_id = await _queued_event(db, rate=0)
+    tickets = await asyncio.gather(*(
+        queue[0].JoinQueue(queue_pb2.JoinQueueRequest(event_id=str(event_id)), metadata=_md(f"fan-{i}"))
+        for i in range(fans)
+    ))
+    front = next(i for i, t in enumerate(tickets) if t.position == 70)
+    back = [i for i, t in enumerate(tickets) if t.position > 200]
+    assert {tickets[i].position for i in back} == {210, 220, 230, 240, 250}  # rounded up: 201..250
+    seen: dict[int, list[int]] = {i: [] for i in (front, *back)}
+
+    async def watch(i: int) -> None:
+        call = queue[0].WatchQueue(
+            queue_pb2.WatchQueueRequest(event_id=str(event_id), ticket_id=tickets[i].ticket_id), metadata=_md(f"fan-{i}")
+        )
+        async for update in call:
+            if not seen[i] or seen[i][-1] != update.position:  # heartbeats repeat the last message
+                seen[i].append(update.position)
+
+    watching = [asyncio.create_task(watch(i)) for i in seen]
+    await asyncio.sleep(0.5)
+    async with db.begin() as conn:  # the line moves one place per tick (20/s, ticks of 50 ms)
+        await conn.execute(text("UPDATE events SET queue_rate_per_second = 20 WHERE event_id = :e"), {"e": event_id})
+    deadline = time.monotonic() + 20
+    while len(seen[front]) < 41 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE events SET queue_rate_per_second = 0 WHERE event_id = :e"), {"e": event_id})
+    await asyncio.sleep(0.5)
+    for task in watching:
+        task.cancel()
+    await asyncio.gather(*watching, return_exceptions=True)
+
+    # The front fan saw each of the 40+ places it moved, one by one.
+    moved = seen[front][0] - seen[front][-1]
+    assert moved >= 40
+    assert seen[front] == list(range(70, 70 - moved - 1, -1))
+    # Fans 200+ places back moved as far, but were told only when the figure (a multiple of 10) changed.
+    for i in back:
+        assert all(position % 10 == 0 for position in seen[i]), seen[i]
+        assert seen[i] == sorted(seen[i], reverse=True)
+        assert len(seen[i]) <= moved // 10 + 2, seen[i]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from queue_svc.domain import QueueTicketView, StoredTicket, TicketState, displayed_wait
+from queue_svc.domain import (
+    EXACT_POSITIONS,
+    QueueTicketView,
+    StoredTicket,
+    TicketState,
+    displayed_position,
+    displayed_wait,
+)
 from queue_svc.servicer import TicketRenderer, render_ticket
 from tixpb.v1 import queue_pb2
 
@@ -29,3 +36,16 @@ def test_displayed_waits_are_whole_seconds_then_two_significant_figures():
     assert [displayed_wait(s) for s in (None, 0, 0.2, 59.1, 89.5, 94, 1234, 56_789)] == [
         None, 0.0, 1.0, 60.0, 90.0, 94.0, 1200.0, 57_000.0
     ]
+
+
+def test_positions_are_exact_near_the_front_then_rounded_up_to_two_significant_figures():
+    assert [displayed_position(p) for p in (1, 99, 100, 101, 109, 110, 999, 1000, 1001, 1234, 12_345, 99_999)] == [
+        1, 99, 100, 110, 110, 110, 1000, 1000, 1100, 1300, 13_000, 100_000
+    ]
+    shown = [displayed_position(p) for p in range(1, 200_001)]
+    assert shown[:EXACT_POSITIONS] == list(range(1, EXACT_POSITIONS + 1))  # the front sees every step
+    assert shown == sorted(shown)  # moving up never shows a place further back
+    assert all(p <= s <= p * 1.1 for p, s in enumerate(shown, start=1))  # never better than real, at most 10% worse
+    # A line moving 10 places a step: how many of 20,000 fans see their figure change in one step.
+    changed = sum(displayed_position(p) != displayed_position(p + 10) for p in range(1, 20_001))
+    assert changed < 2_100
