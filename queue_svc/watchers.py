@@ -12,7 +12,7 @@ Pushing is built for tens of thousands of streams per process:
 - a message goes out only when what the fan sees changes (position, state), or as a heartbeat; beyond the first
   100 places the position is shown rounded up to two significant figures (``domain.displayed_position``), so a
   step changes what most of a long line sees only now and then (the front sees every step); a change of the
-  estimate alone (the measured pace drifts) at most every ``estimate_refresh_seconds``; pre-queue fans, who all
+  estimate alone by a tenth or more (the measured pace drifts) at most every ``estimate_refresh_seconds``; pre-queue fans, who all
   see the same figures, at most every ``pre_queue_refresh_seconds``;
 - each distinct message body is serialized once per round and joined to the watcher's own serialized prefix (ticket
   id, event, join time: fixed for the stream's life), so the stream writes ready bytes;
@@ -74,6 +74,8 @@ _FINAL = (TicketState.ADMITTED, TicketState.EXPIRED)
 STEPS_CHANNEL = "tix:q:stepped"
 # With a line that did not move, the watchers are still walked this often (heartbeats, estimate refreshes).
 _QUIET_PASS_SECONDS = 1.0
+# Watchers looked at between two yields to the event loop (a few milliseconds of Python).
+_WALK_BATCH = 2000
 
 
 class Renderer(Protocol):
@@ -111,6 +113,12 @@ class _EventWatchers:
         self.line_at = 0.0
         self.seen: Hashable = None  # what the last full pass over the watchers was computed from
         self.passed_at = 0.0
+
+
+def _close(shown: float | None, wait: float | None) -> bool:
+    """An estimate within a tenth of the one the fan was shown is not news (the measured pace jitters step to step;
+    a fan a thousand places back would otherwise be told a new figure every refresh)."""
+    return shown is not None and wait is not None and abs(wait - shown) < 0.1 * max(shown, 10.0)
 
 
 def _shown(view: QueueTicketView) -> Hashable:
@@ -251,24 +259,34 @@ class QueueWatchers:
         group.seen, group.passed_at = seen, now
         heartbeat, pre_refresh = self._heartbeat, self._pre_queue_refresh
         estimate_refresh = self._estimate_refresh
+        quiet_for = min(estimate_refresh, heartbeat)  # same place shown this recently: nothing can be due
         serving = line.serving
         bodies: dict[Hashable, bytes] = {}
         passed: list[_Watcher] = []
         woken = 0
-        for watcher in list(group.watchers):
+        for walked, watcher in enumerate(list(group.watchers), 1):
+            if walked % _WALK_BATCH == 0:
+                await asyncio.sleep(0)  # a long walk with few changes still lets health checks and new streams in
             if watcher.final:
                 continue
             sequence = watcher.ticket.sequence
             if sequence > serving:
                 exact = sequence - serving
                 position = displayed_position(exact)
+                before = watcher.shown
+                if (
+                    type(before) is tuple and before[1] == position and before[0] is TicketState.WAITING
+                    and now - watcher.sent_at < quiet_for
+                ):
+                    continue  # most of a long line on most steps: the figure it is shown did not change
                 wait = displayed_wait(exact / pace) if pace > 0 else None
                 shown: Hashable = (TicketState.WAITING, position, wait, 0)
-                if shown == watcher.shown or (
-                    # Only the estimate moved (the measured pace drifts): tell the fan at most every few seconds.
-                    isinstance(watcher.shown, tuple)
-                    and watcher.shown[:2] == (TicketState.WAITING, position)
-                    and now - watcher.sent_at < estimate_refresh
+                if shown == before or (
+                    # Only the estimate moved (the measured pace drifts): tell the fan at most every few seconds,
+                    # and only when it moved by a tenth or more.
+                    type(before) is tuple
+                    and before[:2] == (TicketState.WAITING, position)
+                    and (now - watcher.sent_at < estimate_refresh or _close(before[2], wait))
                 ):
                     if now - watcher.sent_at < heartbeat:
                         continue
