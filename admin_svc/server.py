@@ -41,7 +41,7 @@ def build_console(runtime: Runtime[AdminSettings]) -> OperatorConsole[BookingRec
     runtime.on_close(payments.aclose)
     repository = BookingRepository(runtime.engine)
     # An operator's cancel frees the fan's waiting-room slot, as the fan's own cancel does.
-    admission_ends = AdmissionEnds(runtime.redis, remember_seconds=settings.hold_seconds + 3600)
+    admission_ends = AdmissionEnds(runtime.redis)
     seat_feed = SeatFeedPublisher(runtime.redis, runtime.engine)
     bookings = BookingService(settings, repository, holds, payments, seat_feed, admission_ends)
     queue = RedisQueueRepository(

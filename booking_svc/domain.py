@@ -211,10 +211,7 @@ class BookingService:
             self._event_catalog(request.event_id) if request.seat_ids else self._event_rules(request.event_id)
         )
         request = replace(request, admission_ticket=self._check_sale(catalog, request))
-        record = await self._reserve(request, catalog)
-        if request.admission_ticket and self._admission_ends is not None and record.status == "reserved":
-            await self._admission_ends.remember(str(record.booking_id), request.event_id, request.admission_ticket)
-        return record
+        return await self._reserve(request, catalog)
 
     async def _reserve(self, request: SeatRequest, catalog: EventCatalog) -> BookingRecord:
         limit = min(catalog.rules.max_seats_per_user, self._settings.max_seats_per_user)
@@ -591,7 +588,7 @@ class BookingService:
             if released is not None and released.status_before is BookingStatus.RESERVED:
                 BOOKINGS.labels("cancelled").inc()
                 await self._after_release(released)
-                await self._admission_ended(booking_id, AdmissionEnd.CANCELLED)
+                await self._admission_ended(released, AdmissionEnd.CANCELLED)
                 return await self._view(booking_id)
             record = await self._view(booking_id)
         if record.status is BookingStatus.CONFIRMED:
@@ -613,7 +610,7 @@ class BookingService:
             for released in batch:
                 BOOKINGS.labels("expired").inc()
                 await self._after_release(released)
-                await self._admission_ended(released.booking_id, AdmissionEnd.EXPIRED)
+                await self._admission_ended(released, AdmissionEnd.EXPIRED)
             total += len(batch)
             if len(batch) < self._settings.sweeper_batch_size:
                 return total
@@ -632,10 +629,11 @@ class BookingService:
         if released.payment_intent_id:
             await self.cancel_payment(released.booking_id, released.payment_intent_id)
 
-    async def _admission_ended(self, booking_id: uuid.UUID, end: AdmissionEnd) -> None:
-        """The fan is done shopping (paid, cancelled or let the hold lapse): free their waiting-room slot."""
-        if self._admission_ends is not None:
-            await self._admission_ends.publish(str(booking_id), end)
+    async def _admission_ended(self, ended: ReleasedBooking | SettleResult, end: AdmissionEnd) -> None:
+        """The fan is done shopping (paid, cancelled or let the hold lapse): free the waiting-room slot of the
+        ticket the booking was bought through (the booking row names it; other bookings have none)."""
+        if self._admission_ends is not None and ended.admission_ticket and ended.booking_id is not None:
+            await self._admission_ends.publish(str(ended.booking_id), ended.event_id, ended.admission_ticket, end)
 
     async def cancel_payment(self, booking_id: uuid.UUID, payment_intent_id: str) -> bool:
         return await self.settlement.cancel_payment(booking_id, payment_intent_id)

@@ -216,6 +216,8 @@ class SettleResult:
     version: int = 0
     # REFUSED: why.
     refusal: SettlementRefusal | None = None
+    # The waiting-room ticket the booking was bought through (its admission token's), if any.
+    admission_ticket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,8 @@ class ReleasedBooking:
     # The freed seats' status changes and their seat-map version.
     seat_changes: tuple[SeatChange, ...] = ()
     version: int = 0
+    # The waiting-room ticket the booking was bought through (its admission token's), if any.
+    admission_ticket: str | None = None
 
 
 @dataclass(frozen=True)

@@ -145,12 +145,10 @@ class PaymentProvider(Protocol):
 
 
 class AdmissionEndsPort(Protocol):
-    """The waiting room's side of a booking (``tix.admission.AdmissionEnds``): which queue ticket a booking came
-    through, and the end of that booking, so the fan's shopper slot frees at once."""
+    """The waiting room's side of a booking (``tix.admission.AdmissionEnds``): the end of a booking bought through
+    queue ticket ``ticket_id``, so the fan's shopper slot frees at once."""
 
-    async def remember(self, booking_id: str, event_id: int, ticket_id: str) -> None: ...
-
-    async def publish(self, booking_id: str, end: AdmissionEnd) -> bool: ...
+    async def publish(self, booking_id: str, event_id: int, ticket_id: str, end: AdmissionEnd) -> bool: ...
 
 
 class SeatFeed(Protocol):

@@ -565,8 +565,8 @@ class BookingRepository:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT event_id, status, seat_ids, fence FROM bookings WHERE booking_id = :b"
-                        " FOR UPDATE"
+                        "SELECT event_id, status, seat_ids, fence, admission_ticket FROM bookings"
+                        " WHERE booking_id = :b FOR UPDATE"
                     ),
                     {"b": booking_id},
                 )
@@ -574,7 +574,10 @@ class BookingRepository:
             if row is None:
                 return SettleResult(SettleOutcome.UNKNOWN_BOOKING, booking_id)
             seat_ids = tuple(row.seat_ids)
-            base = {"booking_id": booking_id, "event_id": row.event_id, "seat_ids": seat_ids}
+            base = {
+                "booking_id": booking_id, "event_id": row.event_id, "seat_ids": seat_ids,
+                "admission_ticket": row.admission_ticket,
+            }
             if row.status in ("confirmed", "refunded"):
                 await self._set_payment_status(conn, booking_id, "succeeded", only_open=True)
                 return SettleResult(SettleOutcome.ALREADY_SETTLED, **base)
@@ -791,8 +794,8 @@ class BookingRepository:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT b.event_id, b.status, b.seat_ids, b.fence, p.payment_intent_id FROM bookings b"
-                        " LEFT JOIN payments p USING (booking_id) WHERE b.booking_id = :b"
+                        "SELECT b.event_id, b.status, b.seat_ids, b.fence, b.admission_ticket, p.payment_intent_id"
+                        " FROM bookings b LEFT JOIN payments p USING (booking_id) WHERE b.booking_id = :b"
                     ),
                     {"b": booking_id},
                 )
@@ -815,7 +818,7 @@ class BookingRepository:
         changes, version = _seat_changes(freed, "available")
         return ReleasedBooking(
             booking_id, row.event_id, tuple(row.seat_ids), tuple(r.seat_id for r in freed), row.payment_intent_id,
-            seat_changes=changes, version=version,
+            seat_changes=changes, version=version, admission_ticket=row.admission_ticket,
         )
 
     async def refund_confirmed(self, booking_id: uuid.UUID, reason: str) -> ReleasedBooking | None:
@@ -868,7 +871,7 @@ class BookingRepository:
                         UPDATE bookings b
                         SET status = 'expired', status_reason = 'the hold ended before payment', updated_at = now()
                         FROM due WHERE b.booking_id = due.booking_id
-                        RETURNING b.booking_id, b.event_id, b.seat_ids, b.fence
+                        RETURNING b.booking_id, b.event_id, b.seat_ids, b.fence, b.admission_ticket
                         """
                     ),
                     {"limit": limit},
@@ -905,6 +908,7 @@ class BookingRepository:
                 ReleasedBooking(
                     r.booking_id, r.event_id, tuple(r.seat_ids), tuple(f.seat_id for f in rows),
                     intents.get(r.booking_id), seat_changes=changes, version=version,
+                    admission_ticket=r.admission_ticket,
                 )
             )
         return released

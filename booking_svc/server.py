@@ -28,7 +28,7 @@ def build_booking_service(settings: BookingSettings, runtime: Runtime[BookingSet
     runtime.on_close(holds.aclose)
     runtime.on_close(payments.aclose)
     seat_feed = SeatFeedPublisher(runtime.redis, runtime.engine)
-    admission_ends = AdmissionEnds(runtime.redis, remember_seconds=settings.hold_seconds + 3600)
+    admission_ends = AdmissionEnds(runtime.redis)
     allocator = SeatAllocator(
         holds.first_node, redis_url=settings.lock_urls()[0], dsn=libpq_url(settings.database_url),
         load_wait_seconds=settings.allocator_load_wait_seconds,

@@ -83,7 +83,7 @@ class Settlement:
         payments: PaymentProvider,
         seat_feed: SeatFeed,
         sold_marker_ttl_ms: Callable[[int], Awaitable[int]],
-        admission_ended: Callable[[uuid.UUID, AdmissionEnd], Awaitable[None]] | None = None,
+        admission_ended: Callable[[SettleResult, AdmissionEnd], Awaitable[None]] | None = None,
     ) -> None:
         self._repository = repository
         self._holds = holds
@@ -197,7 +197,7 @@ class Settlement:
             )
         await self._seat_feed.publish(result.event_id, result.version, result.seat_changes)
         if self._admission_ended is not None:  # the waiting room frees the fan's shopper slot
-            await self._admission_ended(booking_id, AdmissionEnd.CONFIRMED)
+            await self._admission_ended(result, AdmissionEnd.CONFIRMED)
         if result.outcome is SettleOutcome.REFUND_OWED:
             await self.refund(booking_id)
 

@@ -37,14 +37,14 @@ log = get_logger("tix.admission")
 # When an admitted fan's booking is confirmed, cancelled or expires, the fan's shopper slot must free at once, not
 # when the admission token runs out ten minutes later. Booking does not call the queue (the queue may be busy or
 # down; a confirmation must never wait for it): it appends the end to one Redis stream, and every queue process reads
-# the stream in one consumer group and frees the slot. The booking remembers the queue ticket its admission token
-# named (a short-lived Redis key per booking), so the later transitions know whose slot to free.
+# the stream in one consumer group and frees the slot. The booking row records the queue ticket its admission token
+# named (``bookings.admission_ticket``, which also spends the token once), so the later transitions, which read the
+# row anyway, know whose slot to free.
 
 ADMISSION_ENDS_STREAM = "tix:admission:ends"
 ADMISSION_ENDS_GROUP = "tix-queue"
 # Ends kept in the stream (trimmed approximately): far more than the queue falls behind by in practice.
 ADMISSION_ENDS_LENGTH = 100_000
-_BOOKING_TICKET_PREFIX = "tix:admission:booking:"
 
 
 @dataclass(frozen=True)
@@ -59,31 +59,17 @@ class EndedAdmission:
 
 
 class AdmissionEnds:
-    """Booking's side: remember which queue ticket a booking came through; publish the booking's end.
+    """Booking's side: publish the end of a booking bought through a queue ticket.
 
-    Both are best effort: with Redis away the booking goes on, and the slot frees when its admission token expires.
+    Best effort: with Redis away the booking goes on, and the slot frees when its admission token expires.
     """
 
-    def __init__(self, redis: Redis, *, remember_seconds: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._remember_ms = remember_seconds * 1000
 
-    async def remember(self, booking_id: str, event_id: int, ticket_id: str) -> None:
+    async def publish(self, booking_id: str, event_id: int, ticket_id: str, end: AdmissionEnd) -> bool:
+        """Append the end; False when Redis could not take it."""
         try:
-            await self._redis.set(
-                _BOOKING_TICKET_PREFIX + booking_id, f"{event_id}:{ticket_id}",
-                px=self._remember_ms,
-            )
-        except RedisError as error:
-            log.warning("admission_remember_failed", booking_id=booking_id, error=repr(error))
-
-    async def publish(self, booking_id: str, end: AdmissionEnd) -> bool:
-        """Append the end of a booking that came through the waiting room; False for other bookings."""
-        try:
-            ticket = await self._redis.getdel(_BOOKING_TICKET_PREFIX + booking_id)
-            if ticket is None:
-                return False
-            event_id, _, ticket_id = as_text(ticket).partition(":")
             await self._redis.xadd(
                 ADMISSION_ENDS_STREAM,
                 {"event": event_id, "ticket": ticket_id, "booking": booking_id, "end": end.value},

@@ -55,7 +55,7 @@ async def bookings(db, redis_url, localstripe_url):
     world = await build_world(db, settings, redis_url)
     service = BookingService(
         settings, world.repository, world.holds, world.payments, world.service._seat_feed,
-        AdmissionEnds(world.redis, remember_seconds=3600),
+        AdmissionEnds(world.redis),
     )
     yield service, world
     await world.aclose()
