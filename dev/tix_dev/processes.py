@@ -4,25 +4,19 @@ stopped politely first; and a private ``redis-server``, which tests and benchmar
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import signal
+import shutil
 import subprocess
-from collections.abc import Callable
 
 from tix_dev.readiness import free_port, port_open, wait_until
 
-_PR_SET_PDEATHSIG = 1
 
-
-def die_with_parent_hook() -> Callable[[], None] | None:
-    """A pre-exec hook giving the child SIGTERM if its parent dies without stopping it (Linux), so nothing is left
-    behind. ``prctl`` is looked up here, in the parent: the hook itself only calls it between fork and exec, where
-    loading a library could deadlock on a lock another thread held at fork time."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the child gets SIGTERM if its parent dies without stopping it (Linux's parent-death
+    signal), so nothing is left behind. ``setpriv`` (util-linux) sets the signal and execs the program: the same
+    process, no Python between fork and exec. (A ``preexec_fn`` doing it ran Python in the forked child, which
+    aborted now and then when the parent had gRPC threads running: redis-server "exited with code -6".)"""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -60,11 +54,11 @@ class RedisServer:
             else ["--appendonly", "no"]
         )
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
+            die_with_parent(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence]
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # A test run or benchmark that is killed must not leave redis-servers behind.
-            preexec_fn=die_with_parent_hook(),
         )
         try:
             wait_until(lambda: port_open(self.port), what=f"redis-server on port {self.port}", timeout=timeout,

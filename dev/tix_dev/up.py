@@ -25,7 +25,7 @@ from tix.services import SERVICES
 from tix.settings import DEVELOPMENT_STRIPE_WEBHOOK_SECRET, TixSettings
 from tix_dev.edge import EdgeLimits, render_config, service_full_names
 from tix_dev.localstripe import configure_webhook
-from tix_dev.processes import die_with_parent_hook
+from tix_dev.processes import die_with_parent
 from tix_dev.readiness import NotReady, free_port, grpc_serving, http_answers, http_ok, port_open, wait_until
 from tix_dev.settings import REPO_ROOT, DevSettings
 from tix_dev.tokens import ensure_dev_keys, ensure_dev_stream_jwks
@@ -191,7 +191,7 @@ class Mesh:
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                argv,
+                die_with_parent(argv),
                 env=dict(env),
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,
@@ -199,7 +199,6 @@ class Mesh:
                 stderr=subprocess.STDOUT,
                 # Own session: a Ctrl-C in the terminal reaches the runner, which stops children in order.
                 start_new_session=True,
-                preexec_fn=die_with_parent_hook(),
             )
         child = Child(name, process, log_path)
         self.children.append(child)
