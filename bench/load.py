@@ -58,6 +58,9 @@ class LoadSpec:
     # Best-available scenarios: quantities asked (min, max), per-call deadline range in seconds (0: 60 s).
     quantities: tuple[int, int] = (1, 8)
     call_deadline: tuple[float, float] = (0.0, 0.0)
+    # gRPC sale scenarios: hold only (ReserveSeats defer_payment); winners get the PaymentIntent from
+    # CheckoutBooking when they go to pay, as the web app does.
+    defer_payment: bool = False
 
 
 @dataclass
@@ -277,6 +280,22 @@ class _FanScenario(_Scenario):
     def fan(self, n: int) -> str:
         return f"fan-{self.spec.seed}-{self.index}-{n}"
 
+    async def checkout(self, stub: Any, metadata: Any, booking: Any, result: LoadResult) -> str | None:
+        """The PaymentIntent to pay: the reservation's own, or (a hold made with ``defer_payment``) the one
+        CheckoutBooking makes when the fan proceeds to pay."""
+        import grpc
+
+        if not self.spec.defer_payment:
+            return str(booking.payment.payment_intent_id)
+        try:
+            checked_out = await stub.CheckoutBooking(
+                self.pb.CheckoutBookingRequest(booking_id=booking.booking_id), metadata=metadata, timeout=60
+            )
+        except grpc.aio.AioRpcError as error:
+            result.outcomes[f"checkout {error_reason(error)}"] += 1
+            return None
+        return str(checked_out.payment.payment_intent_id)
+
     async def pay(self, payment_intent_id: str) -> bool:
         """What Stripe.js does on the fan's device (localstripe takes the card before, not inside, confirm)."""
         if self.spec.fan_pay_seconds:
@@ -311,7 +330,7 @@ class FlashSaleScenario(_FanScenario, _GrpcScenario):
         metadata = (("x-user-id", self.fan(n)),)
         request = self.pb.ReserveSeatsRequest(
             event_id=str(self.spec.event_id), seat_ids=list(block),
-            request_id=uuid.uuid4().hex if self.spec.request_ids else "",
+            request_id=uuid.uuid4().hex if self.spec.request_ids else "", defer_payment=self.spec.defer_payment,
         )
         started = time.perf_counter()
         try:
@@ -324,7 +343,10 @@ class FlashSaleScenario(_FanScenario, _GrpcScenario):
         result.outcomes["reserve won"] += 1
 
         paying = time.perf_counter()
-        if not await self.pay(booking.payment.payment_intent_id):
+        payment_intent_id = await self.checkout(stub, metadata, booking, result)
+        if payment_intent_id is None:
+            return
+        if not await self.pay(payment_intent_id):
             result.outcomes["payment failed"] += 1
             return
         try:
@@ -592,7 +614,7 @@ class BestAvailableScenario(_FanScenario, _GrpcScenario):
         metadata = (("x-user-id", f"fan-{self.spec.seed}-ba-{self.index}-{n}"),)
         request = self.pb.ReserveSeatsRequest(
             event_id=str(self.spec.event_id), best_available=self.pb.BestAvailable(quantity=quantity),
-            request_id=uuid.uuid4().hex,
+            request_id=uuid.uuid4().hex, defer_payment=self.spec.defer_payment,
         )
         low, high = self.spec.call_deadline
         timeout = self.rng.uniform(low, high) if high else 60
@@ -619,7 +641,10 @@ class BestAvailableScenario(_FanScenario, _GrpcScenario):
         import grpc
 
         async with self.payers:
-            if not await self.pay(booking.payment.payment_intent_id):
+            payment_intent_id = await self.checkout(stub, metadata, booking, result)
+            if payment_intent_id is None:
+                return
+            if not await self.pay(payment_intent_id):
                 result.outcomes["payment failed"] += 1
                 return
             try:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tix.settings import DEVELOPMENT_STRIPE_API_KEY, DEVELOPMENT_STRIPE_WEBHOOK_SECRET
+from tix_dev.tokens import issue_token
 from tix_dev.up import Mesh
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -76,3 +77,50 @@ async def test_a_signed_webhook_for_a_one_cent_intent_naming_the_booking_confirm
         assert paid.status_code == 200, paid.text
     confirmed = await http.get(f"/v1/bookings/{booking['bookingId']}", headers=auth)
     assert confirmed.json()["status"] == "BOOKING_STATUS_CONFIRMED"
+
+
+def _reason(response: httpx.Response) -> str:
+    infos = [
+        d for d in response.json().get("details", [])
+        if d.get("@type") == "type.googleapis.com/google.rpc.ErrorInfo"
+    ]
+    return str(infos[0]["reason"]) if infos else ""
+
+
+async def test_a_hold_is_checked_out_through_the_edge_once_and_only_while_it_lives(
+    mesh: Mesh, http: httpx.AsyncClient, catalog_event
+):
+    """POST /v1/bookings/{id}:checkout: the PaymentIntent of a hold made with deferPayment, the same one however
+    often it is asked; the signed-in owner only; refused with its reason once the hold was released."""
+    # A fan of this test's own (the mesh outlives each test; other tests count their fan's bookings).
+    auth = {"Authorization": f"Bearer {issue_token(mesh.var_dir, f'e2e-checkout-{uuid.uuid4().hex[:8]}')}"}
+    stranger = {"Authorization": f"Bearer {issue_token(mesh.var_dir, f'e2e-stranger-{uuid.uuid4().hex[:8]}')}"}
+    reserved = await http.post(
+        "/v1/bookings:reserve", headers=auth,
+        json={"eventId": str(catalog_event.event_id), "seatIds": [catalog_event.seat_ids[1]], "deferPayment": True},
+    )
+    assert reserved.status_code == 200, reserved.text
+    booking = reserved.json()
+    assert not booking["payment"].get("clientSecret")
+    checkout = f"/v1/bookings/{booking['bookingId']}:checkout"
+    assert (await http.post(checkout, json={})).status_code == 401
+    hidden = await http.post(checkout, headers=stranger, json={})
+    assert hidden.status_code == 404, hidden.text
+    assert _reason(hidden) == "BOOKING_NOT_FOUND"
+    first = await http.post(checkout, headers=auth, json={"requestId": uuid.uuid4().hex})
+    again = await http.post(checkout, headers=auth, json={})
+    assert first.status_code == 200, first.text
+    assert first.json()["payment"]["clientSecret"]
+    assert again.json()["payment"]["paymentIntentId"] == first.json()["payment"]["paymentIntentId"]
+
+    released = await http.post(
+        "/v1/bookings:reserve", headers=auth,
+        json={"eventId": str(catalog_event.event_id), "seatIds": [catalog_event.seat_ids[2]], "deferPayment": True},
+    )
+    assert released.status_code == 200, released.text
+    released_id = released.json()["bookingId"]
+    cancelled = await http.post(f"/v1/bookings/{released_id}:cancel", headers=auth, json={})
+    assert cancelled.status_code == 200, cancelled.text
+    refused = await http.post(f"/v1/bookings/{released_id}:checkout", headers=auth, json={})
+    assert refused.status_code == 400, refused.text
+    assert _reason(refused) == "BOOKING_CANCELLED"

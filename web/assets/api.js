@@ -33,6 +33,7 @@ const MESSAGES = {
   WAITING_ROOM_DISABLED: ["This event has no waiting room.", "Go straight to the seat map."],
   QUEUE_TICKET_NOT_FOUND: ["Your place in the queue was not found.", "Join the queue again."],
   BOOKING_CANCELLED: ["This booking was cancelled.", "Choose seats again."],
+  BOOKING_NOT_RESERVED: ["This booking is no longer waiting for payment.", "Open My bookings."],
   BOOKING_NOT_FOUND: ["No such booking for you.", "Open My bookings."],
   EVENT_NOT_FOUND: ["No such event.", "Search for events."],
   RATE_LIMITED: ["Too many requests at once.", "Wait a second and try again."],

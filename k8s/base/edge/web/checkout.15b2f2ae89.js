@@ -80,6 +80,10 @@ export async function render(root, params, bookingId) {
     pay.disabled = true;
     pay.textContent = "Paying…";
     try {
+      // The fan proceeds to pay: the PaymentIntent is made now (idempotent: a second press gets the same one).
+      if (!booking.payment || !booking.payment.clientSecret) {
+        booking = await api(`/v1/bookings/${encodeURIComponent(bookingId)}:checkout`, { method: "POST", body: { requestId: newRequestId() } });
+      }
       const result = await stripe.confirmCardPayment(booking.payment.clientSecret, { payment_method: { card } });
       if (result.error) {
         showError(new ApiError(402, "PAYMENT_FAILED", result.error.message || "the card was declined"));

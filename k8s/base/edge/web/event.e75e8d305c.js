@@ -131,7 +131,8 @@ export async function render(root, params, eventId) {
     if (!requireSignIn()) return;
     const admissionToken = waitingRoom ? admissionFor(eventId) : "";
     if (waitingRoom && !admissionToken) { navigate(`#/events/${eventId}/queue`); return; }
-    const body = { eventId: String(eventId), requestId: newRequestId(), admissionToken: admissionToken || undefined, ...choice };
+    // A hold only: the payment is made by :checkout when the fan presses Pay.
+    const body = { eventId: String(eventId), requestId: newRequestId(), admissionToken: admissionToken || undefined, deferPayment: true, ...choice };
     buy.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     try {
       const booking = await api("/v1/bookings:reserve", { method: "POST", body });
