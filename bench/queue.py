@@ -100,6 +100,7 @@ class _Client:
     sequences: dict[int, int] = field(default_factory=dict)
     connected: set[int] = field(default_factory=set)
     finished: set[int] = field(default_factory=set)
+    errors: dict[str, int] = field(default_factory=dict)  # why streams ended early, by status code
     tasks: dict[int, asyncio.Task] = field(default_factory=dict)
     tickets: dict[int, str] = field(default_factory=dict)
 
@@ -163,8 +164,9 @@ class _Client:
                     self.shown[index] = (message.position, now)
                 if message.state in (queue_pb2.QUEUE_TICKET_STATE_ADMITTED, queue_pb2.QUEUE_TICKET_STATE_EXPIRED):
                     break
-        except Exception:  # noqa: BLE001 - a closed stream ends the watcher; counted as finished
-            pass
+        except Exception as error:  # noqa: BLE001 - a closed stream ends the watcher; counted as finished
+            code = error.code().name if hasattr(error, "code") and callable(error.code) else type(error).__name__
+            self.errors[code] = self.errors.get(code, 0) + 1
         finally:
             self.finished.add(index)
 
@@ -182,7 +184,7 @@ class _Client:
                 break
             await asyncio.sleep(0.05)
         return {"seconds": time.monotonic() - started, "connected": len(self.connected & fans.keys()),
-                "failed": len((self.finished - self.connected) & fans.keys())}
+                "failed": len((self.finished - self.connected) & fans.keys()), "errors": dict(self.errors)}
 
     async def round(self, since: float, before: int, after: int, timeout: float) -> dict[str, Any]:
         """Wait until every open watcher due a new place (serving counter ``before`` -> ``after``) was shown it;
@@ -595,6 +597,12 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
             report.add(f"queue: {stage:,} watchers: {len(fans):,} new streams connected",
                        f"{connected:,} in {seconds:.1f} s ({_fmt_rate(connected / max(seconds, 1e-9))})",
                        f"{failed} failed" if failed else "")
+            if failed:
+                codes: dict[str, int] = {}
+                for c in connects:
+                    for code, n in c["errors"].items():
+                        codes[code] = codes.get(code, 0) + n
+                report.notes.append(f"queue: {stage:,} watchers: streams ended by the client's error, by code: {codes}")
             report.add(f"queue: {stage:,} watchers: server memory per stream",
                        f"{(rss - baseline_rss) / max(stage, 1) / 1024:,.1f} KiB",
                        f"server RSS {rss / 2**20:,.0f} MiB, idle {baseline_rss / 2**20:,.0f} MiB")
