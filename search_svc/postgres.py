@@ -55,6 +55,11 @@ from tix.errors import InvalidArgument
 TEXT_CANDIDATES = EXACT_TOTAL
 # A prefix shorter than this would expand to most of the vocabulary.
 MIN_PREFIX = 3
+# A word being typed with at most this many known completions is matched as those words ('rock' | 'rocket'), not as
+# a prefix ('rock':*): the same documents, but a prefix makes GIN merge its matches in a bitmap, ~3x the work of
+# exact words (a genre word over a million events: ~50 ms against ~160 ms).
+MAX_COMPLETIONS = 8
+_LEXEME = re.compile(r"^[^\W_]+$")
 _WORDS = re.compile(r"[^\W_]+")
 _BIGINT_MAX = 2**63 - 1
 # Above every character: 'abc' <= term < 'abc' || _TOP is "term starts with abc" in byte order (COLLATE "C").
@@ -74,7 +79,7 @@ _NO_SEQSCAN = text("SELECT set_config('enable_seqscan', 'off', true)")
 # with it (a word being typed).
 _CHECK_WORDS = text(
     f"""
-    SELECT w.word, k.known, k.prefix,
+    SELECT w.word, k.known, k.prefix, k.completions,
            CASE WHEN k.known THEN NULL ELSE (
                SELECT t.term FROM search_terms t WHERE t.term % w.word
                ORDER BY similarity(t.term, w.word) DESC, length(t.term), t.term LIMIT 1
@@ -82,7 +87,11 @@ _CHECK_WORDS = text(
     FROM unnest(CAST(:words AS text[])) AS w(word)
     CROSS JOIN LATERAL (
         SELECT EXISTS (SELECT 1 FROM search_terms t WHERE t.term = w.word) AS known,
-               EXISTS (SELECT 1 FROM search_terms t WHERE t.term > w.word AND t.term < w.word || '{_TOP}') AS prefix
+               EXISTS (SELECT 1 FROM search_terms t WHERE t.term > w.word AND t.term < w.word || '{_TOP}') AS prefix,
+               ARRAY(
+                   SELECT t.term FROM search_terms t WHERE t.term >= w.word AND t.term < w.word || '{_TOP}'
+                   ORDER BY t.term LIMIT {MAX_COMPLETIONS + 1}
+               ) AS completions
     ) AS k
     """
 )
@@ -106,6 +115,8 @@ class TextPlan:
 
     web: str
     prefix: str = ""
+    # The known words the prefix stands for, when there are few (else empty: matched as a prefix).
+    completions: tuple[str, ...] = ()
     corrections: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -164,6 +175,7 @@ class PostgresSearchBackend:
         )
         corrections: dict[str, str] = {}
         prefix = ""
+        completions: tuple[str, ...] = ()
         pieces: list[str] = []
         position = 0
         for match in matches:
@@ -173,6 +185,9 @@ class PostgresSearchBackend:
             position = match.end()
             if match is last and typing and (row.prefix or row.known):
                 prefix = word  # kept as typed; the query below matches it as a prefix
+                known = tuple(row.completions or ())
+                if len(known) <= MAX_COMPLETIONS and all(_LEXEME.match(term) for term in known):
+                    completions = known
                 pieces.append(word)
             elif word == "or" or row.known or row.nearest is None:
                 pieces.append(word)
@@ -181,7 +196,7 @@ class PostgresSearchBackend:
                 pieces.append(row.nearest)
         pieces.append(lowered[position:])
         web = "".join(pieces)
-        return TextPlan(web=web, prefix=prefix, corrections=corrections)
+        return TextPlan(web=web, prefix=prefix, corrections=corrections, completions=completions)
 
     async def suggest(self, query: SuggestQuery) -> Suggestions:
         async with self._engine.connect() as conn:
@@ -447,7 +462,11 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
     if plan.prefix:
         # The parsed query ends with the word being typed ('word'): it becomes 'word':*, whatever operator
         # (and, or) joins it to the rest.
-        params.update(prefix_pattern=f"'{plan.prefix}'$", prefix_replacement=f"'{plan.prefix}':*")
+        if plan.completions:
+            replacement = "( " + " | ".join(f"'{term}'" for term in plan.completions) + " )"
+        else:
+            replacement = f"'{plan.prefix}':*"
+        params.update(prefix_pattern=f"'{plan.prefix}'$", prefix_replacement=replacement)
         tsquery = f"CAST(regexp_replace(CAST({tsquery} AS text), :prefix_pattern, :prefix_replacement) AS tsquery)"
     filters = _filters(query, params)
     params["candidates"] = candidates

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from search_svc import postgres as search_postgres
 from search_svc.domain import GeoFilter, SearchPage, SearchQuery, SuggestQuery
 from search_svc.postgres import (
     _SUGGEST_EVENTS,
@@ -335,3 +336,21 @@ async def test_the_judged_queries_find_what_was_meant_in_the_first_three(search_
             misses.append(f"{kind} {typed!r}: wanted {field_} {intended!r}, got {found}")
     assert len(JUDGED) >= 40
     assert not misses, "\n".join(misses)
+
+
+async def test_a_word_being_typed_stands_for_its_few_known_completions(engine, monkeypatch):
+    """'stingray' (no such word) is being typed: it matches the known words it begins, as words (cheaper for GIN than
+    a prefix, the same documents); a prefix with many completions stays a prefix."""
+    backend = PostgresSearchBackend(engine)
+    async with engine.connect() as conn:
+        few = await backend.text_plan(conn, "stingray")
+        # "the": the, theater, theatre, theo in this catalog; more than one completion allowed here.
+        monkeypatch.setattr(search_postgres, "MAX_COMPLETIONS", 1)
+        many = await backend.text_plan(conn, "the")
+    assert few.prefix == "stingray"
+    assert few.completions == ("stingrays",)
+    assert many.prefix == "the"
+    assert many.completions == ()
+    page = await backend.search(query(text="stingray", limit=5))
+    assert page.hits
+    assert all("Stingrays" in hit.name for hit in page.hits)
