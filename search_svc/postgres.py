@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -206,9 +206,18 @@ class PostgresSearchBackend:
             await conn.execute(_NO_SEQSCAN)
             params = suggest_params(query)
             typo = len(query.text) >= MIN_PREFIX
-            performers = (await conn.execute(text(_suggest_performers_sql(typo)), params)).mappings().all()
-            venues = (await conn.execute(text(_suggest_venues_sql(typo)), params)).mappings().all()
-            cities = (await conn.execute(text(_suggest_cities_sql(typo)), params)).mappings().all()
+
+            async def names(build: Callable[..., str]) -> Sequence[Any]:
+                # Near spellings rank after every name that starts with the text or has a word that does: when
+                # those fill the list, the trigram similarity search (most of a suggestion's work) cannot change it.
+                rows = (await conn.execute(text(build(typo, fuzzy=False)), params)).mappings().all()
+                if typo and len(rows) < query.limit:
+                    rows = (await conn.execute(text(build(typo)), params)).mappings().all()
+                return rows
+
+            performers = await names(_suggest_performers_sql)
+            venues = await names(_suggest_venues_sql)
+            cities = await names(_suggest_cities_sql)
             owners = {
                 "performer_ids": [row["performer_id"] for row in performers[:2]],
                 "venue_ids": [row["venue_id"] for row in venues[:1]],
@@ -557,12 +566,15 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _name_match(column: str, typo: bool) -> tuple[str, str]:
-    """(condition, order) for names: whole name starts with the text, a word of it does, or (typo) close to it."""
+def _name_match(column: str, typo: bool, fuzzy: bool = True) -> tuple[str, str]:
+    """(condition, order) for names: whole name starts with the text, a word of it does, or (typo, unless not
+    ``fuzzy``) close to it. The order is the same either way."""
     starts = f'({column} COLLATE "C" >= :low AND {column} COLLATE "C" < :high)'
     conditions = [starts]
     if typo:
-        conditions += [f"{column} LIKE :word_start", f":q <% {column}"]
+        conditions += [f"{column} LIKE :word_start"]
+    if typo and fuzzy:
+        conditions += [f":q <% {column}"]
     order = (
         f"CASE WHEN {starts} THEN 0 WHEN {column} LIKE :word_start THEN 1 ELSE 2 END"
         + (f", word_similarity(:q, {column}) DESC" if typo else "")
@@ -571,15 +583,15 @@ def _name_match(column: str, typo: bool) -> tuple[str, str]:
     return " OR ".join(conditions), order
 
 
-def _suggest_performers_sql(typo: bool) -> str:
-    condition, order = _name_match("lower(name)", typo)
+def _suggest_performers_sql(typo: bool, fuzzy: bool = True) -> str:
+    condition, order = _name_match("lower(name)", typo, fuzzy)
     return (
         f"SELECT performer_id, name, category, genre FROM performers WHERE {condition} ORDER BY {order} LIMIT :limit"
     )
 
 
-def _suggest_venues_sql(typo: bool) -> str:
-    condition, order = _name_match("lower(v.name)", typo)
+def _suggest_venues_sql(typo: bool, fuzzy: bool = True) -> str:
+    condition, order = _name_match("lower(v.name)", typo, fuzzy)
     return f"""
         SELECT v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude,
                v.time_zone, v.capacity, v.layout_id, l.name AS layout_name
@@ -588,8 +600,8 @@ def _suggest_venues_sql(typo: bool) -> str:
     """
 
 
-def _suggest_cities_sql(typo: bool) -> str:
-    condition, order = _name_match("lower(city)", typo)
+def _suggest_cities_sql(typo: bool, fuzzy: bool = True) -> str:
+    condition, order = _name_match("lower(city)", typo, fuzzy)
     return f"""
         SELECT city, region, country_code FROM (
             SELECT DISTINCT ON (lower(city), country_code) city, region, country_code FROM venues
