@@ -38,7 +38,7 @@ def test_the_bench_runs_every_scenario_at_toy_size():
                    "naive: reserve decisions/s", "map 304", "event page", "map during a sale",
                    "change -> last of", "reconnect storm", "cdc: commit -> indexed lag p99",
                    "(a) best-available 1-8 seats: decisions/s", "(b) leaked holds", "(c) bystander GetBooking p99",
-                   "queue: JoinQueue/s", "watchers: slot freed -> last watcher", "SSE watchers: slot freed"):
+                   "queue: JoinQueue/s", "watchers: slot freed -> last due watcher", "SSE watchers: slot freed"):
         assert figure in output, f"{figure!r} missing from the report:\n{output[-4000:]}"
     assert "skipped" not in output, output[-4000:]
     assert output.count("checker (") == 5, output[-4000:]
