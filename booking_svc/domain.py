@@ -107,6 +107,10 @@ class SeatRequest:
     defer_payment: bool = False
 
 
+# A cache miss (the caches also keep None: "no such event").
+_UNCACHED: object = object()
+
+
 def _with_seat_details(record: BookingRecord, catalog_seats: Mapping[str, CatalogSeat]) -> BookingRecord:
     """The booking with its seats' section, row and number, from the event's (cached) seat catalog."""
     seats = []
@@ -459,23 +463,22 @@ class BookingService:
         return admission.ticket_id
 
     async def _event_catalog(self, event_id: int) -> EventCatalog:
-        if event_id in self._catalogs:
-            catalog = self._catalogs[event_id]
-        else:
+        # One lookup (get), never "in" then [] : a TTL entry can expire between the two (KeyError, a 500 under load).
+        catalog = self._catalogs.get(event_id, _UNCACHED)
+        if catalog is _UNCACHED:
             catalog = await self._catalog_loads.run(event_id, lambda: self._load_catalog(event_id))
-        if catalog is None:
+        if not isinstance(catalog, EventCatalog):
             raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
         return catalog
 
     async def _event_rules(self, event_id: int) -> EventCatalog:
         """The event's rules (its seats only if already cached): what best-available needs."""
-        if event_id in self._catalogs:
-            catalog = self._catalogs[event_id]
-        elif event_id in self._rules:
-            catalog = self._rules[event_id]
-        else:
+        catalog = self._catalogs.get(event_id, _UNCACHED)
+        if catalog is _UNCACHED:
+            catalog = self._rules.get(event_id, _UNCACHED)
+        if catalog is _UNCACHED:
             catalog = await self._rules_loads.run(event_id, lambda: self._load_rules(event_id))
-        if catalog is None:
+        if not isinstance(catalog, EventCatalog):
             raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
         return catalog
 
