@@ -22,13 +22,15 @@ export async function render(root, params, eventId) {
 
   function show(ticket) {
     const ahead = Number(ticket.position || 0);
-    position.textContent = ahead.toLocaleString();
+    // Past the first 100 places the queue rounds the place up to two significant figures (never better than the
+    // real one): say so.
+    position.textContent = ahead > 100 ? `about ${ahead.toLocaleString()}` : ahead.toLocaleString();
     const wait = seconds(ticket.estimatedWait);
     estimate.textContent = ticket.state === "QUEUE_TICKET_STATE_ADMITTED" ? "It is your turn!" : `Estimated wait: ${humanWait(wait)}.`;
     state.textContent = { QUEUE_TICKET_STATE_PRE_QUEUE: "The sale has not opened yet; your place is drawn at random when it does.",
       QUEUE_TICKET_STATE_WAITING: "You are in the queue.", QUEUE_TICKET_STATE_ADMITTED: "Admitted: opening the seat map…",
       QUEUE_TICKET_STATE_EXPIRED: "Your admission ran out." }[ticket.state] || "";
-    if (Math.abs(ahead - announced) >= 50 || (ahead <= 10 && ahead !== announced)) { announced = ahead; announce(`${ahead} fans ahead of you`); }
+    if (Math.abs(ahead - announced) >= 50 || (ahead <= 10 && ahead !== announced)) { announced = ahead; announce(`${ahead > 100 ? "about " : ""}${ahead} fans ahead of you`); }
     if (ticket.state === "QUEUE_TICKET_STATE_ADMITTED" && ticket.admissionToken) {
       sessionStorage.setItem(`tix.admission.${eventId}`, JSON.stringify({ token: ticket.admissionToken,
         expires: ticket.admissionExpireTime, user: session.user }));
