@@ -346,13 +346,7 @@ class BookingService:
             await self._seat_feed.publish(event_id, result.version, result.seat_changes)
             return _with_seat_details(record, catalog_seats)
         try:
-            intent = await self._payments.create_payment_intent(
-                booking_id=str(booking_id),
-                amount_minor=record.total_minor,
-                currency=record.currency,
-                user_id=request.user_id,
-                event_id=event_id,
-            )
+            intent = await self._create_intent(record)
         except Exception as error:
             # No PaymentIntent, no way to pay: give the seats back rather than hold them for nothing...
             withdrawn = await self._repository.withdraw_unpaid_reservation(booking_id)
@@ -417,24 +411,35 @@ class BookingService:
         record = await self._view(booking_id)
         if defer_payment or record.status is not BookingStatus.RESERVED or record.payment_intent_id:
             return record
-        intent = await self._payments.create_payment_intent(
-            booking_id=str(booking_id),
+        await self._attach(booking_id, await self._create_intent(record))
+        return await self._view(booking_id)
+
+    async def _create_intent(self, record: BookingRecord) -> PaymentIntentInfo:
+        """The booking's PaymentIntent (the gateway makes one per booking id, so a retry gets the same one)."""
+        return await self._payments.create_payment_intent(
+            booking_id=str(record.booking_id),
             amount_minor=record.total_minor,
             currency=record.currency,
             user_id=record.user_id,
             event_id=record.event_id,
         )
-        await self._attach(booking_id, intent)
-        return await self._view(booking_id)
 
-    async def _attach(self, booking_id: uuid.UUID, intent: PaymentIntentInfo) -> tuple[str, str, PaymentStatus]:
+    async def _store_intent(
+        self, booking_id: uuid.UUID, intent: PaymentIntentInfo
+    ) -> tuple[str, str, PaymentStatus] | None:
         """Store the intent with the booking; the one stored wins. An intent that lost (another attempt stored
-        its own first, or the booking was withdrawn meanwhile) is cancelled, so it can never take money."""
+        its own first, or the booking is no longer reserved) is cancelled, so it can never take money. None when
+        the booking could not take an intent."""
         attached = await self._repository.attach_payment_intent(
             booking_id, intent.payment_intent_id, intent.client_secret, PaymentStatus.of_stripe(intent.status)
         )
         if attached is None or attached[0] != intent.payment_intent_id:
             await self.settlement.cancel_stray_intent(intent.payment_intent_id, booking_id)
+        return attached
+
+    async def _attach(self, booking_id: uuid.UUID, intent: PaymentIntentInfo) -> tuple[str, str, PaymentStatus]:
+        """``_store_intent`` for ReserveSeats: a reservation withdrawn meanwhile answers as withdrawn."""
+        attached = await self._store_intent(booking_id, intent)
         if attached is None:
             raise _withdrawn()
         return attached
@@ -509,13 +514,7 @@ class BookingService:
         if record.status is not BookingStatus.RESERVED or record.expires_at <= datetime.now(UTC):
             raise _not_payable(record)
         try:
-            intent = await self._payments.create_payment_intent(
-                booking_id=str(booking_id),
-                amount_minor=record.total_minor,
-                currency=record.currency,
-                user_id=record.user_id,
-                event_id=record.event_id,
-            )
+            intent = await self._create_intent(record)
         except DomainError:
             raise
         except Exception as error:
@@ -523,11 +522,7 @@ class BookingService:
             raise Unavailable(
                 "PAYMENTS_UNAVAILABLE", "payments are unavailable, try again shortly"
             ).retry_after(1.0) from error
-        attached = await self._repository.attach_payment_intent(
-            booking_id, intent.payment_intent_id, intent.client_secret, PaymentStatus.of_stripe(intent.status)
-        )
-        if attached is None or attached[0] != intent.payment_intent_id:
-            await self.settlement.cancel_stray_intent(intent.payment_intent_id, booking_id)
+        attached = await self._store_intent(booking_id, intent)
         current = await self._view(booking_id)
         if attached is None:
             raise _not_payable(current)
