@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cachetools import TTLCache
 from redis.asyncio import Redis
@@ -253,6 +253,9 @@ def _ticket(event_id: int, ticket_id: str, fields: Sequence) -> StoredTicket | N
     )
 
 
+# A settings-cache miss (the cache also keeps None).
+_UNCACHED: object = object()
+
 _TICKET_FIELDS = ("user", "seq", "joined", "admitted", "token", "left")
 
 
@@ -284,8 +287,11 @@ class RedisQueueRepository:
 
     async def waiting_room_settings(self, event_id: int) -> WaitingRoomSettings | None:
         """Catalog settings change rarely and every step needs them: cached for a few seconds."""
-        if event_id in self._settings_cache:
-            return self._settings_cache[event_id]
+        # One lookup (get), never "in" then []: a TTL entry can expire between the two (KeyError: INTERNAL for a
+        # join in a burst). The cache also keeps None ("no such event").
+        cached = self._settings_cache.get(event_id, _UNCACHED)
+        if cached is not _UNCACHED:
+            return cast(WaitingRoomSettings | None, cached)
         # Single flight: a burst of joins for one event costs one query, not one per fan.
         settings = await self._settings_loads.run(event_id, lambda: self._load_settings(event_id))
         self._settings_cache[event_id] = settings
