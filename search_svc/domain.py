@@ -19,6 +19,7 @@ from tix.availability import AvailabilityBand
 from tix.catalog import Performer, Venue
 from tix.errors import InvalidArgument
 from tix.sales import SaleStatus, SaleWindow
+from tix.singleflight import SingleFlight
 from tix.validation import page_size as checked_page_size
 
 MAX_QUERY_LENGTH = 200
@@ -173,9 +174,18 @@ class SearchBackend(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CacheLookup:
+    """A cached answer (None: a miss) and the index generation read with it: an answer computed after a miss is
+    stored under the generation read *before* the backend was asked, so it is never served as newer than it is."""
+
+    page: SearchPage | None
+    generation: str = "0"
+
+
 class SearchCache(Protocol):
-    async def get(self, key: str) -> SearchPage | None: ...
-    async def put(self, key: str, page: SearchPage) -> None: ...
+    async def get(self, key: str) -> CacheLookup: ...
+    async def put(self, key: str, page: SearchPage, generation: str) -> None: ...
 
 
 def parse_request(request: SearchRequest) -> SearchQuery:
@@ -261,22 +271,27 @@ class EventSearch:
         self._backend = backend
         self._cache = cache
         self._on_served = on_served or (lambda cached: None)
+        # Identical searches that miss together (a trending query as its answer expires) ask the backend once.
+        self._misses: SingleFlight[tuple[str, str], SearchPage] = SingleFlight()
 
     async def search(self, request: SearchRequest) -> SearchPage:
         query = parse_request(request)
         key = query.cache_key()
         cached = await self._cache.get(key)
-        if cached is not None:
+        if cached.page is not None:
             self._on_served(True)
-            return cached
+            return cached.page
+        self._on_served(False)
+        return await self._misses.run((key, cached.generation), lambda: self._answer(query, key, cached.generation))
+
+    async def _answer(self, query: SearchQuery, key: str, generation: str) -> SearchPage:
         page = await self._backend.search(query)
         end = query.offset + len(page.hits)
         # A total at EXACT_TOTAL is a lower bound: more may follow it.
         more = end < page.total_size or page.total_size >= EXACT_TOTAL
         if page.cursor and len(page.hits) == query.limit and end < MAX_RESULT_WINDOW and more:
             page = replace(page, next_page_token=encode_page_token(query, page))
-        await self._cache.put(key, page)
-        self._on_served(False)
+        await self._cache.put(key, page, generation)
         return page
 
     async def suggest(self, text: str, page_size: int) -> Suggestions:

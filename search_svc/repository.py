@@ -9,17 +9,21 @@ and stop words would mangle ("The Who").
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 
+from cachetools import LRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from search_svc.domain import (
+    CacheLookup,
     SearchHit,
     SearchPage,
 )
@@ -41,8 +45,10 @@ _BIGINT_MAX = 2**63 - 1
 # Bumped by the indexer of the serving backend after each batch of catalog changes it made searchable: a cached
 # answer from an older generation is not served, so an edit is never hidden behind the cache.
 SEARCH_GENERATION_KEY = "tix:search:generation"
-# Misses remembered between get and put (one per query being answered), at most this many.
-_PENDING_LIMIT = 10_000
+# The generation of a lookup that could not read Redis: its answer is not stored (the generation is unknown).
+_UNAVAILABLE = "unavailable"
+# Answers each process keeps decoded (the popular queries of the moment).
+_LOCAL_ANSWERS = 4096
 
 
 async def bump_search_generation(redis: Redis) -> None:
@@ -56,38 +62,70 @@ class RedisSearchCache:
     """Answers for a few seconds: a query trending on a sale day is asked thousands of times a second.
 
     Each answer is stored with the index generation read when the query missed (before the backend was asked), and
-    served only while the generation is unchanged: one MGET reads both, so a hit costs one round trip, as before.
+    served only while the generation is unchanged: one MGET reads both. Each process also keeps the answers it
+    served most recently, decoded, and the generation it last read; while that generation is younger than
+    ``generation_seconds`` a popular query is answered without a round trip to Redis. So a change the indexer
+    applied hides behind the cache for at most that long (0.1 s by default) in any process.
     """
 
-    def __init__(self, redis: Redis, seconds: float) -> None:
+    def __init__(
+        self, redis: Redis, seconds: float, *, generation_seconds: float = 0.1, local_size: int = _LOCAL_ANSWERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = redis
         self._ms = int(seconds * 1000)
-        self._pending: dict[str, str] = {}
+        self._generation_seconds = generation_seconds
+        self._clock = clock
+        self._generation = ("", -math.inf)  # the last generation read, and when (clock)
+        # key -> (generation, the answer's expiry on the clock, the answer)
+        self._local: LRUCache[str, tuple[str, float, SearchPage]] = LRUCache(maxsize=max(1, local_size))
 
-    async def get(self, key: str) -> SearchPage | None:
+    async def get(self, key: str) -> CacheLookup:
         if self._ms <= 0:
-            return None
+            return CacheLookup(None)
+        now = self._clock()
         try:
-            generation, raw = await self._redis.mget(SEARCH_GENERATION_KEY, f"tix:search:{key}")
+            local = self._local.get(key)
+            if local is not None and local[1] > now and local[0] == await self._current_generation(now):
+                return CacheLookup(local[2], local[0])
+            stored_generation, raw = await self._redis.mget(SEARCH_GENERATION_KEY, f"tix:search:{key}")
         except RedisError as exc:
             log.warning("search_cache_unavailable", error=repr(exc))
-            return None
-        current = as_text(generation) if generation else "0"
+            return CacheLookup(None, _UNAVAILABLE)
+        current = self._observe(stored_generation)
         if raw:
-            stored, _, page = as_text(raw).partition("|")
-            if stored == current:
-                return decode_page(page)
-        if len(self._pending) >= _PENDING_LIMIT:
-            self._pending.clear()
-        self._pending[key] = current
-        return None
+            stored, _, rest = as_text(raw).partition("|")
+            expires_ms, _, page = rest.partition("|")
+            if stored == current and expires_ms.isdigit():
+                answer = decode_page(page)
+                # The copy here lives no longer than the stored one (its expiry is written beside it).
+                self._local[key] = (current, now + int(expires_ms) / 1000 - time.time(), answer)
+                return CacheLookup(answer, current)
+        return CacheLookup(None, current)
 
-    async def put(self, key: str, page: SearchPage) -> None:
-        generation = self._pending.pop(key, None)
-        if self._ms <= 0 or generation is None:
+    async def _current_generation(self, now: float) -> str:
+        generation, read_at = self._generation
+        if now - read_at < self._generation_seconds:
+            return generation
+        return self._observe(await self._redis.get(SEARCH_GENERATION_KEY))
+
+    def _observe(self, stored: bytes | str | None) -> str:
+        """The generation just read; remembered unless a newer one was read meanwhile (reads overlap)."""
+        current = as_text(stored) if stored else "0"
+        known = self._generation[0]
+        if not (known.isdigit() and current.isdigit() and int(known) > int(current)):
+            self._generation = (current, self._clock())
+        return current
+
+    async def put(self, key: str, page: SearchPage, generation: str) -> None:
+        if self._ms <= 0 or generation == _UNAVAILABLE:
             return
+        expires_at = time.time() + self._ms / 1000
+        self._local[key] = (generation, self._clock() + self._ms / 1000, page)
         try:
-            await self._redis.set(f"tix:search:{key}", f"{generation}|{encode_page(page)}", px=self._ms)
+            await self._redis.set(
+                f"tix:search:{key}", f"{generation}|{int(expires_at * 1000)}|{encode_page(page)}", px=self._ms
+            )
         except RedisError as exc:
             log.warning("search_cache_unavailable", error=repr(exc))
 

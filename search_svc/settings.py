@@ -19,8 +19,10 @@ class SearchSettings(ReadServiceSettings):
     # The alias searches read and the indexer writes; indices behind it are named "<alias>-<UTC time>".
     elasticsearch_index: str = Field(default="tix-events", pattern=r"^[a-z0-9][a-z0-9_-]{0,100}$")
     elasticsearch_timeout_seconds: float = 5.0
-    # Identical searches within this many seconds share one answer (0 disables the cache).
-    search_cache_seconds: float = 5.0
+    # Identical searches within this many seconds share one answer (0 disables the cache). A catalog change the
+    # indexer applies retires every cached answer at once (the generation), so this bounds only how long an event
+    # that has just started may still be listed as upcoming.
+    search_cache_seconds: float = 30.0
     # Tail the outbox and keep the index current (one process per backend leads, the others stand by); off where
     # a separate `tix search index` process does it.
     indexer_enabled: bool = True

@@ -303,16 +303,44 @@ async def test_a_cached_answer_is_not_served_once_the_indexer_applied_a_change(s
     from search_svc.domain import SearchPage
     from search_svc.repository import RedisSearchCache, bump_search_generation
 
-    cache = RedisSearchCache(redis, seconds=30)
-    assert await cache.get("q") is None
-    await cache.put("q", SearchPage(hits=(), total_size=0))
-    assert await cache.get("q") == SearchPage(hits=(), total_size=0)
+    cache = RedisSearchCache(redis, seconds=30, generation_seconds=0)
+    missed = await cache.get("q")
+    assert missed.page is None
+    await cache.put("q", SearchPage(hits=(), total_size=0), missed.generation)
+    assert (await cache.get("q")).page == SearchPage(hits=(), total_size=0)
     await bump_search_generation(redis)
-    assert await cache.get("q") is None
+    missed = await cache.get("q")
+    assert missed.page is None
     # An answer computed from before the bump is not stored as current after it.
     await bump_search_generation(redis)
-    await cache.put("q", SearchPage(hits=(), total_size=0))
-    assert await cache.get("q") is None
+    await cache.put("q", SearchPage(hits=(), total_size=0), missed.generation)
+    assert (await cache.get("q")).page is None
+
+
+async def _mget_calls(redis) -> int:
+    return int((await redis.info("commandstats")).get("cmdstat_mget", {}).get("calls", 0))
+
+
+async def test_popular_answers_are_served_from_the_process_until_the_generation_it_read_is_old(
+    settings_env, db, redis
+):
+    from search_svc.domain import SearchPage
+    from search_svc.repository import RedisSearchCache, bump_search_generation
+
+    answer = SearchPage(hits=(), total_size=7)
+    cache = RedisSearchCache(redis, seconds=30, generation_seconds=0.3)
+    writer = RedisSearchCache(redis, seconds=30, generation_seconds=0.3)  # another process
+    await writer.put("q", answer, (await writer.get("q")).generation)
+    assert (await cache.get("q")).page == answer  # read from Redis, kept here
+    before = await _mget_calls(redis)
+    for _ in range(50):
+        assert (await cache.get("q")).page == answer
+    assert await _mget_calls(redis) == before  # 50 answers, no page read from Redis
+    await bump_search_generation(redis)
+    await asyncio.sleep(0.35)
+    # The indexer applied a change: within generation_seconds no process serves what it kept from before it.
+    assert (await cache.get("q")).page is None
+    assert (await writer.get("q")).page is None
 
 
 async def test_outbox_rows_every_consumer_passed_are_pruned_after_the_retention(db, database_url):

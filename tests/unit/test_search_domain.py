@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ import pytest
 
 from search_svc.domain import (
     MAX_RESULT_WINDOW,
+    CacheLookup,
     EventSearch,
     Performer,
     SaleStatus,
@@ -134,10 +136,10 @@ class DictCache:
     def __init__(self) -> None:
         self.pages: dict[str, SearchPage] = {}
 
-    async def get(self, key: str) -> SearchPage | None:
-        return self.pages.get(key)
+    async def get(self, key: str) -> CacheLookup:
+        return CacheLookup(self.pages.get(key))
 
-    async def put(self, key: str, page: SearchPage) -> None:
+    async def put(self, key: str, page: SearchPage, generation: str) -> None:
         self.pages[key] = page
 
 
@@ -155,6 +157,60 @@ async def test_next_page_token_is_given_until_the_last_page_and_answers_are_cach
     again = await search.search(SearchRequest(page_size=2))
     assert again == first
     assert backend.calls == 3
+
+
+class SlowBackend(ListBackend):
+    """Answers only when released, so that searches can miss together."""
+
+    def __init__(self, hits: list[SearchHit]) -> None:
+        super().__init__(hits)
+        self.release = asyncio.Event()
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        await self.release.wait()
+        return await super().search(query)
+
+
+class GenerationCache(DictCache):
+    """Misses at a generation the test sets (the index moved on between lookups)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = "1"
+        self.stored: list[str] = []
+
+    async def get(self, key: str) -> CacheLookup:
+        return CacheLookup(None, self.generation)
+
+    async def put(self, key: str, page: SearchPage, generation: str) -> None:
+        self.stored.append(generation)
+
+
+async def test_identical_searches_that_miss_together_ask_the_backend_once():
+    backend = SlowBackend([hit(i) for i in range(5)])
+    search = EventSearch(backend, DictCache())
+    waiting = [asyncio.create_task(search.search(SearchRequest(text="muse", page_size=2))) for _ in range(20)]
+    other = asyncio.create_task(search.search(SearchRequest(text="muse", page_size=3)))
+    await asyncio.sleep(0)
+    backend.release.set()
+    pages = await asyncio.gather(*waiting)
+    assert len({page.hits for page in pages}) == 1
+    assert len((await other).hits) == 3
+    assert backend.calls == 2
+
+
+async def test_a_search_missing_at_a_newer_generation_does_not_take_an_older_answer():
+    backend, cache = SlowBackend([hit(i) for i in range(5)]), GenerationCache()
+    search = EventSearch(backend, cache)
+    older = asyncio.create_task(search.search(SearchRequest(text="muse")))
+    await asyncio.sleep(0)
+    cache.generation = "2"
+    newer = asyncio.create_task(search.search(SearchRequest(text="muse")))
+    await asyncio.sleep(0)
+    backend.release.set()
+    await asyncio.gather(older, newer)
+    assert backend.calls == 2
+    assert sorted(cache.stored) == ["1", "2"]
 
 
 async def test_exactly_full_last_page_has_no_next_token():
