@@ -239,6 +239,28 @@ async def test_every_query_kind_walks_an_index_and_stops_at_the_page(engine):
         assert_bounded_plan(plan, "suggested events")
 
 
+async def test_a_suggestion_ranks_a_bounded_number_of_names_however_common_the_word_typed(engine):
+    """"the" starts or is a word of thousands of performers' names (and its trigrams are in all of them): each tier
+    of a suggestion reads a bounded number of names, and only near spellings are ranked by similarity, so typing it
+    costs what typing a rare word does (it sorted and compared all of them: ~50 ms at a million events)."""
+    common = await names_of(
+        engine, "SELECT name FROM performers WHERE lower(name) LIKE 'the %' OR lower(name) LIKE '% the %'"
+    )
+    bound = 2 * search_postgres.TIER_CANDIDATES + search_postgres.FUZZY_CANDIDATES
+    assert len(common) > 2 * search_postgres.TIER_CANDIDATES  # enough "The ..." names for the bounds to matter
+    for typed in ("the", "the rh", "the ma", "xyz the"):
+        params = suggest_params(SuggestQuery(typed, 5))
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', '0.5', true)"))
+            raw = await conn.scalar(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {_suggest_performers_sql(True)}"), params)
+        plan = (raw if isinstance(raw, list) else json.loads(raw))[0]["Plan"]
+        sorts = [node for node, _ in _nodes(plan) if node["Node Type"] == "Sort"]
+        ranked = max(sum(child["Actual Rows"] for child in node.get("Plans", ())) for node in sorts)
+        assert ranked <= min(bound, len(common) - 1), f"suggest {typed!r} ranked {ranked} names\n" + json.dumps(
+            plan, indent=1
+        )[:3000]
+
+
 # --- relevance -----------------------------------------------------------------------------------------------------
 
 # Judged queries over the seeded catalog (seed 42; names do not depend on the day it is seeded): what a fan typed,
