@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.factories import empty_catalog
@@ -21,6 +22,11 @@ from tix_dev.processes import RedisServer
 from tix_dev.readiness import free_port
 
 PG_BASE = os.environ.get("TIX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+# Property tests check rules, not speed: no per-example deadline (hypothesis's 200 ms default failed a pure unit test
+# once on a CI machine busy with the rest of the suite).
+settings.register_profile("tix", deadline=None)
+settings.load_profile("tix")
 
 @pytest.fixture(scope="session")
 def database_url() -> str:

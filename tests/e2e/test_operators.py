@@ -23,7 +23,10 @@ from tix_dev.up import Mesh
 pytestmark = pytest.mark.e2e
 
 FANS = 120
-RATE = 8
+# Slow enough that the line is still far from empty when the operator pauses it: between resume and pause the test
+# waits 3.6 s and runs the `tix` CLI, which takes seconds when the machine is busy (at 8/s a busy CI machine once
+# admitted all 120 before the pause took effect).
+RATE = 4
 # The queue service re-reads an event's settings every second (TIX_EVENT_CACHE_SECONDS) and ticks every 0.5 s.
 SETTLE_SECONDS = 1.8
 
