@@ -636,6 +636,8 @@ def _transcoder(edge: EdgeTarget, full_names: Mapping[str, str], *, sse: bool) -
             "stream_sse_style_delimited": sse,
         },
         "convert_grpc_status": True,
+        # Browsers encode a space in a query string as '+' (URLSearchParams, forms): "Test+Ba" is "Test Ba".
+        "query_param_unescape_plus": True,
         # The stream token is the JWT filter's business, not a field of any request.
         "ignored_query_parameters": [STREAM_TOKEN_PARAMETER],
         "request_validation_options": {

@@ -55,3 +55,9 @@ async def test_an_applied_event_is_found_through_the_edge_within_a_second(
     assert found["name"] == "Quillbert Vantasma Live"
     assert found["venue"]["city"] == "Tromsø"
     assert found["performer"]["name"] == "Quillbert Vantasma"
+
+    # A browser's query string writes a space as '+' (URLSearchParams): the edge reads it as the space it is, so a
+    # fan typing "Quillbert Va" is offered the performer whose name starts so (with '+' kept, nothing matched).
+    typed = await http.get("/v1/events:suggest?query=Quillbert+Va")
+    assert typed.status_code == 200, typed.text
+    assert [p["name"] for p in typed.json()["performers"]] == ["Quillbert Vantasma"]
