@@ -200,7 +200,15 @@ class _Client:
         while time.monotonic() < deadline and not all(told(i) for i in due):
             await asyncio.sleep(0.02)
         delays = [self.shown[i][1] - since for i in due if told(i)]
-        return {"watching": len(watching), "due": len(due), "delays": delays,
+        missed: dict[str, int] = {}
+        for i in due:
+            if not told(i):
+                place, at = self.shown.get(i, (-1, 0.0))
+                expected = _expected(self.sequences[i], after)
+                kind = ("nothing since the frees" if at <= since else
+                        "a place behind the expected one" if place > expected else "a place ahead of it")
+                missed[kind] = missed.get(kind, 0) + 1
+        return {"watching": len(watching), "due": len(due), "delays": delays, "missed": missed,
                 "others_heard": sum(1 for i in watching if self.heard.get(i, 0) > since) - len(delays)}
 
     async def close_streams(self) -> None:
@@ -507,6 +515,7 @@ class _Rounds:
     others_heard: list[int] = field(default_factory=list)  # per step, watchers that heard without being due
     watching: int = 0
     missed: int = 0
+    missed_kinds: dict[str, int] = field(default_factory=dict)  # what a missed watcher had been shown instead
 
 
 def _rounds(ask: Any, redis_url: str, event_id: int, rounds: int) -> _Rounds:
@@ -528,6 +537,9 @@ def _rounds(ask: Any, redis_url: str, event_id: int, rounds: int) -> _Rounds:
         out.due.append(due)
         out.others_heard.append(sum(reply["others_heard"] for reply in replies))
         out.missed += due - len(delays)
+        for reply in replies:
+            for kind, n in reply.get("missed", {}).items():
+                out.missed_kinds[kind] = out.missed_kinds.get(kind, 0) + n
         if delays:
             out.lasts.append(max(delays))
             out.everyone += delays
@@ -683,7 +695,7 @@ def _report_rounds(report: Report, label: str, measured: _Rounds, rounds: int) -
                f"others that heard something (estimate refresh) {statistics.median(measured.others_heard):,.0f}")
     if measured.missed:
         report.notes.append(f"queue: {label}: {measured.missed} due watcher-rounds were not told within 15 s "
-                            f"(of {sum(measured.due)} due)")
+                            f"(of {sum(measured.due)} due); shown instead: {measured.missed_kinds}")
 
 
 def _cpu_note() -> str:

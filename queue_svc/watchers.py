@@ -194,8 +194,11 @@ class QueueWatchers:
             while True:
                 await watcher.wake.wait()
                 watcher.wake.clear()
-                yield watcher.message
-                if watcher.final:
+                # Read together: a final message handed over while this stream was writing the one before must
+                # still be written (checking ``final`` after the yield ended the stream without it).
+                message, final = watcher.message, watcher.final
+                yield message
+                if final:
                     return
         finally:
             WATCHERS.dec()

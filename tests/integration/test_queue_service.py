@@ -286,3 +286,39 @@ async def test_settings_read_as_their_cache_entry_expires_are_loaded_again_not_a
         settings = await repository.waiting_room_settings(event_id)
         assert settings is not None
         assert settings.event_id == event_id
+
+
+async def test_a_final_message_handed_over_while_the_stream_writes_the_one_before_is_still_written(db, redis):
+    """gRPC holds a stream at its yield while it writes a message; the admission handed over meanwhile must be the
+    next message, not the end of the stream (under 20,000 watchers, fans at the front saw their stream close
+    without the admission)."""
+    from queue_svc.domain import QueueTicketView, TicketState, WaitingRoom
+    from queue_svc.servicer import TicketRenderer
+    from queue_svc.watchers import QueueWatchers
+
+    event_id = await _queued_event(db, rate=0)
+    repository = RedisQueueRepository(redis, db, event_cache_seconds=60, ttl_seconds=600)
+    room = WaitingRoom(repository, admission_secret=SECRET, admission_ttl_seconds=600)
+    renderer = TicketRenderer()
+    watchers = QueueWatchers(room, renderer, owner="test", tick_seconds=0.5, heartbeat_seconds=60,
+                             lease_seconds=1.5, presence_refresh_seconds=10)
+    ticket = await room.ticket_of("fan-final", event_id, (await room.join("fan-final", event_id)).ticket_id)
+    stream = watchers.watch(ticket)
+    first = queue_pb2.QueueTicket.FromString(await anext(stream))
+    assert first.state == queue_pb2.QUEUE_TICKET_STATE_WAITING
+    waiting = asyncio.create_task(anext(stream))  # the stream joins its event's watchers and waits to be woken
+    await asyncio.sleep(0.05)
+    (watcher,) = watchers._by_event[event_id].watchers
+
+    def view(state: TicketState, position: int) -> bytes:
+        return watcher.prefix + renderer.body(QueueTicketView(ticket.ticket_id, event_id, state, position, 60.0,
+                                                                ticket.joined_at, None, None))
+
+    watcher.send(view(TicketState.WAITING, 1), "one", time.monotonic())
+    writing = queue_pb2.QueueTicket.FromString(await waiting)  # the stream now waits at its yield
+    assert writing.position == 1
+    watcher.send(view(TicketState.EXPIRED, 0), "final", time.monotonic(), final=True)
+    last = queue_pb2.QueueTicket.FromString(await anext(stream))
+    assert last.state == queue_pb2.QUEUE_TICKET_STATE_EXPIRED
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
