@@ -110,11 +110,10 @@ class RedisSearchCache:
         return self._observe(await self._redis.get(SEARCH_GENERATION_KEY))
 
     def _observe(self, stored: bytes | str | None) -> str:
-        """The generation just read; remembered unless a newer one was read meanwhile (reads overlap)."""
+        """The generation just read, remembered as the current one (a read that overlapped a newer one can only be
+        older by an instant: still within ``generation_seconds``)."""
         current = as_text(stored) if stored else "0"
-        known = self._generation[0]
-        if not (known.isdigit() and current.isdigit() and int(known) > int(current)):
-            self._generation = (current, self._clock())
+        self._generation = (current, self._clock())
         return current
 
     async def put(self, key: str, page: SearchPage, generation: str) -> None:
