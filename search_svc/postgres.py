@@ -68,16 +68,13 @@ _POINT = "ll_to_earth(:latitude, :longitude)"
 _VENUE_POINT = "ll_to_earth(v.latitude, v.longitude)"
 
 # Loosened from pg_trgm's defaults (0.3, 0.6): "tailor" finds "taylor", "metalica" finds "metallica".
-_TRIGRAM_LIMITS = text(
-    "SELECT set_config('pg_trgm.similarity_threshold', '0.3', true), "
+_TRIGRAM_SETTINGS = (
+    "set_config('pg_trgm.similarity_threshold', '0.3', true), "
     "set_config('pg_trgm.word_similarity_threshold', '0.5', true)"
 )
-
+_TRIGRAM_LIMITS = text(f"SELECT {_TRIGRAM_SETTINGS}")
 # Suggestions: the limits, and no sequential scans (see suggest).
-_SUGGEST_SETTINGS = text(
-    "SELECT set_config('pg_trgm.similarity_threshold', '0.3', true), "
-    "set_config('pg_trgm.word_similarity_threshold', '0.5', true), set_config('enable_seqscan', 'off', true)"
-)
+_SUGGEST_SETTINGS = text(f"SELECT {_TRIGRAM_SETTINGS}, set_config('enable_seqscan', 'off', true)")
 
 # Each word of a query: known as it is, the nearest known word (when it is not), and whether known words start
 # with it (a word being typed).
