@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -155,8 +155,16 @@ class Suggestions:
 
 def sale_status(hit: SearchHit, now: datetime) -> SaleStatus:
     """From the catalog and the availability band booking records (search does not count seats)."""
-    window = SaleWindow(hit.starts_at, hit.sale_starts_at, hit.sale_ends_at, hit.cancelled)
-    return sales.sale_status(window, now, sold_out=hit.band is AvailabilityBand.SOLD_OUT)
+    return sales.sale_status(_window(hit), now, sold_out=hit.band is AvailabilityBand.SOLD_OUT)
+
+
+def statuses_change_at(hits: Sequence[SearchHit], now: datetime) -> datetime | None:
+    """Until when every hit keeps the sale status it has at ``now`` (None: for as long as the page lives)."""
+    return min((t for hit in hits if (t := sales.status_changes_at(_window(hit), now)) is not None), default=None)
+
+
+def _window(hit: SearchHit) -> SaleWindow:
+    return SaleWindow(hit.starts_at, hit.sale_starts_at, hit.sale_ends_at, hit.cancelled)
 
 
 class SearchBackend(Protocol):

@@ -6,8 +6,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
+from cachetools import LRUCache
 
-from search_svc.domain import EventSearch, SearchHit, SearchRequest, Suggestions, sale_status
+from search_svc.domain import (
+    EventSearch,
+    SearchHit,
+    SearchPage,
+    SearchRequest,
+    Suggestions,
+    sale_status,
+    statuses_change_at,
+)
 from tix.catalog import (
     event_category,
     money,
@@ -19,22 +28,35 @@ from tix.catalog import (
 )
 from tixpb.v1 import search_pb2, search_pb2_grpc
 
+# Rendered answers kept for the pages the search cache hands out again (the same page object, a popular query).
+_RENDERED_PAGES = 1024
+
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def __init__(self, search: EventSearch, clock: Callable[[], datetime]) -> None:
         self._search = search
         self._clock = clock
+        # id(page) -> (the page, its answer, until when its hits' sale statuses hold): a cached page is rendered
+        # once, not once per request, and again only when time changes a status it shows.
+        self._rendered: LRUCache[int, tuple[SearchPage, search_pb2.SearchEventsResponse, datetime | None]] = (
+            LRUCache(maxsize=_RENDERED_PAGES)
+        )
 
     async def SearchEvents(
         self, request: search_pb2.SearchEventsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchEventsResponse:
         page = await self._search.search(parse_request(request))
         now = self._clock()
-        return search_pb2.SearchEventsResponse(
+        rendered = self._rendered.get(id(page))
+        if rendered is not None and rendered[0] is page and (rendered[2] is None or now < rendered[2]):
+            return rendered[1]
+        answer = search_pb2.SearchEventsResponse(
             events=[render_hit(hit, now) for hit in page.hits],
             next_page_token=page.next_page_token,
             total_size=page.total_size,
         )
+        self._rendered[id(page)] = (page, answer, statuses_change_at(page.hits, now))
+        return answer
 
     async def SuggestEvents(
         self, request: search_pb2.SuggestEventsRequest, context: grpc.aio.ServicerContext

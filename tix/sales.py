@@ -40,3 +40,13 @@ def sale_status(window: SaleWindow, now: datetime, *, sold_out: bool = False) ->
     if sold_out:
         return SaleStatus.SOLD_OUT
     return SaleStatus.ON_SALE
+
+
+def status_changes_at(window: SaleWindow, now: datetime) -> datetime | None:
+    """The first moment after ``now`` at which time alone may change the status (the sale opens, an operator's
+    close, the start); None when it never will (cancelled, or every moment has passed)."""
+    if window.cancelled:
+        return None
+    later = [t for t in (window.sale_starts_at, window.sale_ends_at, window.starts_at) if t is not None and t > now]
+    return min(later, default=None)
+

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from search_svc.domain import (
     MAX_RESULT_WINDOW,
@@ -26,10 +28,13 @@ from search_svc.domain import (
     parse_request,
     parse_suggest,
     sale_status,
+    statuses_change_at,
 )
 from search_svc.repository import decode_page, encode_page
+from search_svc.servicer import SearchServicer
 from tix.availability import AvailabilityBand
 from tix.errors import InvalidArgument
+from tixpb.v1 import event_pb2, search_pb2
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -234,3 +239,40 @@ def test_suggestions_need_some_text_and_take_at_most_ten_of_each_kind():
     for text, size in (("   ", 0), ("x" * 101, 0), ("tay", -1)):
         with pytest.raises(InvalidArgument):
             parse_suggest(text, size)
+
+
+@given(
+    st.lists(st.integers(min_value=-10, max_value=10), min_size=3, max_size=3),
+    st.booleans(), st.booleans(), st.integers(min_value=0, max_value=40),
+)
+def test_a_page_s_sale_statuses_hold_until_the_moment_it_names(hours, closed, cancelled, step):
+    """Whatever the times, every hit keeps the status it has now at each moment before statuses_change_at."""
+    starts, opens, closes = (NOW + timedelta(hours=h) for h in hours)
+    page = [hit(1, starts_at=starts, sale_starts_at=opens, sale_ends_at=closes if closed else None,
+                cancelled=cancelled), hit(2)]
+    until = statuses_change_at(page, NOW)
+    later = NOW + timedelta(minutes=30 * step)
+    if until is None or later < until:
+        assert [sale_status(h, later) for h in page] == [sale_status(h, NOW) for h in page]
+    if until is not None:
+        assert until > NOW
+
+
+async def test_a_cached_page_is_rendered_once_until_time_changes_a_status_it_shows():
+    opens = NOW + timedelta(hours=1)
+    page = SearchPage((hit(1, sale_starts_at=opens), hit(2)), 2)
+    clock = [NOW]
+
+    class SamePage:
+        async def search(self, request: SearchRequest) -> SearchPage:
+            return page
+
+    servicer = SearchServicer(SamePage(), lambda: clock[0])  # type: ignore[arg-type]
+    first = await servicer.SearchEvents(search_pb2.SearchEventsRequest(), None)  # type: ignore[arg-type]
+    clock[0] = NOW + timedelta(minutes=59)
+    assert await servicer.SearchEvents(search_pb2.SearchEventsRequest(), None) is first  # type: ignore[arg-type]
+    assert first.events[0].sale_status == event_pb2.SALE_STATUS_SCHEDULED
+    clock[0] = opens
+    fresh = await servicer.SearchEvents(search_pb2.SearchEventsRequest(), None)  # type: ignore[arg-type]
+    assert fresh is not first
+    assert fresh.events[0].sale_status == event_pb2.SALE_STATUS_ON_SALE
