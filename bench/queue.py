@@ -518,6 +518,33 @@ class _Rounds:
     missed_kinds: dict[str, int] = field(default_factory=dict)  # what a missed watcher had been shown instead
 
 
+_LAG_BUCKET = re.compile(r'^tix_event_loop_lag_seconds_bucket\{(?=[^}]*service="queue")[^}]*le="([^"]+)"[^}]*\} (\S+)$')
+
+
+def _loop_lag(metrics_port: int) -> dict[float, float]:
+    """The queue server's event-loop lag histogram (cumulative counts by upper bound), from its /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        lines = reply.read().decode().splitlines()
+    counts: dict[float, float] = {}
+    for line in lines:
+        match = _LAG_BUCKET.match(line)
+        if match:
+            bound = float(match.group(1))
+            counts[bound] = counts.get(bound, 0.0) + float(match.group(2))
+    return counts
+
+
+def _bucket_p99(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound of the bucket holding the 99th percentile of what was observed between the two reads."""
+    deltas = sorted((bound, after.get(bound, 0.0) - before.get(bound, 0.0)) for bound in after)
+    total = deltas[-1][1] if deltas else 0.0
+    if total <= 0:
+        return None
+    return next(bound for bound, count in deltas if count >= 0.99 * total)
+
+
 def _rounds(ask: Any, redis_url: str, event_id: int, rounds: int) -> _Rounds:
     """Free slots ``rounds`` times; per round the last due watcher's delay, and every due watcher's delay."""
     out = _Rounds()
@@ -552,7 +579,8 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
     event_id = asyncio.run(_create_queue_event(stack.libpq_url, shoppers))
     port = free_port()
     env = stack.booking_env(workers=args.queue_workers, db_pool_size=4)
-    env.update({"TIX_PORT": str(port), "TIX_METRICS_PORT": "0", "TIX_HEARTBEAT_SECONDS": "600",
+    metrics_port = free_port()
+    env.update({"TIX_PORT": str(port), "TIX_METRICS_PORT": str(metrics_port), "TIX_HEARTBEAT_SECONDS": "600",
                 "TIX_PRESENCE_GRACE_SECONDS": "600", "TIX_TICK_SECONDS": "0.5",
                 "TIX_MAX_CONCURRENT_STREAMS": "100000"})
     server, log = stack._serve("queue", port, env)
@@ -619,7 +647,9 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
                        f"{(rss - baseline_rss) / max(stage, 1) / 1024:,.1f} KiB",
                        f"server RSS {rss / 2**20:,.0f} MiB, idle {baseline_rss / 2**20:,.0f} MiB")
             rounds_started = time.monotonic()
+            lag_before = _loop_lag(metrics_port)
             measured = _rounds(clients.ask_all, stack.redis_url, event_id, rounds)
+            loop_lag = _bucket_p99(lag_before, _loop_lag(metrics_port))
             health = probe.since(stage_started)
             stepping = probe.since(rounds_started)
             _report_rounds(report, f"{stage:,} watchers", measured, rounds)
@@ -631,6 +661,9 @@ def run_queue(args: argparse.Namespace, stack: BenchStack, report: Report) -> No
                        f"{_ms(percentile(stepping, 99))} / {_ms(max(stepping))}",
                        f"idle server p99 {_ms(percentile(idle_health, 99))}",
                        _ratio(percentile(stepping, 99), percentile(idle_health, 99)))
+            report.add(f"queue: {stage:,} watchers: the server's event-loop lag during the steps, p99",
+                       f"<= {loop_lag * 1000:g} ms" if loop_lag is not None else "not exported",
+                       "tix_event_loop_lag_seconds (a 100 ms timer, histogram buckets)")
         clients.ask_all("close")
         report.notes.append(
             f"queue: {args.queue_workers} queue process(es), {procs} gRPC client processes ({_CHANNELS_PER_PROC} "

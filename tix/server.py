@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tix.db import create_engine
 from tix.errors import ERROR_DOMAIN, DomainError, Unavailable
 from tix.logs import configure_logging, get_logger
-from tix.metrics import RPC_HANDLED, RPC_IN_FLIGHT, RPC_LATENCY, start_metrics_server
+from tix.metrics import RPC_HANDLED, RPC_IN_FLIGHT, RPC_LATENCY, sample_event_loop_lag, start_metrics_server
 from tix.redis_pool import create_redis
 from tix.settings import ReadServiceSettings, ServiceSettings
 from tix.validation import check_request_text, undecodable_request
@@ -406,6 +406,7 @@ async def start_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await definition.setup(server, runtime)
+    runtime.spawn(sample_event_loop_lag(definition.name), name="event-loop-lag")
     reflection.enable_server_reflection(
         (*definition.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
