@@ -49,4 +49,3 @@ def status_changes_at(window: SaleWindow, now: datetime) -> datetime | None:
         return None
     later = [t for t in (window.sale_starts_at, window.sale_ends_at, window.starts_at) if t is not None and t > now]
     return min(later, default=None)
-
