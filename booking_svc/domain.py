@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 from prometheus_client import Counter
 
 from booking_svc.blocks import AllocationOutcome, Allocator, BestAvailableQuery
@@ -62,7 +62,7 @@ from tix.errors import (
 )
 from tix.logs import get_logger
 from tix.sales import SaleStatus, SaleWindow, sale_status
-from tix.singleflight import SingleFlight
+from tix.singleflight import CachedLoads
 
 log = get_logger("booking_svc.domain")
 
@@ -107,8 +107,10 @@ class SeatRequest:
     defer_payment: bool = False
 
 
-# A cache miss (the caches also keep None: "no such event").
-_UNCACHED: object = object()
+def _found(event_id: int, catalog: EventCatalog | None) -> EventCatalog:
+    if catalog is None:
+        raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
+    return catalog
 
 
 def _with_seat_details(record: BookingRecord, catalog_seats: Mapping[str, CatalogSeat]) -> BookingRecord:
@@ -144,16 +146,14 @@ class BookingService:
         self._seat_feed = seat_feed
         # Event rules and seats, briefly cached: a stampede on one event reads them from PostgreSQL once. An
         # event's seats never change, so they outlive the rules: a reload after expiry reads only the rules.
-        self._catalogs: TTLCache[int, EventCatalog | None] = TTLCache(
+        self._catalogs: CachedLoads[int, EventCatalog | None] = CachedLoads(
             maxsize=_CATALOG_CACHE_SIZE, ttl=settings.event_cache_seconds
         )
         self._catalog_seats: LRUCache[int, dict[str, CatalogSeat]] = LRUCache(maxsize=_CATALOG_CACHE_SIZE)
-        self._catalog_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
         # Best-available needs the event's rules, not its 70,000 seats: those are the allocator's business.
-        self._rules: TTLCache[int, EventCatalog | None] = TTLCache(
+        self._rules: CachedLoads[int, EventCatalog | None] = CachedLoads(
             maxsize=_CATALOG_CACHE_SIZE, ttl=settings.event_cache_seconds
         )
-        self._rules_loads: SingleFlight[int, EventCatalog | None] = SingleFlight()
         # Reservations in progress in this process; beyond the limit a call waits briefly, then is shed.
         self._in_flight = asyncio.Semaphore(settings.reserve_max_in_flight)
         # Reservations whose caller went away, being given back (kept referenced until done).
@@ -468,34 +468,21 @@ class BookingService:
         return admission.ticket_id
 
     async def _event_catalog(self, event_id: int) -> EventCatalog:
-        # One lookup (get), never "in" then [] : a TTL entry can expire between the two (KeyError, a 500 under load).
-        catalog = self._catalogs.get(event_id, _UNCACHED)
-        if catalog is _UNCACHED:
-            catalog = await self._catalog_loads.run(event_id, lambda: self._load_catalog(event_id))
-        if not isinstance(catalog, EventCatalog):
-            raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
-        return catalog
+        return _found(event_id, await self._catalogs.get(event_id, lambda: self._load_catalog(event_id)))
 
     async def _event_rules(self, event_id: int) -> EventCatalog:
         """The event's rules (its seats only if already cached): what best-available needs."""
-        catalog = self._catalogs.get(event_id, _UNCACHED)
-        if catalog is _UNCACHED:
-            catalog = self._rules.get(event_id, _UNCACHED)
-        if catalog is _UNCACHED:
-            catalog = await self._rules_loads.run(event_id, lambda: self._load_rules(event_id))
-        if not isinstance(catalog, EventCatalog):
-            raise NotFound("EVENT_NOT_FOUND", f"no event {event_id}", event_id=event_id)
-        return catalog
+        catalog = self._catalogs.peek(event_id)
+        if catalog is None:
+            catalog = await self._rules.get(event_id, lambda: self._load_rules(event_id))
+        return _found(event_id, catalog)
 
     async def _load_rules(self, event_id: int) -> EventCatalog | None:
         await self._repository.ensure_event_tickets(event_id)
-        loaded = await self._repository.load_event_catalog(event_id, known_seats=self._catalog_seats.get(event_id, {}))
-        self._rules[event_id] = loaded
-        return loaded
+        return await self._repository.load_event_catalog(event_id, known_seats=self._catalog_seats.get(event_id, {}))
 
     async def _load_catalog(self, event_id: int) -> EventCatalog | None:
         loaded = await self._repository.load_event_catalog(event_id, known_seats=self._catalog_seats.get(event_id))
-        self._catalogs[event_id] = loaded
         if loaded is not None:
             self._catalog_seats[event_id] = loaded.seats
         return loaded

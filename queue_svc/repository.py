@@ -15,16 +15,15 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from cachetools import TTLCache
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_svc.domain import LineState, StoredTicket, WaitingRoomSettings
 from tix.redis_pool import as_optional_text, as_text
-from tix.singleflight import SingleFlight
+from tix.singleflight import CachedLoads
 
 # Events whose waiting-room settings one process remembers (on-sales come and go).
 _SETTINGS_CACHE_SIZE = 1024
@@ -253,9 +252,6 @@ def _ticket(event_id: int, ticket_id: str, fields: Sequence) -> StoredTicket | N
     )
 
 
-# A settings-cache miss (the cache also keeps None).
-_UNCACHED: object = object()
-
 _TICKET_FIELDS = ("user", "seq", "joined", "admitted", "token", "left")
 
 
@@ -273,10 +269,10 @@ class RedisQueueRepository:
         self._engine = engine
         self._ttl = ttl_seconds
         self._grace_ms = int(presence_grace_seconds * 1000)
-        self._settings_cache: TTLCache[int, WaitingRoomSettings | None] = TTLCache(
+        # Single flight: a burst of joins for one event costs one query, not one per fan.
+        self._settings: CachedLoads[int, WaitingRoomSettings | None] = CachedLoads(
             maxsize=_SETTINGS_CACHE_SIZE, ttl=event_cache_seconds
         )
-        self._settings_loads: SingleFlight[int, WaitingRoomSettings | None] = SingleFlight()
         self._opened: set[int] = set()
         self._join = redis.register_script(_JOIN)
         self._open = redis.register_script(_OPEN)
@@ -287,15 +283,7 @@ class RedisQueueRepository:
 
     async def waiting_room_settings(self, event_id: int) -> WaitingRoomSettings | None:
         """Catalog settings change rarely and every step needs them: cached for a few seconds."""
-        # One lookup (get), never "in" then []: a TTL entry can expire between the two (KeyError: INTERNAL for a
-        # join in a burst). The cache also keeps None ("no such event").
-        cached = self._settings_cache.get(event_id, _UNCACHED)
-        if cached is not _UNCACHED:
-            return cast(WaitingRoomSettings | None, cached)
-        # Single flight: a burst of joins for one event costs one query, not one per fan.
-        settings = await self._settings_loads.run(event_id, lambda: self._load_settings(event_id))
-        self._settings_cache[event_id] = settings
-        return settings
+        return await self._settings.get(event_id, lambda: self._load_settings(event_id))
 
     async def _load_settings(self, event_id: int) -> WaitingRoomSettings | None:
         async with self._engine.connect() as conn:

@@ -18,7 +18,9 @@ import asyncio
 import functools
 import itertools
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
+
+from cachetools import TTLCache
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -71,3 +73,32 @@ class SingleFlight(Generic[K, V]):
             del self._flights[key]
         if not done.cancelled():
             done.exception()  # retrieved: when every caller has gone, nobody else will look at it
+
+
+_MISSING: object = object()
+
+
+class CachedLoads(Generic[K, V]):
+    """Values loaded on a miss, kept ``ttl`` seconds (at most ``maxsize`` keys), and loaded once for concurrent
+    misses (a SingleFlight). A value may be None ("no such thing") and is cached like any other.
+
+    Each read is one lookup: "key in cache" then "cache[key]" can see an entry expire between the two and raise
+    KeyError (it answered INTERNAL to a burst of reservations, and of queue joins)."""
+
+    def __init__(self, *, maxsize: int, ttl: float, timer: Callable[[], float] | None = None) -> None:
+        self._cache: TTLCache[K, V] = (
+            TTLCache(maxsize=maxsize, ttl=ttl) if timer is None else TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
+        )
+        self._flights: SingleFlight[K, V] = SingleFlight()
+
+    def peek(self, key: K) -> V | None:
+        """The cached value, without loading (None when missing)."""
+        return self._cache.get(key)
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        cached = self._cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cast(V, cached)
+        value = await self._flights.run(key, load)
+        self._cache[key] = value
+        return value

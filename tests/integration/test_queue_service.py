@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from cachetools import TTLCache
 from sqlalchemy import text
 
 from queue_svc.repository import RedisQueueRepository
@@ -268,24 +267,6 @@ async def test_fans_far_back_hear_of_coarser_steps_while_the_front_sees_every_pl
         assert all(position % 10 == 0 for position in seen[i]), seen[i]
         assert seen[i] == sorted(seen[i], reverse=True)
         assert len(seen[i]) <= moved // 10 + 2, seen[i]
-
-
-async def test_settings_read_as_their_cache_entry_expires_are_loaded_again_not_an_error(db, redis):
-    """A burst of joins reads the event's cached settings while the entry expires: the read is one lookup, so an
-    entry that expires between two looks is a miss (loaded again), never a KeyError (a join answered INTERNAL)."""
-    event_id = await _queued_event(db, rate=0)
-    repository = RedisQueueRepository(redis, db, event_cache_seconds=60, ttl_seconds=600)
-    clock = [0.0]
-
-    def ticking() -> float:  # every look at the clock is 0.6 s later: an entry lives for about two looks
-        clock[0] += 0.6
-        return clock[0]
-
-    repository._settings_cache = TTLCache(maxsize=8, ttl=1.0, timer=ticking)
-    for _ in range(20):
-        settings = await repository.waiting_room_settings(event_id)
-        assert settings is not None
-        assert settings.event_id == event_id
 
 
 async def test_a_final_message_handed_over_while_the_stream_writes_the_one_before_is_still_written(db, redis):

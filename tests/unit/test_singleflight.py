@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tix.singleflight import SingleFlight
+from tix.singleflight import CachedLoads, SingleFlight
 
 
 async def test_concurrent_callers_of_one_key_share_one_load_and_other_keys_load_apart():
@@ -84,3 +84,42 @@ async def test_a_caller_needing_fresh_data_never_shares_a_read_that_began_before
     assert await early == 1
     assert await asyncio.gather(*late) == [2] * 20
     assert reads[1] > mark
+
+
+async def test_cached_loads_read_an_entry_expiring_between_two_looks_as_a_miss_never_a_key_error():
+    """Each look at the clock is 0.6 s later and an entry lives 1 s: a cache read as "in" then "[]" sees the entry
+    present, then gone (KeyError: INTERNAL for a join or reservation in a burst); one lookup loads again."""
+    clock = [0.0]
+
+    def ticking() -> float:
+        clock[0] += 0.6
+        return clock[0]
+
+    loads: CachedLoads[int, str | None] = CachedLoads(maxsize=8, ttl=1.0, timer=ticking)
+    calls = 0
+
+    async def load() -> str | None:
+        nonlocal calls
+        calls += 1
+        return None  # "no such event" is a value, cached like any other
+
+    for _ in range(20):
+        assert await loads.get(1, load) is None
+    assert 1 <= calls < 20
+
+
+async def test_cached_loads_load_once_for_concurrent_misses_and_keep_the_value():
+    loads: CachedLoads[str, int] = CachedLoads(maxsize=8, ttl=60)
+    calls = 0
+
+    async def load() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return 7
+
+    assert await asyncio.gather(*(loads.get("k", load) for _ in range(50))) == [7] * 50
+    assert await loads.get("k", load) == 7
+    assert loads.peek("k") == 7
+    assert loads.peek("other") is None
+    assert calls == 1
