@@ -84,6 +84,16 @@ class LoadResult:
     def rate(self) -> float:
         return self.operations / self.elapsed
 
+    def confirmed(self, seats: int, paying_since: float | None = None) -> None:
+        """A booking confirmed now: its seats, and (``paying_since``, perf_counter) the time from paying."""
+        now = time.time()
+        self.outcomes["confirmed"] += 1
+        self.seats_confirmed += seats
+        if paying_since is not None:
+            self.confirm_latencies.append(time.perf_counter() - paying_since)
+        self.first_confirm = min(self.first_confirm or now, now)
+        self.last_confirm = now
+
     def merge(self, other: LoadResult) -> None:
         self.started = min(self.started or other.started, other.started or self.started)
         self.finished = max(self.finished, other.finished)
@@ -296,6 +306,32 @@ class _FanScenario(_Scenario):
             return None
         return str(checked_out.payment.payment_intent_id)
 
+    async def settle(self, stub: Any, metadata: Any, booking: Any, result: LoadResult, *, seats: int) -> None:
+        """A winner checks out (or uses the reservation's intent), pays on the device and confirms; the outcome,
+        the seats confirmed (``seats`` when the answer does not list them) and the time from paying to confirmed."""
+        import grpc
+
+        paying = time.perf_counter()
+        payment_intent_id = await self.checkout(stub, metadata, booking, result)
+        if payment_intent_id is None:
+            return
+        if not await self.pay(payment_intent_id):
+            result.outcomes["payment failed"] += 1
+            return
+        try:
+            confirmed = await stub.ConfirmBooking(
+                self.pb.ConfirmBookingRequest(booking_id=booking.booking_id, request_id=uuid.uuid4().hex),
+                metadata=metadata,
+                timeout=60,
+            )
+        except grpc.aio.AioRpcError as error:
+            result.outcomes[f"confirm {error_reason(error)}"] += 1
+            return
+        if confirmed.status == self.pb.BOOKING_STATUS_CONFIRMED:
+            result.confirmed(len(confirmed.seats) or seats, paying)
+        else:
+            result.outcomes[f"confirm ended {self.pb.BookingStatus.Name(confirmed.status)}"] += 1
+
     async def pay(self, payment_intent_id: str) -> bool:
         """What Stripe.js does on the fan's device (localstripe takes the card before, not inside, confirm)."""
         if self.spec.fan_pay_seconds:
@@ -342,31 +378,7 @@ class FlashSaleScenario(_FanScenario, _GrpcScenario):
         result.latencies.append(time.perf_counter() - started)
         result.outcomes["reserve won"] += 1
 
-        paying = time.perf_counter()
-        payment_intent_id = await self.checkout(stub, metadata, booking, result)
-        if payment_intent_id is None:
-            return
-        if not await self.pay(payment_intent_id):
-            result.outcomes["payment failed"] += 1
-            return
-        try:
-            confirmed = await stub.ConfirmBooking(
-                self.pb.ConfirmBookingRequest(booking_id=booking.booking_id, request_id=uuid.uuid4().hex),
-                metadata=metadata,
-                timeout=60,
-            )
-        except grpc.aio.AioRpcError as error:
-            result.outcomes[f"confirm {error_reason(error)}"] += 1
-            return
-        if confirmed.status == self.pb.BOOKING_STATUS_CONFIRMED:
-            now = time.time()
-            result.outcomes["confirmed"] += 1
-            result.seats_confirmed += len(confirmed.seats) or len(block)
-            result.confirm_latencies.append(time.perf_counter() - paying)
-            result.first_confirm = min(result.first_confirm or now, now)
-            result.last_confirm = now
-        else:
-            result.outcomes[f"confirm ended {self.pb.BookingStatus.Name(confirmed.status)}"] += 1
+        await self.settle(stub, metadata, booking, result, seats=len(block))
 
 
 class NaiveScenario(_FanScenario):
@@ -400,12 +412,10 @@ class NaiveScenario(_FanScenario):
             self.connections.put_nowait(conn)
         elapsed = time.perf_counter() - started
         result.latencies.append(elapsed)
-        result.outcomes[outcome] += 1
         if outcome == "confirmed":
-            now = time.time()
-            result.seats_confirmed += len(block)
-            result.first_confirm = min(result.first_confirm or now, now)
-            result.last_confirm = now
+            result.confirmed(len(block))
+        else:
+            result.outcomes[outcome] += 1
 
 
 def http_error_reason(status: int, body: bytes) -> str:
@@ -560,12 +570,7 @@ class RestFlashSaleScenario(_FanScenario, _RestScenario):
             return
         confirmed = json.loads(payload)
         if confirmed.get("status") == "BOOKING_STATUS_CONFIRMED":
-            now = time.time()
-            result.outcomes["confirmed"] += 1
-            result.seats_confirmed += len(confirmed.get("seats") or ()) or len(block)
-            result.confirm_latencies.append(time.perf_counter() - paying)
-            result.first_confirm = min(result.first_confirm or now, now)
-            result.last_confirm = now
+            result.confirmed(len(confirmed.get("seats") or ()) or len(block), paying)
         else:
             result.outcomes[f"confirm ended {confirmed.get('status')}"] += 1
 
@@ -638,28 +643,8 @@ class BestAvailableScenario(_FanScenario, _GrpcScenario):
         task.add_done_callback(self.paying.discard)
 
     async def _pay(self, stub: Any, metadata: Any, booking: Any, result: LoadResult) -> None:
-        import grpc
-
         async with self.payers:
-            payment_intent_id = await self.checkout(stub, metadata, booking, result)
-            if payment_intent_id is None:
-                return
-            if not await self.pay(payment_intent_id):
-                result.outcomes["payment failed"] += 1
-                return
-            try:
-                confirmed = await stub.ConfirmBooking(
-                    self.pb.ConfirmBookingRequest(booking_id=booking.booking_id), metadata=metadata, timeout=60
-                )
-            except grpc.aio.AioRpcError as error:
-                result.outcomes[f"confirm {error_reason(error)}"] += 1
-                return
-            if confirmed.status == self.pb.BOOKING_STATUS_CONFIRMED:
-                now = time.time()
-                result.outcomes["confirmed"] += 1
-                result.seats_confirmed += len(confirmed.seats)
-                result.first_confirm = min(result.first_confirm or now, now)
-                result.last_confirm = now
+            await self.settle(stub, metadata, booking, result, seats=len(booking.seats))
 
 
 SCENARIOS = {
