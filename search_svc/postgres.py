@@ -583,13 +583,14 @@ FUZZY_CANDIDATES = 200
 TIER_CANDIDATES = 100
 
 
-def _ranked_names(columns: str, source: str, column: str, key: str, table: str, typo: bool, fuzzy: bool) -> str:
-    """Names (``column`` of ``source``) for what is being typed, best first: those that start with the text, then
-    those with a word that does (``typo``: from the third letter), shortest first; then (``fuzzy``) those with a word
-    close to the last word typed, closest first. Each tier reads a bounded number of rows through its own index: the
+def _ranked_names(columns: str, source: str, alias: str, table: str, key: str, typo: bool, fuzzy: bool) -> str:
+    """Names (``table``'s ``name``, as ``alias`` in ``source``) for what is being typed, best first: those that start
+    with the text, then those with a word that does (``typo``: from the third letter), shortest first; then
+    (``fuzzy``) those with a word close to the last word typed, closest first. Each tier reads a bounded number of rows through its own index: the
     first names in order from the text on (an exact name is the first of them), any with a word starting so, the
     near spellings the trigram index finds first. Only near spellings are ranked by similarity (computing it for
     every "The ..." when "the" is typed took ~30 ms)."""
+    column = f"lower({alias}.name)"
     starts = f'{column} COLLATE "C" >= :low AND {column} COLLATE "C" < :high'
     selected = f"{columns}, {column} AS sort_name"
     tiers = [
@@ -602,13 +603,10 @@ def _ranked_names(columns: str, source: str, column: str, key: str, table: str, 
             f" LIMIT {TIER_CANDIDATES})"
         )
     if typo and fuzzy:
-        near_key = key.split(".")[-1]
-        near = (
-            f"SELECT f.{near_key} FROM {table} f WHERE :last <% lower(f.name) LIMIT {FUZZY_CANDIDATES}"
-        )
+        near = f"SELECT f.{key} FROM {table} f WHERE :last <% lower(f.name) LIMIT {FUZZY_CANDIDATES}"
         tiers.append(
             f"(SELECT {selected}, 2, word_similarity(:q, {column}) FROM {source}"
-            f" WHERE {key} = ANY(ARRAY({near})) AND NOT ({starts}) AND {column} NOT LIKE :word_start)"
+            f" WHERE {alias}.{key} = ANY(ARRAY({near})) AND NOT ({starts}) AND {column} NOT LIKE :word_start)"
         )
     return (
         f"SELECT * FROM ({' UNION ALL '.join(tiers)}) AS m"
@@ -618,7 +616,7 @@ def _ranked_names(columns: str, source: str, column: str, key: str, table: str, 
 
 def _suggest_performers_sql(typo: bool, fuzzy: bool = True) -> str:
     return _ranked_names(
-        "performer_id, name, category, genre", "performers", "lower(name)", "performer_id", "performers", typo, fuzzy
+        "p.performer_id, p.name, p.category, p.genre", "performers p", "p", "performers", "performer_id", typo, fuzzy
     )
 
 
@@ -626,7 +624,7 @@ def _suggest_venues_sql(typo: bool, fuzzy: bool = True) -> str:
     return _ranked_names(
         "v.venue_id, v.name AS venue_name, v.city, v.region, v.country_code, v.latitude, v.longitude, v.time_zone,"
         " v.capacity, v.layout_id, l.name AS layout_name",
-        "venues v JOIN layouts l ON l.layout_id = v.layout_id", "lower(v.name)", "v.venue_id", "venues", typo, fuzzy,
+        "venues v JOIN layouts l ON l.layout_id = v.layout_id", "v", "venues", "venue_id", typo, fuzzy,
     )
 
 
