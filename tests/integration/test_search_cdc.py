@@ -317,6 +317,35 @@ async def test_a_cached_answer_is_not_served_once_the_indexer_applied_a_change(s
     assert (await cache.get("q")).page is None
 
 
+async def test_when_redis_goes_away_the_process_s_copies_are_not_served_and_nothing_fails(settings_env):
+    """Redis stops: once the generation read last is older than ``generation_seconds`` the process cannot tell
+    whether its copies are current, so every lookup is a miss (the backend answers) and storing raises nothing."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from search_svc.domain import SearchPage
+    from search_svc.repository import RedisSearchCache
+    from tix_dev.processes import RedisServer
+
+    node = RedisServer().start()
+    client = aioredis.from_url(node.url, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    cache = RedisSearchCache(client, seconds=30, generation_seconds=0.1)
+    answer = SearchPage(hits=(), total_size=3)
+    try:
+        await cache.put("q", answer, (await cache.get("q")).generation)
+        assert (await cache.get("q")).page == answer
+        node.stop()
+        await asyncio.sleep(0.15)
+        missed = await cache.get("q")
+        assert missed.page is None
+        await cache.put("q", answer, missed.generation)  # no error, and nothing kept under an unknown generation
+        assert (await cache.get("q")).page is None
+    finally:
+        await client.aclose()
+        node.stop()
+
+
 async def _mget_calls(redis) -> int:
     return int((await redis.info("commandstats")).get("cmdstat_mget", {}).get("calls", 0))
 
