@@ -297,7 +297,6 @@ def serve_search(url: str, redis_url: str, work_dir: Path, *, cache_seconds: flo
         "TIX_PORT": str(port),
         "TIX_METRICS_PORT": "0",
         "TIX_WORKERS": str(workers),
-        "TIX_DB_POOL_SIZE": "20",
         "TIX_SEARCH_CACHE_SECONDS": str(cache_seconds),
         "TIX_INDEXER_ENABLED": "false",
         "TIX_LOG_LEVEL": "WARNING",

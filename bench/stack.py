@@ -74,7 +74,6 @@ class BenchStack:
             "TIX_LOG_LEVEL": "WARNING",
             "TIX_WORKERS": str(workers),
             "TIX_DB_POOL_SIZE": str(db_pool_size),
-            "TIX_DB_MAX_OVERFLOW": "2",
             "TIX_SWEEPER_INTERVAL_SECONDS": "3600",
             "PYTHONUNBUFFERED": "1",
         }

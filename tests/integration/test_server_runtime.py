@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from sqlalchemy import text
 
 from queue_svc.settings import QueueSettings
+from tix.db import create_engine
 from tix.errors import FailedPrecondition, InvalidArgument
 from tix.server import Runtime, ServiceDefinition, start_server, status_for
 from tixpb.v1 import event_pb2, event_pb2_grpc, queue_pb2, queue_pb2_grpc
@@ -155,3 +159,22 @@ async def test_a_held_event_loop_shows_in_the_loop_lag_metric(failing_server):
     time.sleep(0.45)  # holding the loop is the point: the sampler wakes at least 350 ms late
     await asyncio.sleep(0.25)
     assert held() >= before + 1
+
+
+async def test_a_service_pool_keeps_its_connections_under_load(settings_env):
+    """More concurrent calls than the pool has connections: they wait for one, and no connection is opened and
+    closed per use (an overflow connection costs a new PostgreSQL backend every time it is taken)."""
+    settings = QueueSettings(port=0, db_pool_size=4)
+    engine = create_engine(settings)
+    try:
+
+        async def backend_pid() -> int:
+            async with engine.connect() as conn:
+                return int(await conn.scalar(text("SELECT pg_backend_pid() FROM pg_sleep(0.02)")))
+
+        seen: set[int] = set()
+        for _ in range(5):
+            seen.update(await asyncio.gather(*(backend_pid() for _ in range(16))))
+        assert len(seen) <= settings.db_pool_size
+    finally:
+        await engine.dispose()
