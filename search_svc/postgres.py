@@ -21,7 +21,8 @@ How each kind stays bounded (the indexes are in migration 0009_searchpg_search_a
 - **Paging** is keyset: the cursor is the sort key of the page's last hit (``[rank,] [distance,] starts_at,
   event_id``) and the next page starts strictly after it, through the same index; no OFFSET anywhere.
 - **Counting** stops at EXACT_TOTAL and happens on the first page only (later pages repeat it); a keyword query's
-  total is its candidates.
+  total is its candidates. A list's count reads its ordered index alone (the city index carries ``city`` for that:
+  migration 0015_search_city_index_only).
 
 Events that already started are left out unless the query's start_time reaches back to them.
 """

@@ -292,7 +292,8 @@ search_documents = Table(
     Index("ix_search_documents_document", "document", postgresql_using="gin"),
     # Soonest first behind each leading filter, with event_id for keyset paging (migration 0009_searchpg_search_at_scale).
     Index("ix_search_documents_starts_at", "starts_at", "event_id"),
-    Index("ix_search_documents_city", text("lower(city)"), "starts_at", "event_id"),
+    # city carried along so a city's count is an index-only scan (migration 0015_search_city_index_only).
+    Index("ix_search_documents_city", text("lower(city)"), "starts_at", "event_id", postgresql_include=["city"]),
     Index("ix_search_documents_performer", "performer_id", "starts_at", "event_id"),
     Index("ix_search_documents_venue", "venue_id", "starts_at", "event_id"),
     Index("ix_search_documents_category", "category", "starts_at", "event_id"),

@@ -239,6 +239,22 @@ async def test_every_query_kind_walks_an_index_and_stops_at_the_page(engine):
         assert_bounded_plan(plan, "suggested events")
 
 
+async def test_the_first_page_of_a_list_counts_its_matches_from_an_index_alone(engine):
+    """A list's first page counts up to 1,000 matches. Each count reads only its index (no heap page): the city's too,
+    whose index is on lower(city) and so held city beside it for PostgreSQL to use it alone (migration
+    0015_search_city_index_only; before, the count read a heap page per match)."""
+    backend = PostgresSearchBackend(engine)
+    city_name = (await names_of(engine, "SELECT v.city FROM venues v GROUP BY v.city ORDER BY count(*) DESC LIMIT 1"))[0]
+    for label, q in {"upcoming": query(), "category": query(category=2), "city": query(city=city_name)}.items():
+        async with engine.connect() as conn:
+            statement = await backend.statement(conn, q)
+        assert statement.count_sql is not None
+        plan = await explain(engine, statement.count_sql, {**statement.params, "cap": 1_000})
+        reads = [node for node, _ in _nodes(plan) if node.get("Relation Name") == "search_documents"]
+        assert reads, label
+        assert all(node["Node Type"] == "Index Only Scan" for node in reads), f"{label}\n{json.dumps(plan, indent=1)}"
+
+
 async def test_a_suggestion_ranks_a_bounded_number_of_names_however_common_the_word_typed(engine):
     """"the" starts or is a word of thousands of performers' names (and its trigrams are in all of them): each tier
     of a suggestion reads a bounded number of names, and only near spellings are ranked by similarity, so typing it
