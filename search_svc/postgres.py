@@ -76,7 +76,7 @@ _TRIGRAM_SETTINGS = (
 # A keyword query: the limits, and a plan for its own words every time. psycopg prepares a statement run five times
 # on a connection, and PostgreSQL then plans it once for any words (a generic plan), which it rates cheaper but is
 # not for these: at a million events, per query in PostgreSQL's CPU, a word 14.8 ms against 9.7 planned for it,
-# genre + 30 days 35 against 28, radius + word 24 against 19. The other kinds keep their generic plans (as fast).
+# genre + 30 days 35 against 28, radius + word 24 against 19. For the other kinds PostgreSQL chooses (about as fast).
 _KEYWORD_SETTINGS = text(f"SELECT {_TRIGRAM_SETTINGS}, set_config('plan_cache_mode', 'force_custom_plan', true)")
 # Suggestions: the limits, and no sequential scans (see suggest).
 _SUGGEST_SETTINGS = text(f"SELECT {_TRIGRAM_SETTINGS}, set_config('enable_seqscan', 'off', true)")
