@@ -11,9 +11,10 @@ How each kind stays bounded (the indexes are in migration 0009_searchpg_search_a
   full. All events of a venue share its distance, so ties are soonest first.
 - **Keywords**: the words are checked against ``search_terms`` (every word of every document): a known word stays,
   the last word matches as a prefix while it is being typed, a misspelt word becomes the nearest known word by
-  trigram similarity (GIN over tens of thousands of words, not a million documents). Then one full-text match
-  (``websearch_to_tsquery`` semantics: phrases, ``-word``, ``or``) reads at most ``candidates`` matching
-  documents, best tier first, each tier through its own GIN index (migration 0014_search_relevance_tiers): those
+  trigram similarity (GIN over tens of thousands of words, not a million documents). Common words ("the", "of":
+  STOP_WORDS) beside a rarer word only rank, they do not match (GIN would read their whole posting lists). Then
+  one full-text match (``websearch_to_tsquery`` semantics: phrases, ``-word``, ``or``) reads at most
+  ``candidates`` matching documents, best tier first, each tier through its own GIN index (migration 0014_search_relevance_tiers): those
   whose names match, then names and places, then anywhere (the description too). So the bounded candidate set
   holds the best matches, not the first found. A selective filter (a window, a radius's venues, a city) joins the
   tier's bitmap through its btree index (BitmapAnd), so the rows read all match. Candidates rank by tier, then
@@ -60,6 +61,10 @@ MIN_PREFIX = 3
 # a prefix ('rock':*): the same documents, but a prefix makes GIN merge its matches in a bitmap, ~3x the work of
 # exact words (a genre word over a million events: ~50 ms against ~160 ms).
 MAX_COMPLETIONS = 8
+# Words in so many documents that matching them costs more than it narrows ("the" is in a third of all names; GIN
+# reads its whole posting list to intersect it): beside a rarer word of the query they only rank, like
+# Elasticsearch's common terms. A query of nothing but these ("the who") matches them all.
+STOP_WORDS = frozenset({"the", "a", "an", "and", "of", "in", "at", "on", "to", "for", "with", "by", "vs"})
 _LEXEME = re.compile(r"^[^\W_]+$")
 _WORDS = re.compile(r"[^\W_]+")
 _BIGINT_MAX = 2**63 - 1
@@ -121,6 +126,8 @@ class TextPlan:
 
     web: str
     prefix: str = ""
+    # The text that ranks, when it differs from ``web`` (stop words left out of the match, kept for the rank).
+    rank_web: str = ""
     # The known words the prefix stands for, when there are few (else empty: matched as a prefix).
     completions: tuple[str, ...] = ()
     corrections: dict[str, str] = field(default_factory=dict)
@@ -187,12 +194,31 @@ class PostgresSearchBackend:
         prefix = ""
         completions: tuple[str, ...] = ()
         pieces: list[str] = []
+        rank_pieces: list[str] = []  # the text as ranked: with the stop words that ``pieces`` leaves out
+        # Stop words only rank when a rarer word matches (not negated), and only as plain words: not in a phrase,
+        # negated, being typed, or in a query with the "or" operator (whose operands they would change).
+        drop_stop_words = "or" not in words and any(
+            match.group() not in STOP_WORDS and not lowered[: match.start()].rstrip().endswith("-")
+            for match in matches
+        )
         position = 0
         for match in matches:
             word = match.group()
             row = checked[word]
-            pieces.append(lowered[position : match.start()])
+            between = lowered[position : match.start()]
+            pieces.append(between)
+            rank_pieces.append(between)
             position = match.end()
+            before = lowered[: match.start()]
+            if (
+                drop_stop_words
+                and word in STOP_WORDS
+                and not (match is last and typing)
+                and before.count('"') % 2 == 0
+                and not before.rstrip().endswith("-")
+            ):
+                rank_pieces.append(word)
+                continue
             if match is last and typing and (row.prefix or row.known):
                 prefix = word  # kept as typed; the query below matches it as a prefix
                 known = tuple(row.completions or ())
@@ -204,9 +230,14 @@ class PostgresSearchBackend:
             else:
                 corrections[word] = row.nearest
                 pieces.append(row.nearest)
+            rank_pieces.append(pieces[-1])
         pieces.append(lowered[position:])
-        web = "".join(pieces)
-        return TextPlan(web=web, prefix=prefix, corrections=corrections, completions=completions)
+        rank_pieces.append(lowered[position:])
+        web, rank_web = "".join(pieces), "".join(rank_pieces)
+        return TextPlan(
+            web=web, prefix=prefix, corrections=corrections, completions=completions,
+            rank_web=rank_web if rank_web != web else "",
+        )
 
     async def suggest(self, query: SuggestQuery) -> Suggestions:
         async with self._engine.connect() as conn:
@@ -488,6 +519,11 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
             replacement = f"'{plan.prefix}':*"
         params.update(prefix_pattern=f"'{plan.prefix}'$", prefix_replacement=replacement)
         tsquery = f"CAST(regexp_replace(CAST({tsquery} AS text), :prefix_pattern, :prefix_replacement) AS tsquery)"
+    # The rank weighs every word typed, the stop words the match left out too.
+    rank_tsquery = tsquery
+    if plan.rank_web:
+        params["rank_web"] = plan.rank_web
+        rank_tsquery = tsquery.replace(":web", ":rank_web")
     filters = _filters(query, params)
     params["candidates"] = candidates
     after = _after(query, 3)
@@ -515,7 +551,7 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         limit = " - ".join([":candidates", *taken])
         tiers.append(
             f"""tier{tier} AS MATERIALIZED (
-                SELECT {_PAGE_COLUMNS}, ({tier} + ts_rank_cd(d.document, ({tsquery}), 32))::float8 AS rank
+                SELECT {_PAGE_COLUMNS}, ({tier} + ts_rank_cd(d.document, ({rank_tsquery}), 32))::float8 AS rank
                 FROM search_documents d WHERE {where} LIMIT greatest({limit}, 0)
             )"""
         )

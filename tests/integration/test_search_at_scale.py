@@ -414,3 +414,29 @@ async def test_a_keyword_query_is_planned_for_its_own_words_when_asked_again(cat
     assert keyword, plans
     assert by_date, plans
     assert all(row.generic_plans == 0 and row.custom_plans >= 10 for row in keyword), keyword
+
+
+async def test_common_words_rank_but_do_not_match_beside_a_rarer_word(engine):
+    """"the" is in a third of all names: matching it made GIN read its whole posting list in every tier. Beside a
+    rarer word it only ranks (the name with it first); alone, in a phrase or negated it still matches."""
+    backend = PostgresSearchBackend(engine)
+    name = (await names_of(engine, "SELECT name FROM performers WHERE name LIKE 'The % %' ORDER BY name LIMIT 1"))[0]
+    async with engine.connect() as conn:
+        plan = await backend.text_plan(conn, name + " ")
+        alone = await backend.text_plan(conn, "the of ")
+        phrase = await backend.text_plan(conn, f'"{name}" ')
+        negated = await backend.text_plan(conn, "magic -the ")
+        statement = await backend.statement(conn, query(text=name + " "))
+    assert "the" not in plan.web.split()
+    assert plan.rank_web.split() == name.lower().split()
+    assert alone.web.split() == ["the", "of"]
+    assert phrase.web.strip() == f'"{name.lower()}"'
+    assert negated.web.split() == ["magic", "-the"]
+    index_conditions = [
+        node.get("Index Cond", "") for node, _ in _nodes(await explain(engine, statement.sql, statement.params))
+    ]
+    assert index_conditions
+    assert not any("'the'" in condition for condition in index_conditions), index_conditions
+    page = await backend.search(query(text=name + " ", limit=5))
+    assert page.hits
+    assert name in page.hits[0].name
