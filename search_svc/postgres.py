@@ -18,7 +18,10 @@ How each kind stays bounded (the indexes are in migration 0009_searchpg_search_a
   whose names match, then names and places, then anywhere (the description too). So the bounded candidate set
   holds the best matches, not the first found. A selective filter (a window, a radius's venues, a city) joins the
   tier's bitmap through its btree index (BitmapAnd), so the rows read all match. Candidates rank by tier, then
-  ``ts_rank_cd`` (names over places over descriptions); the page comes from those; ties soonest first.
+  ``ts_rank_cd`` (names over places over descriptions); the page comes from those; ties soonest first. A narrow
+  query (two words that must all match, or a city) usually has fewer matches than the bound: it reads them all
+  at once through the whole-document index and ranks each by its tier, and only when they are more do the tiers
+  read (each tier's read of a common word built its bitmap anew: three for one answer).
 - **Paging** is keyset: the cursor is the sort key of the page's last hit (``[rank,] [distance,] starts_at,
   event_id``) and the next page starts strictly after it, through the same index; no OFFSET anywhere.
 - **Counting** stops at EXACT_TOTAL and happens on the first page only (later pages repeat it); a keyword query's
@@ -537,7 +540,29 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         keyset = (
             "(c.rank < :after_rank OR (c.rank = :after_rank AND (c.starts_at, c.event_id) > (:after_starts, :after_id)))"
         )
-    tiers = []
+    ctes = []
+    tiered = "true"
+    if _narrow(query, plan):
+        # Usually fewer matches than the bound: one read of the whole-document index finds them all, and each is
+        # ranked by its tier here. Only when they are more than the bound do the tiers below read (and this read,
+        # of the bound and one more, was spent): each tier's read of a common word builds its bitmap anew.
+        tier_of = " ".join(
+            f"WHEN {template.replace('{q}', tsquery).replace('d.document', 'e.document')} THEN {tier}"
+            for tier, template in _TIERS[:-1]
+        )
+        ctes += [
+            f"""every AS MATERIALIZED (
+                SELECT {_PAGE_COLUMNS}, d.document FROM search_documents d
+                WHERE {" AND ".join([f"d.document @@ ({tsquery})", *filters])} LIMIT :candidates + 1
+            )""",
+            "complete AS MATERIALIZED (SELECT count(*) <= :candidates AS yes FROM every)",
+            f"""whole AS MATERIALIZED (
+                SELECT e.event_id, e.starts_at, e.min_price_minor, e.currency, e.d_latitude, e.d_longitude,
+                       ((CASE {tier_of} ELSE 0 END) + ts_rank_cd(e.document, ({rank_tsquery}), 32))::float8 AS rank
+                FROM every e WHERE (SELECT yes FROM complete)
+            )""",
+        ]
+        tiered = "NOT (SELECT yes FROM complete)"
     taken: list[str] = []  # the earlier tiers' counts: a tier reads only what the better ones left of the bound
     better: list[str] = []  # a document of a better tier is not read again
     for tier, template in _TIERS:
@@ -547,9 +572,9 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         # written so that no index serves it, or the planner would AND the whole document's bitmap (every match of
         # a common word) into the tier's.
         whole = [] if tier == 0 or "-" not in plan.web else [f"ts_filter(d.document, '{{a,b,c,d}}') @@ ({tsquery})"]
-        where = " AND ".join([condition, *(f"NOT ({b})" for b in better), *whole, *filters])
+        where = " AND ".join([condition, *(f"NOT ({b})" for b in better), *whole, *filters, tiered])
         limit = " - ".join([":candidates", *taken])
-        tiers.append(
+        ctes.append(
             f"""tier{tier} AS MATERIALIZED (
                 SELECT {_PAGE_COLUMNS}, ({tier} + ts_rank_cd(d.document, ({rank_tsquery}), 32))::float8 AS rank
                 FROM search_documents d WHERE {where} LIMIT greatest({limit}, 0)
@@ -562,15 +587,26 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         WHERE {keyset}
         ORDER BY c.rank DESC, c.starts_at, c.event_id LIMIT :limit
     """
-    union = " UNION ALL ".join(f"SELECT * FROM tier{tier}" for tier, _ in _TIERS)
+    union = " UNION ALL ".join(
+        [*(["SELECT * FROM whole"] if tiered != "true" else []), *(f"SELECT * FROM tier{tier}" for tier, _ in _TIERS)]
+    )
     sql = (
-        f"WITH {', '.join(tiers)}, "
+        f"WITH {', '.join(ctes)}, "
         f"candidates AS MATERIALIZED ({union}), page AS ({page})"
         + _DETAILS.format(distance=_distance_sql(query), order="page.rank DESC, page.starts_at, page.event_id")
     )
     count_where = " AND ".join([f"d.document @@ ({tsquery})", *filters])
     count_sql = f"SELECT count(*) FROM (SELECT 1 FROM search_documents d WHERE {count_where} LIMIT :cap) AS m"
     return Statement("keywords", sql, params, count_sql, cursor_columns=("rank", "starts_at", "event_id"))
+
+
+def _narrow(query: SearchQuery, plan: TextPlan) -> bool:
+    """Whether a keyword query likely matches fewer documents than it may rank: two or more words that must all
+    match, or a city (a few thousand events)."""
+    if query.city:
+        return True
+    words = [m.group() for m in _WORDS.finditer(plan.web) if not plan.web[: m.start()].rstrip().endswith("-")]
+    return "or" not in words and len(words) >= 2
 
 
 def _plain(value: Any) -> Any:

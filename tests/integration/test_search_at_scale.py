@@ -440,3 +440,42 @@ async def test_common_words_rank_but_do_not_match_beside_a_rarer_word(engine):
     page = await backend.search(query(text=name + " ", limit=5))
     assert page.hits
     assert name in page.hits[0].name
+
+
+@pytest.mark.parametrize("candidates", [1_000, 5])
+async def test_a_narrow_query_reads_its_matches_once_and_ranks_them_as_the_tiers_would(engine, monkeypatch, candidates):
+    """Two words, or a word and a city, usually match fewer documents than the bound: one read of the
+    whole-document index finds them all and ranks each by its tier. The pages are the ones the tiered reads give,
+    also when the matches are more than the bound (5 here: the read is spent and the tiers read as before)."""
+    performers = await names_of(engine, "SELECT name FROM performers WHERE name LIKE '% %' ORDER BY name LIMIT 4")
+    city = (await names_of(engine, "SELECT v.city FROM venues v GROUP BY v.city ORDER BY count(*) DESC LIMIT 1"))[0]
+    queries = [query(text=name, limit=10) for name in performers]
+    queries += [query(text=name.split()[-1], city=city, limit=10) for name in performers]
+    queries += [query(text=f"{performers[0].split()[-1]} -{city.split()[0]}", limit=10)]
+    backend = PostgresSearchBackend(engine, candidates=candidates)
+    narrow = [await backend.search(q) for q in queries]
+    async with engine.connect() as conn:
+        statement = await backend.statement(conn, queries[0])
+    assert "complete AS MATERIALIZED" in statement.sql
+    async with engine.connect() as conn:
+        raw = await conn.scalar(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement.sql}"), statement.params)
+    analyzed = (raw if isinstance(raw, list) else json.loads(raw))[0]["Plan"]
+    tier_reads = {
+        node["Subplan Name"]: max(
+            child.get("Actual Loops", 0) for child, _ in _nodes(node) if child.get("Relation Name") == "search_documents"
+        )
+        for node, _ in _nodes(analyzed) if node.get("Subplan Name", "").startswith("CTE tier")
+    }
+    # All found by the one read (no tier read the documents), or more than the bound (the best tier did).
+    if candidates > 5:
+        assert set(tier_reads.values()) == {0}, tier_reads
+    else:
+        assert tier_reads["CTE tier2"] == 1, tier_reads
+    monkeypatch.setattr(search_postgres, "_narrow", lambda query, plan: False)
+    async with engine.connect() as conn:
+        assert "complete AS" not in (await backend.statement(conn, queries[0])).sql
+    tiered = [await backend.search(q) for q in queries]
+    for q, one, other in zip(queries, narrow, tiered, strict=True):
+        assert [hit.event_id for hit in one.hits] == [hit.event_id for hit in other.hits], q.text
+        assert one.total_size == other.total_size, q.text
+        assert one.hits or q.text.count("-"), q.text
