@@ -66,7 +66,7 @@ MIN_PREFIX = 3
 MAX_COMPLETIONS = 8
 # Words in so many documents that matching them costs more than it narrows ("the" is in a third of all names; GIN
 # reads its whole posting list to intersect it): beside a rarer word of the query they only rank, like
-# Elasticsearch's common terms. A query of nothing but these ("the who") matches them all.
+# Elasticsearch's common terms. A query of nothing but these ("The The", a band) matches them all.
 STOP_WORDS = frozenset({"the", "a", "an", "and", "of", "in", "at", "on", "to", "for", "with", "by", "vs"})
 _LEXEME = re.compile(r"^[^\W_]+$")
 _WORDS = re.compile(r"[^\W_]+")
