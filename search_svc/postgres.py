@@ -14,11 +14,12 @@ How each kind stays bounded (the indexes are in migration 0009_searchpg_search_a
   trigram similarity (GIN over tens of thousands of words, not a million documents). Common words ("the", "of":
   STOP_WORDS) beside a rarer word only rank, they do not match (GIN would read their whole posting lists). Then
   one full-text match (``websearch_to_tsquery`` semantics: phrases, ``-word``, ``or``) reads at most
-  ``candidates`` matching documents, best tier first, each tier through its own GIN index (migration 0014_search_relevance_tiers): those
-  whose names match, then names and places, then anywhere (the description too). So the bounded candidate set
-  holds the best matches, not the first found. A selective filter (a window, a radius's venues, a city) joins the
-  tier's bitmap through its btree index (BitmapAnd), so the rows read all match. Candidates rank by tier, then
-  ``ts_rank_cd`` (names over places over descriptions); the page comes from those; ties soonest first. A narrow
+  ``candidates`` matching documents, best tier first, each tier through its own GIN index (migration
+  0014_search_relevance_tiers): those whose names match, then names and places, then anywhere (the description
+  too). So the bounded candidate set holds the best matches, not the first found. A selective filter (a window, a
+  radius's venues, a city) joins the tier's bitmap through its btree index (BitmapAnd), so the rows read all
+  match. Candidates rank by tier, then ``ts_rank_cd`` (names over places over descriptions); the page comes from
+  those; ties soonest first. A narrow
   query (two words that must all match, or a city) usually has fewer matches than the bound: it reads them all
   at once through the whole-document index and ranks each by its tier, and only when they are more do the tiers
   read (each tier's read of a common word built its bitmap anew: three for one answer).
@@ -541,8 +542,9 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
             "(c.rank < :after_rank OR (c.rank = :after_rank AND (c.starts_at, c.event_id) > (:after_starts, :after_id)))"
         )
     ctes = []
-    tiered = "true"
-    if _narrow(query, plan):
+    narrow = _narrow(query, plan)
+    tiered = "true"  # when the tiers read: always, or (narrow) only when the one read found more than the bound
+    if narrow:
         # Usually fewer matches than the bound: one read of the whole-document index finds them all, and each is
         # ranked by its tier here. Only when they are more than the bound do the tiers below read (and this read,
         # of the bound and one more, was spent): each tier's read of a common word builds its bitmap anew.
@@ -588,7 +590,7 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
         ORDER BY c.rank DESC, c.starts_at, c.event_id LIMIT :limit
     """
     union = " UNION ALL ".join(
-        [*(["SELECT * FROM whole"] if tiered != "true" else []), *(f"SELECT * FROM tier{tier}" for tier, _ in _TIERS)]
+        [*(["SELECT * FROM whole"] if narrow else []), *(f"SELECT * FROM tier{tier}" for tier, _ in _TIERS)]
     )
     sql = (
         f"WITH {', '.join(ctes)}, "
