@@ -396,7 +396,7 @@ async def test_a_word_being_typed_stands_for_its_few_known_completions(engine, m
 
 async def test_a_keyword_query_is_planned_for_its_own_words_when_asked_again(catalog_url):
     """psycopg prepares a statement asked five times on a connection, and PostgreSQL may then plan it once for any
-    words; for keyword queries that generic plan cost ~50% more at a million events. Asked again and again, a
+    words; for keyword queries that generic plan cost 25-50% more at a million events. Asked again and again, a
     keyword search is planned for its words every time."""
     one = create_engine(TixSettings(), pool_size=1, url=catalog_url)
     backend = PostgresSearchBackend(one)
