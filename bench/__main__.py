@@ -62,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=500, help="concurrent clients")
     parser.add_argument("--client-procs", type=int, default=2, help="load-generating processes")
     parser.add_argument("--workers", type=int, default=2, help="booking server processes (TIX_WORKERS)")
-    parser.add_argument("--server-db-pool", type=int, default=12, help="database pool per booking server process")
+    parser.add_argument("--server-db-pool", type=int, default=14,
+                        help="database connections per booking server process (a fixed pool: the 12 + 2 overflow of "
+                             "earlier runs)")
     parser.add_argument("--naive-connections", type=int, default=32, help="database connections of the naive run")
     parser.add_argument("--sale-seconds", type=float, default=300.0, help="time budget of the flash sale")
     parser.add_argument("--naive-seconds", type=float, default=120.0, help="time budget of the naive run")

@@ -78,7 +78,7 @@ class BenchStack:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def start_booking_server(self, *, workers: int = 2, db_pool_size: int = 12) -> int:
+    def start_booking_server(self, *, workers: int = 2, db_pool_size: int = 14) -> int:
         """``python -m tix.cli serve booking`` on a free port; returns the port once gRPC health says SERVING."""
         self.booking_port = free_port()
         env = self.booking_env(workers=workers, db_pool_size=db_pool_size)
