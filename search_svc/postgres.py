@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,8 +88,11 @@ _TRIGRAM_SETTINGS = (
 # not for these: at a million events, per query in PostgreSQL's CPU, a word 14.8 ms against 9.7 planned for it,
 # genre + 30 days 35 against 28, radius + word 24 against 19. For the other kinds PostgreSQL chooses (about as fast).
 _KEYWORD_SETTINGS = text(f"SELECT {_TRIGRAM_SETTINGS}, set_config('plan_cache_mode', 'force_custom_plan', true)")
-# Suggestions: the limits, and no sequential scans (see suggest).
-_SUGGEST_SETTINGS = text(f"SELECT {_TRIGRAM_SETTINGS}, set_config('enable_seqscan', 'off', true)")
+# Suggestions: the limits, no sequential scans (see suggest), and a plan for the text typed, as for keywords.
+_SUGGEST_SETTINGS = text(
+    f"SELECT {_TRIGRAM_SETTINGS}, set_config('enable_seqscan', 'off', true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
 
 # Each word of a query: known as it is, the nearest known word (when it is not), and whether known words start
 # with it (a word being typed).
@@ -148,8 +152,18 @@ class PostgresSearchBackend:
         self._engine = engine
         self._candidates = candidates
 
-    async def search(self, query: SearchQuery) -> SearchPage:
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one search or suggestion, whose read ends with COMMIT rather than the pool's ROLLBACK on
+        return: psycopg forgets every statement it prepared on a connection at a ROLLBACK (and sends DEALLOCATE
+        ALL). A statement asked five times is prepared, so parsed (and, for the lists by date, planned) once per
+        connection instead of once per search. (An error still rolls back: the pool does.)"""
         async with self._engine.connect() as conn:
+            yield conn
+            await conn.commit()
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        async with self._reading() as conn:
             statement = await self.statement(conn, query)
             rows = (await conn.execute(text(statement.sql), statement.params)).mappings().all()
             hits = tuple(_hit(row) for row in rows)
@@ -163,10 +177,6 @@ class PostgresSearchBackend:
                 assert statement.count_sql is not None
                 params = {**statement.params, "cap": EXACT_TOTAL}
                 total = int(await conn.scalar(text(statement.count_sql), params) or 0)
-            # A read ends with COMMIT, not with the pool's ROLLBACK on return, which would make psycopg forget the
-            # statements it prepared on this connection: a statement asked five times is prepared, so parsed (and,
-            # for the lists by date, planned) once per connection instead of once per search.
-            await conn.commit()
         cursor = ""
         if hits and len(hits) == query.limit:
             last = rows[-1]
@@ -191,8 +201,8 @@ class PostgresSearchBackend:
         typing = (
             len(last.group()) >= MIN_PREFIX
             and last.end() == len(lowered)
-            and not lowered[: last.start()].rstrip().endswith("-")
-            and lowered[: last.start()].count('"') % 2 == 0
+            and not _negated(lowered, last)
+            and not _in_phrase(lowered, last)
         )
         corrections: dict[str, str] = {}
         prefix = ""
@@ -202,8 +212,7 @@ class PostgresSearchBackend:
         # Stop words only rank when a rarer word matches (not negated), and only as plain words: not in a phrase,
         # negated, being typed, or in a query with the "or" operator (whose operands they would change).
         drop_stop_words = "or" not in words and any(
-            match.group() not in STOP_WORDS and not lowered[: match.start()].rstrip().endswith("-")
-            for match in matches
+            match.group() not in STOP_WORDS and not _negated(lowered, match) for match in matches
         )
         position = 0
         for match in matches:
@@ -213,13 +222,12 @@ class PostgresSearchBackend:
             pieces.append(between)
             rank_pieces.append(between)
             position = match.end()
-            before = lowered[: match.start()]
             if (
                 drop_stop_words
                 and word in STOP_WORDS
                 and not (match is last and typing)
-                and before.count('"') % 2 == 0
-                and not before.rstrip().endswith("-")
+                and not _in_phrase(lowered, match)
+                and not _negated(lowered, match)
             ):
                 rank_pieces.append(word)
                 continue
@@ -244,7 +252,7 @@ class PostgresSearchBackend:
         )
 
     async def suggest(self, query: SuggestQuery) -> Suggestions:
-        async with self._engine.connect() as conn:
+        async with self._reading() as conn:
             # With the trigram limits, and no sequential scans: the planner prices a trigram comparison like an
             # equality and would compare every performer's name (20,000 at a million events: ~300 ms) rather than
             # ask the trigram index (~1 ms).
@@ -285,6 +293,8 @@ class PostgresSearchBackend:
 
 _PAGE_COLUMNS = "d.event_id, d.starts_at, d.min_price_minor, d.currency, d.latitude AS d_latitude, " \
     "d.longitude AS d_longitude"
+# The names those columns have in a CTE's rows.
+_PAGE_NAMES = tuple(column.split(" AS ")[-1].removeprefix("d.") for column in _PAGE_COLUMNS.split(", "))
 
 # The page's rows joined to the catalog (only ``limit`` rows reach this).
 _DETAILS = """
@@ -559,7 +569,7 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
             )""",
             "complete AS MATERIALIZED (SELECT count(*) <= :candidates AS yes FROM every)",
             f"""whole AS MATERIALIZED (
-                SELECT e.event_id, e.starts_at, e.min_price_minor, e.currency, e.d_latitude, e.d_longitude,
+                SELECT {", ".join(f"e.{name}" for name in _PAGE_NAMES)},
                        ((CASE {tier_of} ELSE 0 END) + ts_rank_cd(e.document, ({rank_tsquery}), 32))::float8 AS rank
                 FROM every e WHERE (SELECT yes FROM complete)
             )""",
@@ -602,12 +612,22 @@ def _keywords(query: SearchQuery, plan: TextPlan, params: dict[str, Any], candid
     return Statement("keywords", sql, params, count_sql, cursor_columns=("rank", "starts_at", "event_id"))
 
 
+def _negated(text: str, word: re.Match[str]) -> bool:
+    """Whether a word of a websearch text is excluded ("-word")."""
+    return text[: word.start()].rstrip().endswith("-")
+
+
+def _in_phrase(text: str, word: re.Match[str]) -> bool:
+    """Whether a word of a websearch text is inside a quoted phrase."""
+    return text[: word.start()].count('"') % 2 == 1
+
+
 def _narrow(query: SearchQuery, plan: TextPlan) -> bool:
     """Whether a keyword query likely matches fewer documents than it may rank: two or more words that must all
     match, or a city (a few thousand events)."""
     if query.city:
         return True
-    words = [m.group() for m in _WORDS.finditer(plan.web) if not plan.web[: m.start()].rstrip().endswith("-")]
+    words = [m.group() for m in _WORDS.finditer(plan.web) if not _negated(plan.web, m)]
     return "or" not in words and len(words) >= 2
 
 

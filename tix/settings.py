@@ -104,8 +104,9 @@ class ServiceSettings(TixSettings):
     grace_seconds: float = 10.0
     # PostgreSQL connections a process holds: a fixed pool, opened as needed and kept. Overflow connections are
     # closed when they are returned, so under sustained load each use of one costs a new PostgreSQL backend (a fork,
-    # authentication, empty catalog caches): at 32 concurrent searches, 10 overflow connections made every query
-    # ~2 CPU-ms dearer (15.6 ms of the machine's CPU per query against 13.2-13.7). Calls beyond the pool wait.
+    # authentication, empty catalog caches): at 32 concurrent searches, 10 overflow connections made a query about
+    # 2 CPU-ms dearer (15.3-15.9 ms of the machine's CPU against mostly 12.3-13.7 with a fixed pool, in runs on a
+    # machine whose speed varies). Calls beyond the pool wait for a connection.
     db_pool_size: int = 20
     db_max_overflow: int = 0
     max_concurrent_streams: int = 10_000

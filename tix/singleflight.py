@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar, cast
 
@@ -86,9 +87,7 @@ class CachedLoads(Generic[K, V]):
     KeyError (it answered INTERNAL to a burst of reservations, and of queue joins)."""
 
     def __init__(self, *, maxsize: int, ttl: float, timer: Callable[[], float] | None = None) -> None:
-        self._cache: TTLCache[K, V] = (
-            TTLCache(maxsize=maxsize, ttl=ttl) if timer is None else TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
-        )
+        self._cache: TTLCache[K, V] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer or time.monotonic)
         self._flights: SingleFlight[K, V] = SingleFlight()
 
     def peek(self, key: K) -> V | None:

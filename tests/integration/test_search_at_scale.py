@@ -404,13 +404,15 @@ async def test_a_keyword_query_is_planned_for_its_own_words_when_asked_again(cat
         for words in ["rock", "comedy", "jazz", "opera", "soccer", "tour", "live", "city"] * 2:
             await backend.search(query(text=words, limit=5))
             await backend.search(query(limit=5))
+            await backend.suggest(SuggestQuery(words[:3], 5))  # a fan typing on the same connection keeps them too
         async with one.connect() as conn:
             plans = (await conn.execute(text("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"))).all()
     finally:
         await one.dispose()
     keyword = [row for row in plans if "tier2" in row.statement]
     by_date = [row for row in plans if "tier2" not in row.statement and "ORDER BY d.starts_at" in row.statement]
-    # Both were prepared (parsed once on the connection: a search's COMMIT keeps them, a ROLLBACK would not).
+    # Both were prepared (parsed once on the connection: a search's or a suggestion's COMMIT keeps them, a ROLLBACK
+    # would not).
     assert keyword, plans
     assert by_date, plans
     assert all(row.generic_plans == 0 and row.custom_plans >= 10 for row in keyword), keyword
